@@ -1,0 +1,234 @@
+//! Connecting to NATS and creating the streams, the shared consumer and the KV buckets.
+//! Every step is idempotent (create-or-update), so every worker runs it at start-up.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+
+use crate::config::{Config, NatsConfig};
+use crate::contract::{Names, WORKER_CONSUMER};
+
+/// A failure talking to NATS, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("cannot read NATS credential `{what}`: {message}")]
+    Credential { what: String, message: String },
+    #[error("cannot set up {what}: {message}")]
+    Setup { what: String, message: String },
+}
+
+fn setup_err(what: impl Into<String>) -> impl FnOnce(Box<dyn std::error::Error>) -> BusError {
+    let what = what.into();
+    move |e| BusError::Setup {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Connects with the auth and TLS options of `[nats]`, retrying the first connect and
+/// reconnecting forever afterwards (a worker outlives NATS restarts).
+pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, BusError> {
+    connect_named(cfg, "ai-failover").await
+}
+
+/// [`connect`] with a client name shown in NATS monitoring.
+pub async fn connect_named(
+    cfg: &NatsConfig,
+    name: &str,
+) -> Result<async_nats::Client, BusError> {
+    let cred = |what: &str, e: &dyn std::fmt::Display| BusError::Credential {
+        what: what.to_string(),
+        message: e.to_string(),
+    };
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_millis(cfg.request_timeout_ms)));
+    if let Some(path) = &cfg.creds_file {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|e| cred("nats.creds_file", &e))?;
+    }
+    if let Some(path) = &cfg.nkey_file {
+        let seed = std::fs::read_to_string(path).map_err(|e| cred("nats.nkey_file", &e))?;
+        opts = opts.nkey(seed.trim().to_string());
+    }
+    if let Some(var) = &cfg.token_env {
+        let token = std::env::var(var).map_err(|e| cred("nats.token_env", &e))?;
+        opts = opts.token(token);
+    }
+    if let Some(user) = &cfg.user {
+        let var = cfg.password_env.as_deref().unwrap_or("NATS_PASSWORD");
+        let pass = std::env::var(var).map_err(|e| cred("nats.password_env", &e))?;
+        opts = opts.user_and_password(user.clone(), pass);
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    let addrs: Vec<async_nats::ServerAddr> = cfg
+        .url
+        .split(',')
+        .map(|u| u.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: std::io::Error| BusError::Connect {
+            url: cfg.url.clone(),
+            message: e.to_string(),
+        })?;
+    // retry_on_initial_connect makes connect() return at once; wait for the first
+    // connection so that set-up errors are about JetStream, not about reachability.
+    let client = opts
+        .connect(addrs)
+        .await
+        .map_err(|e| BusError::Connect {
+            url: cfg.url.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(client)
+}
+
+/// Handles to everything a worker uses on the bus.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub requests: stream::Stream,
+    pub consumer: consumer::PullConsumer,
+    pub health: kv::Store,
+    pub outcomes: kv::Store,
+    pub budget: kv::Store,
+    pub cache: kv::Store,
+}
+
+/// How long a stored outcome answers redeliveries and duplicates.
+pub const OUTCOME_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The results stream's duplicate window: long enough to cover every redelivery of a request
+/// (`max_deliver` × `ack_wait`, twice over), and never below two minutes.
+pub fn results_duplicate_window(cfg: &Config) -> Duration {
+    let redeliveries = cfg.worker.ack_wait_ms * cfg.worker.max_deliver.max(1) as u64 * 2;
+    Duration::from_millis(redeliveries.max(120_000))
+}
+
+/// Creates or updates every stream, the shared consumer and the buckets, and returns handles.
+pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, BusError> {
+    let names = Names::new(cfg.nats.prefix.clone());
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(Duration::from_millis(cfg.nats.request_timeout_ms));
+    let replicas = cfg.nats.replicas;
+    let day = Duration::from_secs(24 * 3600);
+
+    let requests = stream::Config {
+        name: names.requests_stream(),
+        description: Some("ai-failover analysis requests (work queue)".into()),
+        subjects: vec![names.requests_filter()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: Duration::from_secs(120),
+        max_message_size: (cfg.worker.max_request_bytes as i32).saturating_mul(4).max(1 << 20),
+        ..Default::default()
+    };
+    let results = stream::Config {
+        name: names.results_stream(),
+        description: Some("ai-failover results, one per request".into()),
+        subjects: vec![names.results_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: results_duplicate_window(cfg),
+        max_age: 7 * day,
+        ..Default::default()
+    };
+    let events = stream::Config {
+        name: names.events_stream(),
+        description: Some("ai-failover health, failover and mode events".into()),
+        subjects: vec![names.events_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 7 * day,
+        max_messages: 1_000_000,
+        ..Default::default()
+    };
+    let dead = stream::Config {
+        name: names.dead_letter_stream(),
+        description: Some("ai-failover dead letters".into()),
+        subjects: vec![names.dead_letter_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 30 * day,
+        ..Default::default()
+    };
+    for config in [requests, results, events, dead] {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| setup_err(format!("stream {name}"))(Box::new(e)))?;
+    }
+    let requests = js
+        .get_stream(names.requests_stream())
+        .await
+        .map_err(|e| setup_err("requests stream")(Box::new(e)))?;
+    let consumer = requests
+        .create_consumer(consumer_config(cfg, &names))
+        .await
+        .map_err(|e| setup_err(format!("consumer {WORKER_CONSUMER}"))(Box::new(e)))?;
+
+    let bucket = |name: String, history: i64, max_age: Duration| kv::Config {
+        bucket: name,
+        history,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    let mut stores = Vec::new();
+    for config in [
+        bucket(names.health_bucket(), 5, Duration::ZERO),
+        bucket(names.outcomes_bucket(), 1, OUTCOME_TTL),
+        bucket(names.budget_bucket(), 1, 3 * day),
+        bucket(names.cache_bucket(), 1, day),
+    ] {
+        let name = config.bucket.clone();
+        let store = js
+            .create_or_update_key_value(config)
+            .await
+            .map_err(|e| setup_err(format!("bucket {name}"))(Box::new(e)))?;
+        stores.push(store);
+    }
+    let [health, outcomes, budget, cache]: [kv::Store; 4] =
+        stores.try_into().unwrap_or_else(|_| unreachable!("four buckets"));
+    Ok(Bus {
+        client: client.clone(),
+        js,
+        names,
+        requests,
+        consumer,
+        health,
+        outcomes,
+        budget,
+        cache,
+    })
+}
+
+/// The durable pull consumer all workers share.
+pub fn consumer_config(cfg: &Config, names: &Names) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(WORKER_CONSUMER.to_string()),
+        description: Some("ai-failover workers".into()),
+        filter_subject: names.requests_filter(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
+        max_deliver: cfg.worker.max_deliver,
+        max_ack_pending: cfg.worker.max_ack_pending,
+        num_replicas: cfg.nats.replicas,
+        ..Default::default()
+    }
+}

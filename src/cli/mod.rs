@@ -1,0 +1,28 @@
+//! The `ai-failover` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// ai-failover: keep AI-driven trading running when AI providers fail.
+#[derive(Debug, Parser)]
+#[command(name = "ai-failover", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file and print what is wrong with it.
+    CheckConfig {
+        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        config: PathBuf,
+    },
+    /// Create (or verify) the streams, consumer and KV buckets.
+    Setup {
+        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        config: PathBuf,
+    },
+}

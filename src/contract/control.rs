@@ -1,0 +1,204 @@
+//! Requests and replies of the control micro-service (`<prefix>.control.<endpoint>`).
+//! Fleet-level answers are read from the shared KV, not from the one worker that replies.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AnalysisResult, Attempt, BreakerState, FailoverEvent, ForcedStatus, HealthStatus, Kind, Mode,
+    ProviderHealthRecord, Status, Timestamp,
+};
+
+/// Endpoint names, relative to `<prefix>.control.`.
+pub const CONTROL_ENDPOINTS: [&str; 9] = [
+    "status",
+    "health-check",
+    "force-status",
+    "best-provider",
+    "failover-history",
+    "health-summary",
+    "monitoring.start",
+    "monitoring.stop",
+    "test-failover",
+];
+
+/// Any endpoint's error reply (also sent as the micro protocol's error headers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ControlError {
+    pub error: String,
+}
+
+/// `status` reply: the fleet's mode and every provider's shared record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusReply {
+    pub mode: Mode,
+    pub providers: Vec<ProviderHealthRecord>,
+    pub monitoring: bool,
+    pub answered_by: String,
+    pub at: Timestamp,
+}
+
+/// `health-check` request: probe one provider, or all when `provider` is absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthCheckRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// One probe's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeResult {
+    pub provider: String,
+    pub ok: bool,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<super::ErrorInfo>,
+}
+
+/// `health-check` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthCheckReply {
+    pub results: Vec<ProbeResult>,
+}
+
+/// What `force-status` sets; `clear` removes an override and a quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForceAction {
+    Up,
+    Down,
+    Disabled,
+    Clear,
+}
+
+impl ForceAction {
+    /// The override this action installs (`None` for `clear`).
+    pub fn forced_status(self) -> Option<ForcedStatus> {
+        match self {
+            ForceAction::Up => Some(ForcedStatus::Up),
+            ForceAction::Down => Some(ForcedStatus::Down),
+            ForceAction::Disabled => Some(ForcedStatus::Disabled),
+            ForceAction::Clear => None,
+        }
+    }
+}
+
+/// `force-status` request, obeyed by the whole fleet through `ai_provider_health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ForceStatusRequest {
+    pub provider: String,
+    pub status: ForceAction,
+    /// Override expires after this many ms; absent = until cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `force-status` reply: the record as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ForceStatusReply {
+    pub record: ProviderHealthRecord,
+}
+
+/// `best-provider` request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BestProviderRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// Optional allow-list, as in a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+}
+
+/// `best-provider` reply: who would be asked first right now (none in minimal mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BestProviderReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The candidates in the order they would be tried.
+    pub order: Vec<String>,
+    pub mode: Mode,
+}
+
+/// `failover-history` request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailoverHistoryRequest {
+    /// Most recent N events (default 50, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only events moving away from this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// `failover-history` reply, oldest first, read from `AI_EVENTS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailoverHistoryReply {
+    pub events: Vec<FailoverEvent>,
+}
+
+/// One provider's line in `health-summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProviderSummary {
+    pub provider: String,
+    pub status: HealthStatus,
+    pub breaker: BreakerState,
+    pub success_rate: f64,
+    pub latency_ms_ewma: f64,
+    pub latency_ms_p95: f64,
+    /// Share of the last window's calls that succeeded, as a rough uptime.
+    pub uptime: f64,
+    /// Failovers away from this provider in the events stream's history.
+    pub failovers_from: u64,
+    pub spend_today_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget_usd: Option<f64>,
+}
+
+/// `health-summary` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthSummaryReply {
+    pub mode: Mode,
+    pub providers: Vec<ProviderSummary>,
+    pub failovers_total: u64,
+    pub at: Timestamp,
+}
+
+/// `monitoring.start` request (`monitoring.stop` takes an empty body).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MonitoringRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+}
+
+/// `monitoring.*` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MonitoringReply {
+    pub enabled: bool,
+    pub interval_ms: u64,
+}
+
+/// `test-failover` request: a synthetic request with one provider made to fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestFailoverRequest {
+    /// The provider to make fail.
+    pub fail_provider: String,
+    /// The error it fails with (default `server_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<super::ErrorClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+}
+
+/// `test-failover` reply: the attempt trace; fleet state is not touched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestFailoverReply {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    pub attempts: Vec<Attempt>,
+    pub result: Box<AnalysisResult>,
+}

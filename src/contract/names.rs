@@ -1,0 +1,156 @@
+use super::Kind;
+
+/// Every subject, stream and bucket name, derived from one configurable prefix.
+///
+/// With the default prefix `ai`: requests on `ai.analysis.request.<kind>` in stream
+/// `AI_REQUESTS`, results on `ai.analysis.result.<kind>` in `AI_RESULTS`, events under
+/// `ai.events.>` in `AI_EVENTS`, dead letters on `ai.analysis.dead.<kind>` in `AI_DEADLETTER`,
+/// and buckets `ai_provider_health`, `ai_outcomes`, `ai_budget`, `ai_decision_cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new("ai")
+    }
+}
+
+/// The name of the durable pull consumer every worker shares.
+pub const WORKER_CONSUMER: &str = "workers";
+
+/// The name of the control micro-service.
+pub const SERVICE_NAME: &str = "ai-failover";
+
+impl Names {
+    /// Names under `prefix` (validated by the config layer: `[A-Za-z0-9_-]+`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Names {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The subject prefix, e.g. `ai`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn stream(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.prefix.to_uppercase().replace('-', "_"))
+    }
+
+    fn bucket(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.prefix.replace('-', "_"))
+    }
+
+    /// `AI_REQUESTS`: work-queue stream of analysis requests.
+    pub fn requests_stream(&self) -> String {
+        self.stream("REQUESTS")
+    }
+    /// `AI_RESULTS`: one stored result per request.
+    pub fn results_stream(&self) -> String {
+        self.stream("RESULTS")
+    }
+    /// `AI_EVENTS`: health, failover and mode events.
+    pub fn events_stream(&self) -> String {
+        self.stream("EVENTS")
+    }
+    /// `AI_DEADLETTER`: rejected requests with their reason.
+    pub fn dead_letter_stream(&self) -> String {
+        self.stream("DEADLETTER")
+    }
+
+    /// `ai.analysis.request.<kind>`.
+    pub fn request(&self, kind: Kind) -> String {
+        format!("{}.analysis.request.{}", self.prefix, kind.as_str())
+    }
+    /// `ai.analysis.request.>`.
+    pub fn requests_filter(&self) -> String {
+        format!("{}.analysis.request.>", self.prefix)
+    }
+    /// `ai.analysis.result.<kind>`.
+    pub fn result(&self, kind: Kind) -> String {
+        format!("{}.analysis.result.{}", self.prefix, kind.as_str())
+    }
+    /// `ai.analysis.result.>`.
+    pub fn results_filter(&self) -> String {
+        format!("{}.analysis.result.>", self.prefix)
+    }
+    /// `ai.analysis.dead.<kind>`; `kind_token` is the last token of the request subject,
+    /// which may not be a known kind (that is one reason to dead-letter).
+    pub fn dead_letter(&self, kind_token: &str) -> String {
+        format!("{}.analysis.dead.{kind_token}", self.prefix)
+    }
+    /// `ai.analysis.dead.>`.
+    pub fn dead_letter_filter(&self) -> String {
+        format!("{}.analysis.dead.>", self.prefix)
+    }
+    /// `ai.events.health.<provider>`.
+    pub fn health_event(&self, provider: &str) -> String {
+        format!("{}.events.health.{provider}", self.prefix)
+    }
+    /// `ai.events.failover`.
+    pub fn failover_event(&self) -> String {
+        format!("{}.events.failover", self.prefix)
+    }
+    /// `ai.events.mode`.
+    pub fn mode_event(&self) -> String {
+        format!("{}.events.mode", self.prefix)
+    }
+    /// `ai.events.>`.
+    pub fn events_filter(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+    /// `ai.control` — the control service's endpoint group.
+    pub fn control_group(&self) -> String {
+        format!("{}.control", self.prefix)
+    }
+    /// `ai.control.<endpoint>`.
+    pub fn control(&self, endpoint: &str) -> String {
+        format!("{}.control.{endpoint}", self.prefix)
+    }
+
+    /// `ai_provider_health`.
+    pub fn health_bucket(&self) -> String {
+        self.bucket("provider_health")
+    }
+    /// `ai_outcomes`.
+    pub fn outcomes_bucket(&self) -> String {
+        self.bucket("outcomes")
+    }
+    /// `ai_budget`.
+    pub fn budget_bucket(&self) -> String {
+        self.bucket("budget")
+    }
+    /// `ai_decision_cache`.
+    pub fn cache_bucket(&self) -> String {
+        self.bucket("decision_cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_match_the_design() {
+        let n = Names::default();
+        assert_eq!(n.requests_stream(), "AI_REQUESTS");
+        assert_eq!(n.dead_letter_stream(), "AI_DEADLETTER");
+        assert_eq!(n.request(Kind::Signal), "ai.analysis.request.signal");
+        assert_eq!(n.result(Kind::Risk), "ai.analysis.result.risk");
+        assert_eq!(n.health_event("openai"), "ai.events.health.openai");
+        assert_eq!(n.dead_letter("bogus"), "ai.analysis.dead.bogus");
+        assert_eq!(n.control("force-status"), "ai.control.force-status");
+        assert_eq!(n.outcomes_bucket(), "ai_outcomes");
+    }
+
+    #[test]
+    fn a_custom_prefix_renames_everything() {
+        let n = Names::new("desk-b");
+        assert_eq!(n.events_stream(), "DESK_B_EVENTS");
+        assert_eq!(n.health_bucket(), "desk_b_provider_health");
+        assert_eq!(n.failover_event(), "desk-b.events.failover");
+    }
+}

@@ -1,0 +1,93 @@
+//! Provider adapters: one per wire API, each speaking the vendor's real request and response
+//! shapes over reqwest, all behind the one [`Provider`] trait the engine calls.
+//!
+//! An adapter turns a [`ProviderCall`] into an HTTP request, and the HTTP answer into either a
+//! [`Completion`] (a parsed, range-checked signal or analysis plus token usage) or a
+//! [`ProviderError`] whose [`ErrorClass`] drives the engine's retry/failover policy.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::contract::{ErrorClass, Kind, Signal, Usage};
+
+/// One call to one model of one provider, as the engine asks for it.
+#[derive(Debug, Clone)]
+pub struct ProviderCall {
+    /// Sent as `X-Client-Request-Id` (OpenAI) or `x-request-id` so calls can be traced.
+    pub request_id: String,
+    pub model: String,
+    pub kind: Kind,
+    /// Instructions: answer with JSON of the expected shape.
+    pub system: String,
+    /// The request itself: symbol, context, extra prompt.
+    pub user: String,
+    pub max_output_tokens: u32,
+    /// Total time allowed for this call (already bounded by the request's deadline).
+    pub timeout: Duration,
+}
+
+/// A parsed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// For `kind = signal`.
+    Signal(Signal),
+    /// For the other kinds: a JSON object.
+    Analysis(serde_json::Map<String, serde_json::Value>),
+}
+
+/// A successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The model that answered, as the vendor reports it.
+    pub model: String,
+    pub answer: Answer,
+    pub usage: Usage,
+    pub http_status: u16,
+}
+
+/// A failed call, classified. `message` never contains the API key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    pub message: String,
+    pub http_status: Option<u16>,
+    /// From `Retry-After` (seconds or HTTP-date) or a vendor rate-limit reset header.
+    pub retry_after: Option<Duration>,
+    /// Tokens billed even though the answer was unusable (e.g. an invalid signal).
+    pub usage: Option<Usage>,
+}
+
+impl ProviderError {
+    /// An error of `class` with no HTTP details.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        ProviderError {
+            class,
+            message: message.into(),
+            http_status: None,
+            retry_after: None,
+            usage: None,
+        }
+    }
+
+    /// The same error with an HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+}
+
+/// A language-model provider the engine can call.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The configured id (`openai`, `anthropic`, `local`, …).
+    fn id(&self) -> &str;
+
+    /// Asks `call.model` for an analysis and parses the answer.
+    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError>;
+
+    /// A cheap liveness check: a models listing or at most one output token, never a full
+    /// analysis.
+    async fn probe(&self, model: &str, timeout: Duration) -> Result<(), ProviderError>;
+}
