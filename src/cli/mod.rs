@@ -17,12 +17,27 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file and print what is wrong with it.
     CheckConfig {
-        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        #[arg(
+            long,
+            short,
+            env = "AI_FAILOVER_CONFIG",
+            default_value = "config/example.toml"
+        )]
         config: PathBuf,
+    },
+    /// Write the JSON Schemas of every wire type to a directory.
+    Schemas {
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
     },
     /// Create (or verify) the streams, consumer and KV buckets.
     Setup {
-        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        #[arg(
+            long,
+            short,
+            env = "AI_FAILOVER_CONFIG",
+            default_value = "config/example.toml"
+        )]
         config: PathBuf,
     },
 }

@@ -12,6 +12,7 @@ mod kv;
 mod names;
 mod request;
 mod result;
+pub mod schemas;
 
 pub use control::*;
 pub use dead_letter::*;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs nats-server if needed, then runs every
+# test (unit, integration against real nats-server processes, HTTP mocks and the simulator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH="$(scripts/install-nats.sh):$PATH"
+export PATH
+nats-server --version
+if command -v cargo-nextest >/dev/null 2>&1; then
+  # One process per test: servers and environment never leak between tests.
+  cargo nextest run --workspace --all-targets --no-fail-fast
+  cargo test --workspace --doc
+else
+  cargo test --workspace --all-targets --no-fail-fast
+fi

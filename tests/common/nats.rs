@@ -1,0 +1,165 @@
+//! A real `nats-server -js` on a free loopback port with a temporary store directory.
+//!
+//! It can be killed and restarted with its data kept, and is killed on drop, so a panicking
+//! test never leaks a server. The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`
+//! (`scripts/install-nats.sh` installs a pinned one).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running (or stopped) test server.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+    extra_args: Vec<String>,
+    starts: u32,
+}
+
+fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("nats-server not found: run `scripts/install-nats.sh` and put it on PATH, or set NATS_SERVER_BIN")
+    })
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+impl NatsServer {
+    /// Starts a fresh JetStream server and waits until it accepts clients.
+    pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Like [`start`](Self::start) with extra command-line arguments.
+    pub fn start_with(extra_args: Vec<String>) -> Self {
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp store dir"),
+            extra_args,
+            starts: 0,
+        };
+        server.launch();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.store
+            .path()
+            .join(format!("server-{}.log", self.starts))
+    }
+
+    fn launch(&mut self) {
+        self.starts += 1;
+        let log = self.log_path();
+        let mut cmd = Command::new(binary());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("--store_dir")
+            .arg(self.store.path().join("js"))
+            .arg("--log")
+            .arg(&log)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("spawn nats-server");
+        self.child = Some(child);
+        self.wait_ready(&log);
+    }
+
+    /// Waits for the server's own "Server is ready" line: it is printed once JetStream has
+    /// recovered its store and the client port listens.
+    fn wait_ready(&mut self, log: &PathBuf) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(f) = std::fs::File::open(log)
+                && BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .any(|l| l.contains("Server is ready"))
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("nats-server exited with {status} before it was ready:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server not ready after 20 s; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            // Polling a log file: there is no event to await from another process.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server abruptly (SIGKILL), like a crash. The store is kept.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM lets it flush). The store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

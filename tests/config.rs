@@ -1,0 +1,138 @@
+//! Configuration loading: each bad value stops start-up with the key and the fix.
+
+use ai_failover::config::{self, ConfigError};
+
+const NATS: &str = "[nats]\nurl = \"nats://127.0.0.1:4222\"\n";
+
+fn provider(id: &str, extra: &str) -> String {
+    format!(
+        "[[providers]]\nid = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\ntier = \"local\"\n{extra}\n"
+    )
+}
+
+fn err(toml: &str) -> ConfigError {
+    config::load_str(toml).expect_err("config should be rejected")
+}
+
+#[test]
+fn the_example_config_is_valid_apart_from_missing_keys() {
+    let text = std::fs::read_to_string("config/example.toml").unwrap();
+    let e = err(&text);
+    // The three remote providers need keys from the environment; nothing else is wrong.
+    let keys = e.keys();
+    assert_eq!(
+        keys,
+        vec![
+            "providers[0].api_key_env",
+            "providers[1].api_key_env",
+            "providers[2].api_key_env"
+        ],
+        "{e}"
+    );
+    assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+}
+
+#[test]
+fn duplicate_ids_are_named() {
+    let e = err(&format!("{NATS}{}{}", provider("a", ""), provider("a", "")));
+    assert_eq!(e.keys(), vec!["providers[1].id"]);
+    assert!(e.to_string().contains("duplicate provider id `a`"), "{e}");
+}
+
+#[test]
+fn an_unknown_api_names_the_key_and_the_choices() {
+    let toml = format!(
+        "{NATS}{}",
+        provider("a", "").replace("\"openai\"", "\"cohere\"")
+    );
+    let e = err(&toml);
+    let text = e.to_string();
+    assert!(text.contains("providers.0.api"), "{text}");
+    assert!(
+        text.contains("cohere") && text.contains("anthropic"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_empty_model_list_is_rejected() {
+    let toml = format!("{NATS}{}", provider("a", "").replace("[\"m\"]", "[]"));
+    let e = err(&toml);
+    assert_eq!(e.keys(), vec!["providers[0].models"]);
+    assert!(e.to_string().contains("fix:"), "{e}");
+}
+
+#[test]
+fn a_remote_provider_without_its_key_is_rejected() {
+    let toml = format!(
+        "{NATS}{}",
+        provider("a", "").replace(
+            "tier = \"local\"",
+            "tier = \"remote\"\napi_key_env = \"AI_FAILOVER_TEST_SURELY_UNSET_KEY\""
+        )
+    );
+    let e = err(&toml);
+    assert_eq!(e.keys(), vec!["providers[0].api_key_env"]);
+    assert!(
+        e.to_string().contains("AI_FAILOVER_TEST_SURELY_UNSET_KEY"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_key_file_is_read_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "sk-CANARY-config-0001\n").unwrap();
+    let toml = format!(
+        "{NATS}{}",
+        provider("a", "").replace(
+            "tier = \"local\"",
+            &format!("tier = \"remote\"\napi_key_file = \"{}\"", key.display())
+        )
+    );
+    let cfg = config::load_str(&toml).expect("valid");
+    assert!(cfg.providers[0].api_key.is_some());
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("CANARY"), "{debug}");
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert!(!json.contains("CANARY"), "{json}");
+}
+
+#[test]
+fn bad_urls_are_rejected() {
+    let toml = format!(
+        "[nats]\nurl = \"http://x\"\n{}",
+        provider("a", "").replace("http://127.0.0.1:1/v1", "not a url")
+    );
+    let e = err(&toml);
+    assert_eq!(e.keys(), vec!["nats.url", "providers[0].base_url"]);
+}
+
+#[test]
+fn bad_numbers_and_unknown_keys_are_rejected() {
+    let e = err(&format!(
+        "{NATS}[breaker]\nmin_calls = 50\nwindow = 20\n{}",
+        provider("a", "")
+    ));
+    assert_eq!(e.keys(), vec!["breaker.min_calls"]);
+    let e = err(&format!(
+        "{NATS}[worker]\nmax_inflight = 3\n{}",
+        provider("a", "")
+    ));
+    assert!(e.to_string().contains("max_inflight"), "{e}");
+    let e = err(NATS);
+    assert_eq!(e.keys(), vec!["providers"]);
+}
+
+#[test]
+fn a_provider_breaker_override_is_layered_over_the_defaults() {
+    let cfg = config::load_str(&format!(
+        "{NATS}{}",
+        provider("a", "breaker = { open_ms = 100 }")
+    ))
+    .unwrap();
+    let b = cfg.breaker_for(&cfg.providers[0]);
+    assert_eq!(b.open_ms, 100);
+    assert_eq!(b.consecutive_failures, cfg.breaker.consecutive_failures);
+}
