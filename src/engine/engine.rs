@@ -1,0 +1,910 @@
+//! The engine: runs one request through selection, calls, hedging, retries, failover,
+//! deadline, budgets and fallback, and returns a result (or asks the caller to park it).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either, select};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::config::Config;
+use crate::contract::{
+    Action, AnalysisRequest, AnalysisResult, Attempt, AttemptOutcome, BreakerState, ErrorClass,
+    ErrorInfo, FailoverEvent, HealthStatus, Kind, Mode, ProviderHealthRecord, ProviderModel,
+    Source, Status, Timestamp, Usage,
+};
+use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
+
+use super::backoff::full_jitter;
+use super::breaker::Admission;
+use super::clock::{Clock, Instant};
+use super::fallback;
+use super::modes::{self, ProviderView};
+use super::policy::policy;
+use super::ports::{EngineEvent, EventSink, Fleet};
+use super::retry_budget::RetryBudget;
+use super::selection::{self, Candidate, Inputs};
+use super::slot::Slot;
+
+/// A request as taken from the bus.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub request: AnalysisRequest,
+    /// When the request was published (JetStream time): the deadline counts from here.
+    pub published_at: Timestamp,
+    /// Whether the caller can park the request (redeliver it later) instead of falling back.
+    pub may_park: bool,
+}
+
+/// What became of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A result to store and publish.
+    Done(Box<AnalysisResult>),
+    /// No provider can be tried now, but one may be before the deadline: redeliver later.
+    Park { retry_after: Duration, reason: String },
+}
+
+/// A call's end, as the engine books it.
+type CallResult = Result<Completion, ProviderError>;
+
+/// A call's end and how long it took.
+type Timed = (CallResult, Duration);
+
+/// What one run through the candidates gathered.
+#[derive(Default)]
+struct Trace {
+    attempts: Vec<Attempt>,
+    usage: Usage,
+    cost: f64,
+    last_error: Option<ErrorInfo>,
+    /// The last (provider, model) that failed, for the failover event of the next move.
+    pending_failover: Option<(ProviderModel, ErrorClass)>,
+    /// Earliest moment a skipped provider may be callable again.
+    retry_at: Option<Instant>,
+    /// Some candidate was called.
+    called: bool,
+    /// A class that ends the request (bad request, context length with no larger model).
+    terminal: bool,
+}
+
+impl Trace {
+    fn note_retry_at(&mut self, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
+        }
+    }
+}
+
+/// The failover engine of one worker.
+pub struct Engine {
+    cfg: Arc<Config>,
+    slots: Vec<Slot>,
+    clock: Arc<dyn Clock>,
+    sink: Arc<dyn EventSink>,
+    fleet: Arc<dyn Fleet>,
+    worker_id: String,
+    retry_budget: Mutex<RetryBudget>,
+    rng: Mutex<StdRng>,
+    minimal_since: Mutex<Option<Instant>>,
+}
+
+impl Engine {
+    /// An engine over `providers` (one per `cfg.providers` entry, same order).
+    pub fn new(
+        cfg: Arc<Config>,
+        providers: Vec<Arc<dyn Provider>>,
+        clock: Arc<dyn Clock>,
+        sink: Arc<dyn EventSink>,
+        fleet: Arc<dyn Fleet>,
+        worker_id: impl Into<String>,
+    ) -> Self {
+        assert_eq!(cfg.providers.len(), providers.len(), "one adapter per provider");
+        let slots = cfg
+            .providers
+            .iter()
+            .zip(providers)
+            .map(|(p, a)| Slot::new(p.clone(), cfg.breaker_for(p), a))
+            .collect();
+        let e = &cfg.engine;
+        let budget = RetryBudget::new(e.retry_budget_ratio, e.retry_budget_min_per_sec);
+        Engine {
+            slots,
+            clock,
+            sink,
+            fleet,
+            worker_id: worker_id.into(),
+            retry_budget: Mutex::new(budget),
+            rng: Mutex::new(StdRng::from_os_rng()),
+            minimal_since: Mutex::new(None),
+            cfg,
+        }
+    }
+
+    /// Replaces the RNG (weighted selection, jitter) with a seeded one, for tests.
+    pub fn with_seed(self, seed: u64) -> Self {
+        *self.rng.lock().unwrap() = StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The worker id stamped on results and events.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// The provider slots, in configuration order.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    fn slot(&self, id: &str) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.id() == id)
+    }
+
+    // ----- fleet state in -------------------------------------------------------------
+
+    /// Applies the fleet's shared record of a provider (from the KV watch): overrides,
+    /// quarantine, rate limit and breaker state decided by other workers.
+    pub fn apply_shared(&self, record: &ProviderHealthRecord) {
+        let Some(slot) = self.slot(&record.provider) else {
+            return;
+        };
+        let now = self.clock.now();
+        let utc = self.clock.utc();
+        let to_instant = |t: Timestamp| {
+            let ahead = (t - utc).to_std().unwrap_or(Duration::ZERO);
+            now + ahead
+        };
+        let mut h = slot.health();
+        h.forced = record
+            .forced
+            .as_ref()
+            .map(|f| (f.status, f.until.map(to_instant)));
+        h.quarantined = record.quarantined;
+        h.rate_limited_until = record.rate_limited_until.map(to_instant);
+        let transition = h.breaker.adopt(
+            record.breaker,
+            record.open_until.map(to_instant),
+            record.open_count,
+        );
+        drop(h);
+        if let Some(transition) = transition {
+            self.sink.emit(EngineEvent::Breaker {
+                provider: record.provider.clone(),
+                transition,
+            });
+        }
+    }
+
+    // ----- views out -----------------------------------------------------------------
+
+    /// Availability of every provider, as mode derivation sees it.
+    pub fn provider_views(&self) -> Vec<ProviderView> {
+        let now = self.clock.now();
+        self.slots
+            .iter()
+            .map(|s| {
+                ProviderView {
+                    id: s.id().to_string(),
+                    priority: s.cfg.priority,
+                    tier: s.cfg.tier,
+                    available: s.health().available(now),
+                }
+            })
+            .collect()
+    }
+
+    /// The mode this worker sees now (suspension included).
+    pub fn mode(&self) -> Mode {
+        let derived = modes::derive(&self.provider_views());
+        let now = self.clock.now();
+        let mut since = self.minimal_since.lock().unwrap();
+        if derived == Mode::Minimal {
+            since.get_or_insert(now);
+        } else {
+            *since = None;
+        }
+        let limit = self.cfg.modes.suspend_after_minimal_ms;
+        let too_long = limit > 0
+            && since.is_some_and(|s| now.duration_since(s) >= Duration::from_millis(limit));
+        if self.fleet.manually_suspended() || too_long {
+            Mode::Suspended
+        } else {
+            derived
+        }
+    }
+
+    /// Health status and breaker state of `provider` as this worker sees them.
+    pub fn provider_status(&self, provider: &str) -> Option<(HealthStatus, BreakerState)> {
+        let now = self.clock.now();
+        self.slot(provider).map(|s| {
+            let h = s.health();
+            (h.status(now), h.breaker.state)
+        })
+    }
+
+    /// The order in which a request would try providers now.
+    pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(String, String)> {
+        let plan = self.plan(request);
+        plan.candidates
+            .iter()
+            .map(|c| (self.slots[c.slot].id().to_string(), c.model.clone()))
+            .collect()
+    }
+
+    fn plan(&self, request: &AnalysisRequest) -> selection::Plan {
+        let (system, user) = crate::providers::prompt::build(request);
+        let spent = |p: &str| self.fleet.spent_today(p);
+        let inputs = Inputs {
+            request,
+            now: self.clock.now(),
+            strategy: self.cfg.engine.strategy,
+            input_tokens: ((system.len() + user.len()) / 4) as u64,
+            max_output_tokens: self.cfg.engine.max_output_tokens as u64,
+            spent_today: &spent,
+        };
+        selection::plan(&self.slots, &inputs, &mut *self.rng.lock().unwrap())
+    }
+
+    // ----- health checks ---------------------------------------------------------------
+
+    /// Probes `provider` with its cheap health endpoint and books the outcome: a success
+    /// after the open period closes the breaker (recovery), a failure counts.
+    pub async fn health_check(&self, provider: &str) -> Option<Result<Duration, ProviderError>> {
+        let slot = self.slot(provider)?;
+        let model = slot.cfg.models[0].clone();
+        let timeout = Duration::from_millis(slot.cfg.timeout_ms.min(10_000));
+        let started = self.clock.now();
+        let res = match tokio::time::timeout(timeout, slot.provider.probe(&model, timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::new(ErrorClass::Timeout, "health probe timed out")),
+        };
+        let now = self.clock.now();
+        let latency = now.duration_since(started);
+        let transition = {
+            let mut h = slot.health();
+            let b = &mut h.breaker;
+            b.tick(now);
+            match &res {
+                Ok(()) if b.state == BreakerState::HalfOpen => {
+                    b.on_success(&slot.breaker_cfg, now, latency)
+                }
+                Ok(()) => None,
+                Err(e) if policy(e.class).breaker_failure => {
+                    b.on_failure(&slot.breaker_cfg, now, latency, e.class.as_str())
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(transition) = transition {
+            self.sink.emit(EngineEvent::Breaker {
+                provider: provider.to_string(),
+                transition,
+            });
+        }
+        Some(res.map(|()| latency))
+    }
+
+    // ----- the request path -----------------------------------------------------------
+
+    /// Runs one request to an outcome.
+    pub async fn handle(&self, job: Job) -> Outcome {
+        self.handle_with(job, &HashMap::new()).await
+    }
+
+    /// [`handle`](Self::handle) with some providers made to fail with a given class without
+    /// calling them and without touching fleet state (`test-failover`).
+    pub async fn handle_with(
+        &self,
+        job: Job,
+        injected: &HashMap<String, ErrorClass>,
+    ) -> Outcome {
+        let started = self.clock.now();
+        let utc = self.clock.utc();
+        let request = &job.request;
+        let budget_ms = request
+            .deadline_ms
+            .unwrap_or(self.cfg.worker.default_deadline_ms);
+        let age = (utc - job.published_at).to_std().unwrap_or(Duration::ZERO);
+        let budget = Duration::from_millis(budget_ms);
+        if age >= budget {
+            let error = ErrorInfo {
+                class: ErrorClass::DeadlineExceeded,
+                message: format!(
+                    "request is {} ms old, past its {budget_ms} ms deadline",
+                    age.as_millis()
+                ),
+            };
+            return self.finish(request, started, Trace::default(), None, Status::Expired, Some(error));
+        }
+        let deadline = started + (budget - age);
+
+        if self.mode() == Mode::Suspended {
+            let error = ErrorInfo {
+                class: ErrorClass::Suspended,
+                message: "trading is suspended; no provider was called".into(),
+            };
+            return self.finish(request, started, Trace::default(), None, Status::Rejected, Some(error));
+        }
+
+        let plan = self.plan(request);
+        let mut trace = Trace::default();
+        for s in &plan.skipped {
+            trace.note_retry_at(s.retry_at);
+        }
+        if plan.candidates.is_empty()
+            && !plan.skipped.is_empty()
+            && plan.skipped.iter().all(|s| s.cost_cap)
+        {
+            let error = ErrorInfo {
+                class: ErrorClass::BudgetExceeded,
+                message: "every provider's estimated cost is over max_cost_usd".into(),
+            };
+            return self.finish(request, started, trace, None, Status::Rejected, Some(error));
+        }
+
+        let synthetic = !injected.is_empty();
+        if let Some(answer) = self
+            .run_candidates(&job, plan.candidates, deadline, &mut trace, injected, synthetic)
+            .await
+        {
+            return self.finish(request, started, trace, Some(answer), Status::Ok, None);
+        }
+
+        // No provider answered. Park when one may come back in time, else fall back.
+        let now = self.clock.now();
+        if job.may_park
+            && !trace.called
+            && !trace.terminal
+            && let Some(at) = trace.retry_at
+        {
+            let room = Duration::from_millis(self.cfg.engine.hedge_floor_ms.max(500));
+            if at + room < deadline {
+                return Outcome::Park {
+                    retry_after: at.saturating_duration_since(now),
+                    reason: "no provider can be called now; one reopens before the deadline"
+                        .into(),
+                };
+            }
+        }
+        let error = trace.last_error.clone().unwrap_or(ErrorInfo {
+            class: ErrorClass::NoProvider,
+            message: "no provider was available".into(),
+        });
+        if request.allow_fallback && !trace.terminal {
+            let from = trace.pending_failover.take();
+            let fb = self.fallback(request).await;
+            if let Some((from, class)) = from {
+                self.emit_failover(&request.request_id, from, None, class, false, synthetic);
+            }
+            return self.finish(request, started, trace, Some(fb), Status::Degraded, Some(error));
+        }
+        self.finish(request, started, trace, None, Status::Failed, Some(error))
+    }
+
+    async fn fallback(&self, request: &AnalysisRequest) -> Answered {
+        if let Some(symbol) = &request.symbol
+            && let Some(cached) = self.fleet.cached_decision(request.kind, symbol).await
+        {
+            let age = (self.clock.utc() - cached.cached_at)
+                .to_std()
+                .unwrap_or(Duration::MAX);
+            if age <= Duration::from_millis(self.cfg.engine.cache_max_age_ms) {
+                let r = cached.result;
+                let answer = match (r.signal, r.analysis) {
+                    (Some(s), _) => Some(Answer::Signal(s)),
+                    (None, Some(a)) => Some(Answer::Analysis(a)),
+                    _ => None,
+                };
+                if let Some(answer) = answer {
+                    return Answered {
+                        answer,
+                        source: Source::Cache,
+                        provider: r.provider,
+                        model: r.model,
+                    };
+                }
+            }
+        }
+        Answered {
+            answer: fallback::rule_based(request, self.cfg.engine.fallback_max_confidence),
+            source: Source::Fallback,
+            provider: None,
+            model: None,
+        }
+    }
+
+    async fn run_candidates(
+        &self,
+        job: &Job,
+        candidates: Vec<Candidate>,
+        deadline: Instant,
+        trace: &mut Trace,
+        injected: &HashMap<String, ErrorClass>,
+        synthetic: bool,
+    ) -> Option<Answered> {
+        let request = &job.request;
+        let (system, user) = crate::providers::prompt::build(request);
+        let mut queue: VecDeque<Candidate> = candidates.into();
+        let mut dropped: HashSet<usize> = HashSet::new();
+        let mut retries: HashMap<usize, u32> = HashMap::new();
+        let mut first = true;
+
+        while let Some(cand) = queue.pop_front() {
+            if dropped.contains(&cand.slot) {
+                continue;
+            }
+            let now = self.clock.now();
+            if now >= deadline {
+                trace.last_error = Some(ErrorInfo {
+                    class: ErrorClass::DeadlineExceeded,
+                    message: "deadline reached before a provider answered".into(),
+                });
+                break;
+            }
+            let slot = &self.slots[cand.slot];
+            let probe = match slot.admit(now) {
+                Admission::Allowed => false,
+                Admission::Probe => true,
+                Admission::Rejected { retry_at } => {
+                    trace.note_retry_at(retry_at);
+                    continue;
+                }
+            };
+            if probe && !self.fleet.acquire_probe(slot.id()).await {
+                slot.health().breaker.release_probe();
+                continue;
+            }
+            if first {
+                self.retry_budget.lock().unwrap().record_call(now);
+                first = false;
+            }
+            let here = ProviderModel {
+                provider: slot.id().to_string(),
+                model: cand.model.clone(),
+            };
+            if let Some((from, class)) = trace.pending_failover.take() {
+                self.emit_failover(&request.request_id, from, Some(here.clone()), class, false, synthetic);
+            }
+
+            // A hedge partner: the next candidate on another provider, admitted now.
+            let partner = if self.cfg.engine.hedging && !probe {
+                queue
+                    .iter()
+                    .position(|c| {
+                        c.slot != cand.slot
+                            && !dropped.contains(&c.slot)
+                            && self.slots[c.slot].health().blocked(&self.slots[c.slot].breaker_cfg, now).is_none()
+                    })
+            } else {
+                None
+            };
+            let call = |c: &Candidate| ProviderCall {
+                request_id: request.request_id.clone(),
+                model: c.model.clone(),
+                kind: request.kind,
+                system: system.clone(),
+                user: user.clone(),
+                max_output_tokens: self.cfg.engine.max_output_tokens,
+                timeout: Duration::from_millis(self.slots[c.slot].cfg.timeout_ms)
+                    .min(deadline.saturating_duration_since(self.clock.now())),
+            };
+            trace.called = true;
+            let primary = self.start_call(&cand, call(&cand), deadline, injected);
+            let ((res, latency), winner) = match partner {
+                None => (primary.await, cand.clone()),
+                Some(pos) => {
+                    let hedge_after = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
+                    let timer = tokio::time::sleep_until(now + hedge_after).boxed();
+                    match select(primary, timer).await {
+                        Either::Left((res, _)) => (res, cand.clone()),
+                        Either::Right(((), primary)) => {
+                            if !self.retry_budget.lock().unwrap().try_spend(self.clock.now()) {
+                                (primary.await, cand.clone())
+                            } else {
+                                let other = queue.remove(pos).expect("partner index");
+                                let there = ProviderModel {
+                                    provider: self.slots[other.slot].id().to_string(),
+                                    model: other.model.clone(),
+                                };
+                                self.emit_failover(&request.request_id, here.clone(), Some(there), ErrorClass::Timeout, true, synthetic);
+                                let hedge = self.start_call(&other, call(&other), deadline, injected);
+                                let pair = (&cand, &other);
+                                self.race(primary, hedge, pair, now, trace, synthetic, request).await
+                            }
+                        }
+                    }
+                }
+            };
+            let winner_slot = &self.slots[winner.slot];
+            let hedged = winner != cand;
+            match self.book(winner_slot, &winner.model, res, latency, hedged, trace, synthetic, request) {
+                Ok(completion) => {
+                    return Some(Answered {
+                        answer: completion.answer,
+                        source: Source::Provider,
+                        provider: Some(winner_slot.id().to_string()),
+                        model: Some(completion.model),
+                    });
+                }
+                Err(err) => {
+                    let p = policy(err.class);
+                    if !p.failover {
+                        trace.terminal = true;
+                        break;
+                    }
+                    if err.class == ErrorClass::ContextLength {
+                        let larger: Vec<Candidate> = self
+                            .slots
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(i, s)| {
+                                s.cfg.large_context_models.iter().map(move |m| Candidate {
+                                    slot: i,
+                                    model: m.clone(),
+                                })
+                            })
+                            .filter(|c| *c != winner)
+                            .collect();
+                        if larger.is_empty() {
+                            trace.terminal = true;
+                            break;
+                        }
+                        queue = larger.into();
+                    }
+                    let others_left = queue
+                        .iter()
+                        .any(|c| c.slot != winner.slot && !dropped.contains(&c.slot));
+                    let tries = retries.entry(winner.slot).or_insert(0);
+                    if p.retry_same
+                        && !others_left
+                        && *tries < self.cfg.engine.max_retries_per_provider
+                        && self.retry_budget.lock().unwrap().try_spend(self.clock.now())
+                    {
+                        let wait = full_jitter(
+                            &mut *self.rng.lock().unwrap(),
+                            Duration::from_millis(self.cfg.engine.backoff_base_ms),
+                            Duration::from_millis(self.cfg.engine.backoff_max_ms),
+                            *tries,
+                        );
+                        *tries += 1;
+                        if self.clock.now() + wait < deadline {
+                            tokio::time::sleep(wait).await;
+                            queue.push_front(winner.clone());
+                            continue;
+                        }
+                    }
+                    if p.skip_provider {
+                        dropped.insert(winner.slot);
+                    }
+                    trace.pending_failover = Some((
+                        ProviderModel {
+                            provider: winner_slot.id().to_string(),
+                            model: winner.model.clone(),
+                        },
+                        err.class,
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Races a slow primary against its hedge: the first valid answer wins; a failure of one
+    /// waits for the other; the loser is cancelled. A primary cancelled because it was slower
+    /// than its p95 counts as a failure toward its breaker.
+    #[allow(clippy::too_many_arguments)]
+    async fn race(
+        &self,
+        primary: BoxFuture<'_, Timed>,
+        hedge: BoxFuture<'_, Timed>,
+        (p, h): (&Candidate, &Candidate),
+        primary_started: Instant,
+        trace: &mut Trace,
+        synthetic: bool,
+        request: &AnalysisRequest,
+    ) -> (Timed, Candidate) {
+        match select(primary, hedge).await {
+            Either::Left(((res, took), hedge)) => {
+                if res.is_ok() {
+                    self.cancelled(h, None, trace, synthetic, request);
+                    ((res, took), p.clone())
+                } else {
+                    let slot = &self.slots[p.slot];
+                    let _ = self.book(slot, &p.model, res, took, false, trace, synthetic, request);
+                    (hedge.await, h.clone())
+                }
+            }
+            Either::Right(((res, took), primary)) => {
+                if res.is_ok() {
+                    let waited = self.clock.now().duration_since(primary_started);
+                    self.cancelled(p, Some(waited), trace, synthetic, request);
+                    ((res, took), h.clone())
+                } else {
+                    let slot = &self.slots[h.slot];
+                    let _ = self.book(slot, &h.model, res, took, true, trace, synthetic, request);
+                    (primary.await, p.clone())
+                }
+            }
+        }
+    }
+
+    /// Books a call dropped because the other side of a hedge won. `Some(waited)` for a
+    /// primary that was too slow (a failure toward its breaker), `None` for a losing hedge.
+    fn cancelled(
+        &self,
+        c: &Candidate,
+        slow_primary: Option<Duration>,
+        trace: &mut Trace,
+        synthetic: bool,
+        request: &AnalysisRequest,
+    ) {
+        let slot = &self.slots[c.slot];
+        if let Some(waited) = slow_primary {
+            let err = ProviderError::new(
+                ErrorClass::Timeout,
+                "slower than its p95; a hedge answered first",
+            );
+            let _ = self.book(slot, &c.model, Err(err), waited, false, trace, synthetic, request);
+            if let Some(a) = trace.attempts.last_mut() {
+                a.outcome = AttemptOutcome::Cancelled;
+            }
+        } else {
+            slot.health().breaker.release_probe();
+            trace.attempts.push(Attempt {
+                provider: slot.id().to_string(),
+                model: c.model.clone(),
+                outcome: AttemptOutcome::Cancelled,
+                http_status: None,
+                latency_ms: 0,
+                hedge: true,
+            });
+        }
+    }
+
+    fn start_call<'a>(
+        &'a self,
+        cand: &Candidate,
+        call: ProviderCall,
+        deadline: Instant,
+        injected: &HashMap<String, ErrorClass>,
+    ) -> BoxFuture<'a, Timed> {
+        let slot = &self.slots[cand.slot];
+        let provider = slot.provider.clone();
+        let injected = injected.get(slot.id()).copied();
+        let clock = self.clock.clone();
+        async move {
+            if let Some(class) = injected {
+                let err = ProviderError::new(class, "injected by test-failover");
+                return (Err(err), Duration::ZERO);
+            }
+            let started = clock.now();
+            let bound = deadline.saturating_duration_since(started).min(call.timeout);
+            let res = match tokio::time::timeout(bound, provider.complete(&call)).await {
+                Ok(res) => res,
+                Err(_) => Err(ProviderError::new(
+                    ErrorClass::Timeout,
+                    format!("no answer within {} ms", bound.as_millis()),
+                )),
+            };
+            (res, clock.now().duration_since(started))
+        }
+        .boxed()
+    }
+
+    /// Books a finished call: breaker, statistics, spend, attempt record and events.
+    #[allow(clippy::too_many_arguments)]
+    fn book(
+        &self,
+        slot: &Slot,
+        model: &str,
+        res: CallResult,
+        latency: Duration,
+        hedge: bool,
+        trace: &mut Trace,
+        synthetic: bool,
+        request: &AnalysisRequest,
+    ) -> CallResult {
+        let now = self.clock.now();
+        let (outcome, http_status, usage, class, message) = match &res {
+            Ok(c) => (AttemptOutcome::Ok, Some(c.http_status), Some(c.usage), None, None),
+            Err(e) => (
+                AttemptOutcome::from(e.class),
+                e.http_status,
+                e.usage,
+                Some(e.class),
+                Some(e.message.clone()),
+            ),
+        };
+        let attempt = Attempt {
+            provider: slot.id().to_string(),
+            model: model.to_string(),
+            outcome,
+            http_status,
+            latency_ms: latency.as_millis() as u64,
+            hedge,
+        };
+        trace.attempts.push(attempt.clone());
+        if let Some(u) = usage {
+            trace.usage.input_tokens += u.input_tokens;
+            trace.usage.output_tokens += u.output_tokens;
+            let usd = slot.cfg.cost.of(u.input_tokens, u.output_tokens);
+            trace.cost += usd;
+            if !synthetic && usd > 0.0 {
+                self.sink.emit(EngineEvent::Spend {
+                    provider: slot.id().to_string(),
+                    usd,
+                });
+            }
+        }
+        if let Err(e) = &res {
+            trace.last_error = Some(ErrorInfo {
+                class: e.class,
+                message: format!("{}: {}", slot.id(), e.message),
+            });
+        }
+        self.sink.emit(EngineEvent::Attempt {
+            request_id: request.request_id.clone(),
+            attempt,
+            class,
+            message,
+            synthetic,
+        });
+        if synthetic {
+            // test-failover never touches health, breakers or budgets.
+            let mut h = slot.health();
+            if h.breaker.state == BreakerState::HalfOpen {
+                h.breaker.release_probe();
+            }
+            return res;
+        }
+        let transition = {
+            let mut h = slot.health();
+            h.stats.record(res.is_ok(), latency);
+            match &res {
+                Ok(_) => h.breaker.on_success(&slot.breaker_cfg, now, latency),
+                Err(e) => {
+                    let p = policy(e.class);
+                    if p.quarantine {
+                        h.quarantined = true;
+                    }
+                    if e.class == ErrorClass::RateLimited {
+                        let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+                        h.rate_limited_until = Some(now + wait);
+                    }
+                    if p.breaker_failure {
+                        h.breaker
+                            .on_failure(&slot.breaker_cfg, now, latency, e.class.as_str())
+                    } else {
+                        if h.breaker.state == BreakerState::HalfOpen {
+                            h.breaker.release_probe();
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(transition) = transition {
+            self.sink.emit(EngineEvent::Breaker {
+                provider: slot.id().to_string(),
+                transition,
+            });
+        }
+        if let Err(e) = &res {
+            if policy(e.class).quarantine {
+                self.sink.emit(EngineEvent::Quarantine {
+                    provider: slot.id().to_string(),
+                    reason: e.message.clone(),
+                });
+            }
+            if e.class == ErrorClass::RateLimited {
+                let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+                self.sink.emit(EngineEvent::RateLimited {
+                    provider: slot.id().to_string(),
+                    until: self.clock.utc()
+                        + chrono::Duration::from_std(wait).unwrap_or_default(),
+                });
+            }
+        }
+        res
+    }
+
+    fn emit_failover(
+        &self,
+        request_id: &str,
+        from: ProviderModel,
+        to: Option<ProviderModel>,
+        class: ErrorClass,
+        hedge: bool,
+        synthetic: bool,
+    ) {
+        if synthetic {
+            return;
+        }
+        self.sink.emit(EngineEvent::Failover(FailoverEvent {
+            request_id: request_id.to_string(),
+            from,
+            to,
+            error_class: class,
+            hedge,
+            at: self.clock.utc(),
+            worker_id: self.worker_id.clone(),
+        }));
+    }
+
+    fn finish(
+        &self,
+        request: &AnalysisRequest,
+        started: Instant,
+        trace: Trace,
+        answered: Option<Answered>,
+        status: Status,
+        error: Option<ErrorInfo>,
+    ) -> Outcome {
+        let mode = self.mode();
+        let risk = modes::risk(mode, &self.cfg.modes);
+        let (mut signal, mut analysis, source, provider, model) = match answered {
+            Some(a) => {
+                let (s, an) = match a.answer {
+                    Answer::Signal(s) => (Some(s), None),
+                    Answer::Analysis(m) => (None, Some(m)),
+                };
+                (s, an, a.source, a.provider, a.model)
+            }
+            None => (None, None, Source::None, None, None),
+        };
+        if let Some(s) = signal.as_mut() {
+            s.position_size = (s.position_size * risk.position_multiplier).clamp(0.0, 1.0);
+        }
+        if risk.trading_suspended && request.kind == Kind::Signal {
+            signal = Some(crate::contract::Signal {
+                action: Action::Hold,
+                confidence: signal.as_ref().map_or(0.0, |s| s.confidence),
+                rationale: "trading suspended: holding".into(),
+                position_size: 0.0,
+                horizon: signal.as_ref().map_or("intraday".into(), |s| s.horizon.clone()),
+            });
+            analysis = None;
+        }
+        let result = AnalysisResult {
+            request_id: request.request_id.clone(),
+            kind: request.kind,
+            symbol: request.symbol.clone(),
+            status,
+            source,
+            provider,
+            model,
+            mode,
+            signal,
+            analysis,
+            risk,
+            attempts: trace.attempts,
+            latency_ms: self.clock.now().duration_since(started).as_millis() as u64,
+            usage: trace.usage,
+            cost_usd: trace.cost,
+            error: if status == Status::Ok { None } else { error },
+            worker_id: self.worker_id.clone(),
+            completed_at: self.clock.utc(),
+        };
+        if status == Status::Ok && source == Source::Provider && result.symbol.is_some() {
+            self.sink.emit(EngineEvent::Cacheable(Box::new(result.clone())));
+        }
+        Outcome::Done(Box::new(result))
+    }
+}
+
+/// An answer and where it came from.
+struct Answered {
+    answer: Answer,
+    source: Source,
+    provider: Option<String>,
+    model: Option<String>,
+}

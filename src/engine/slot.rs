@@ -1,0 +1,132 @@
+//! One configured provider at run time: its adapter plus this worker's view of its health
+//! (breaker, statistics, operator overrides, quarantine, rate limit).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::config::{BreakerConfig, ProviderConfig};
+use crate::contract::{BreakerState, ForcedStatus, HealthStatus};
+use crate::providers::Provider;
+
+use super::breaker::{Admission, Breaker};
+use super::clock::Instant;
+use super::stats::Stats;
+
+/// Mutable health state of one provider.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub breaker: Breaker,
+    pub stats: Stats,
+    /// An operator override and when it expires.
+    pub forced: Option<(ForcedStatus, Option<Instant>)>,
+    pub quarantined: bool,
+    pub rate_limited_until: Option<Instant>,
+}
+
+impl Health {
+    /// The operator override still in force at `now`.
+    pub fn forced_at(&self, now: Instant) -> Option<ForcedStatus> {
+        self.forced
+            .and_then(|(s, until)| until.is_none_or(|u| now < u).then_some(s))
+    }
+
+    /// Why this provider cannot be called now, and when it might be callable again.
+    pub fn blocked(&self, cfg: &BreakerConfig, now: Instant) -> Option<(String, Option<Instant>)> {
+        match self.forced_at(now) {
+            Some(ForcedStatus::Down) => return Some(("forced down".into(), None)),
+            Some(ForcedStatus::Disabled) => return Some(("disabled".into(), None)),
+            Some(ForcedStatus::Up) => return None,
+            None => {}
+        }
+        if self.quarantined {
+            return Some(("quarantined after an auth failure".into(), None));
+        }
+        if let Some(u) = self.rate_limited_until.filter(|u| now < *u) {
+            return Some(("rate limited".into(), Some(u)));
+        }
+        if !self.breaker.would_admit(cfg, now) {
+            return Some(("breaker open".into(), self.breaker.open_until));
+        }
+        None
+    }
+
+    /// Whether the provider counts as serving for the fleet mode: not switched off, not
+    /// quarantined, breaker not open (a rate limit is temporary and does not count).
+    pub fn available(&self, now: Instant) -> bool {
+        match self.forced_at(now) {
+            Some(ForcedStatus::Up) => return true,
+            Some(ForcedStatus::Down | ForcedStatus::Disabled) => return false,
+            None => {}
+        }
+        !self.quarantined
+            && !(self.breaker.state == BreakerState::Open
+                && self.breaker.open_until.is_none_or(|u| now < u))
+    }
+
+    /// The status shown on dashboards.
+    pub fn status(&self, now: Instant) -> HealthStatus {
+        if matches!(
+            self.forced_at(now),
+            Some(ForcedStatus::Down | ForcedStatus::Disabled)
+        ) || self.quarantined
+        {
+            return HealthStatus::Disabled;
+        }
+        match self.breaker.state {
+            BreakerState::Open => HealthStatus::Unhealthy,
+            BreakerState::HalfOpen => HealthStatus::Degraded,
+            BreakerState::Closed if self.stats.success_rate() < 0.9 => HealthStatus::Degraded,
+            BreakerState::Closed => HealthStatus::Healthy,
+        }
+    }
+}
+
+/// A provider slot.
+pub struct Slot {
+    pub cfg: ProviderConfig,
+    pub breaker_cfg: BreakerConfig,
+    pub provider: Arc<dyn Provider>,
+    health: Mutex<Health>,
+}
+
+impl Slot {
+    /// A slot for `provider` configured by `cfg`.
+    pub fn new(cfg: ProviderConfig, breaker_cfg: BreakerConfig, provider: Arc<dyn Provider>) -> Self {
+        Slot {
+            cfg,
+            breaker_cfg,
+            provider,
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// The provider id.
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Locks the health state (held only for short, non-async sections).
+    pub fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admission through overrides and the breaker; `Up` overrides the breaker.
+    pub fn admit(&self, now: Instant) -> Admission {
+        let mut h = self.health();
+        if h.forced_at(now) == Some(ForcedStatus::Up) {
+            return Admission::Allowed;
+        }
+        if let Some((_, retry_at)) = h.blocked(&self.breaker_cfg, now)
+            && h.breaker.state != BreakerState::Open
+        {
+            return Admission::Rejected { retry_at };
+        }
+        h.breaker.admit(&self.breaker_cfg, now)
+    }
+
+    /// When hedging, how long to wait for this provider before asking the next one.
+    pub fn hedge_after(&self, floor: Duration) -> Duration {
+        let p95 = self.health().stats.p95_ms();
+        floor.max(Duration::from_secs_f64(p95 / 1_000.0))
+    }
+}

@@ -1,0 +1,91 @@
+//! Passive health statistics of one provider: latency EWMA and p95, success rate.
+//! They order candidates (health score) and time the hedge.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const SAMPLES: usize = 128;
+const EWMA_ALPHA: f64 = 0.2;
+
+/// Rolling statistics over the last calls.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    latencies_ms: VecDeque<f64>,
+    outcomes: VecDeque<bool>,
+    ewma_ms: Option<f64>,
+}
+
+impl Stats {
+    /// Records one finished call.
+    pub fn record(&mut self, ok: bool, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1_000.0;
+        if ok {
+            // Only successful calls describe how fast the provider answers.
+            if self.latencies_ms.len() == SAMPLES {
+                self.latencies_ms.pop_front();
+            }
+            self.latencies_ms.push_back(ms);
+            self.ewma_ms = Some(match self.ewma_ms {
+                None => ms,
+                Some(e) => e + EWMA_ALPHA * (ms - e),
+            });
+        }
+        if self.outcomes.len() == SAMPLES {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back(ok);
+    }
+
+    /// Share of recent calls that succeeded (1.0 with no history: innocent until proven).
+    pub fn success_rate(&self) -> f64 {
+        if self.outcomes.is_empty() {
+            return 1.0;
+        }
+        self.outcomes.iter().filter(|ok| **ok).count() as f64 / self.outcomes.len() as f64
+    }
+
+    /// Exponentially weighted latency of successful calls, in ms.
+    pub fn ewma_ms(&self) -> f64 {
+        self.ewma_ms.unwrap_or(0.0)
+    }
+
+    /// A latency percentile of successful calls, in ms (`None` with too little history).
+    pub fn percentile_ms(&self, p: f64) -> Option<f64> {
+        if self.latencies_ms.len() < 5 {
+            return None;
+        }
+        let mut v: Vec<f64> = self.latencies_ms.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+        Some(v[idx.min(v.len() - 1)])
+    }
+
+    /// p95 latency in ms, 0 without history.
+    pub fn p95_ms(&self) -> f64 {
+        self.percentile_ms(0.95).unwrap_or(0.0)
+    }
+
+    /// A 0..1 score: success rate, discounted by latency.
+    pub fn score(&self) -> f64 {
+        self.success_rate() / (1.0 + self.ewma_ms() / 1_000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_rates() {
+        let mut s = Stats::default();
+        assert_eq!(s.success_rate(), 1.0);
+        assert_eq!(s.percentile_ms(0.95), None);
+        for ms in 1..=100 {
+            s.record(true, Duration::from_millis(ms));
+        }
+        s.record(false, Duration::from_millis(5_000));
+        assert_eq!(s.p95_ms(), 95.0);
+        assert!((s.success_rate() - 100.0 / 101.0).abs() < 1e-9);
+        assert!(s.ewma_ms() > 50.0);
+    }
+}
