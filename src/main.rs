@@ -11,14 +11,16 @@ async fn main() -> ExitCode {
         Command::CheckConfig { config } => ai_failover::config::load(&config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
             .map_err(Into::into),
-        Command::Setup { config } => async {
-            let cfg = ai_failover::config::load(&config)?;
-            let client = ai_failover::bus::setup::connect(&cfg.nats).await?;
-            ai_failover::bus::setup::ensure(&client, &cfg).await?;
-            println!("streams, consumer and buckets are in place");
-            Ok(())
+        Command::Setup { config } => {
+            async {
+                let cfg = ai_failover::config::load(&config)?;
+                let client = ai_failover::bus::setup::connect(&cfg.nats).await?;
+                ai_failover::bus::setup::ensure(&client, &cfg).await?;
+                println!("streams, consumer and buckets are in place");
+                Ok(())
+            }
+            .await
         }
-        .await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,10 +34,7 @@ pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, BusError> {
 }
 
 /// [`connect`] with a client name shown in NATS monitoring.
-pub async fn connect_named(
-    cfg: &NatsConfig,
-    name: &str,
-) -> Result<async_nats::Client, BusError> {
+pub async fn connect_named(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
     let cred = |what: &str, e: &dyn std::fmt::Display| BusError::Credential {
         what: what.to_string(),
         message: e.to_string(),
@@ -84,13 +81,10 @@ pub async fn connect_named(
         })?;
     // retry_on_initial_connect makes connect() return at once; wait for the first
     // connection so that set-up errors are about JetStream, not about reachability.
-    let client = opts
-        .connect(addrs)
-        .await
-        .map_err(|e| BusError::Connect {
-            url: cfg.url.clone(),
-            message: e.to_string(),
-        })?;
+    let client = opts.connect(addrs).await.map_err(|e| BusError::Connect {
+        url: cfg.url.clone(),
+        message: e.to_string(),
+    })?;
     Ok(client)
 }
 
@@ -134,7 +128,9 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         storage: stream::StorageType::File,
         num_replicas: replicas,
         duplicate_window: Duration::from_secs(120),
-        max_message_size: (cfg.worker.max_request_bytes as i32).saturating_mul(4).max(1 << 20),
+        max_message_size: (cfg.worker.max_request_bytes as i32)
+            .saturating_mul(4)
+            .max(1 << 20),
         ..Default::default()
     };
     let results = stream::Config {
@@ -203,8 +199,9 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
             .map_err(|e| setup_err(format!("bucket {name}"))(Box::new(e)))?;
         stores.push(store);
     }
-    let [health, outcomes, budget, cache]: [kv::Store; 4] =
-        stores.try_into().unwrap_or_else(|_| unreachable!("four buckets"));
+    let [health, outcomes, budget, cache]: [kv::Store; 4] = stores
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("four buckets"));
     Ok(Bus {
         client: client.clone(),
         js,

@@ -17,12 +17,22 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file and print what is wrong with it.
     CheckConfig {
-        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        #[arg(
+            long,
+            short,
+            env = "AI_FAILOVER_CONFIG",
+            default_value = "config/example.toml"
+        )]
         config: PathBuf,
     },
     /// Create (or verify) the streams, consumer and KV buckets.
     Setup {
-        #[arg(long, short, env = "AI_FAILOVER_CONFIG", default_value = "config/example.toml")]
+        #[arg(
+            long,
+            short,
+            env = "AI_FAILOVER_CONFIG",
+            default_value = "config/example.toml"
+        )]
         config: PathBuf,
     },
 }

@@ -157,7 +157,10 @@ pub(super) fn validate(cfg: &Config) -> Vec<Problem> {
 
     let e = &cfg.engine;
     c.unit(e.retry_budget_ratio, "engine.retry_budget_ratio".into());
-    c.unit(e.fallback_max_confidence, "engine.fallback_max_confidence".into());
+    c.unit(
+        e.fallback_max_confidence,
+        "engine.fallback_max_confidence".into(),
+    );
     c.check(
         e.backoff_base_ms <= e.backoff_max_ms,
         "engine.backoff_base_ms",
@@ -289,7 +292,9 @@ pub(super) fn validate(cfg: &Config) -> Vec<Problem> {
                     },
                     match (&p.api_key_env, &p.api_key_file) {
                         (Some(v), _) => format!("environment variable `{v}` is not set or empty"),
-                        (None, Some(f)) => format!("key file `{}` is missing or empty", f.display()),
+                        (None, Some(f)) => {
+                            format!("key file `{}` is missing or empty", f.display())
+                        }
                         (None, None) => unreachable!(),
                     },
                     &fix,
