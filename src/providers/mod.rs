@@ -5,11 +5,29 @@
 //! [`Completion`] (a parsed, range-checked signal or analysis plus token usage) or a
 //! [`ProviderError`] whose [`ErrorClass`] drives the engine's retry/failover policy.
 
+pub mod classify;
+pub mod http;
+pub mod message;
+pub mod parse;
+pub mod prompt;
+pub mod retry_after;
+
+mod adapter;
+mod anthropic;
+mod gemini;
+mod openai;
+mod reply;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use secrecy::ExposeSecret;
 
+use crate::config::{Api, EngineConfig, ProviderConfig};
 use crate::contract::{ErrorClass, Kind, Signal, Usage};
+
+use adapter::HttpAdapter;
 
 /// One call to one model of one provider, as the engine asks for it.
 #[derive(Debug, Clone)]
@@ -90,4 +108,49 @@ pub trait Provider: Send + Sync {
     /// A cheap liveness check: a models listing or at most one output token, never a full
     /// analysis.
     async fn probe(&self, model: &str, timeout: Duration) -> Result<(), ProviderError>;
+}
+
+/// The adapter for `cfg.api`, with its own HTTP client.
+///
+/// # Panics
+///
+/// If the HTTP client cannot be built, which only happens when the TLS stack cannot
+/// initialise; use [`try_build`] to handle that at start-up instead.
+pub fn build(cfg: &ProviderConfig, engine: &EngineConfig) -> Arc<dyn Provider> {
+    try_build(cfg, engine).unwrap_or_else(|e| panic!("provider {}: {e}", cfg.id))
+}
+
+/// The adapter for `cfg.api`, or why its HTTP client could not be built.
+pub fn try_build(
+    cfg: &ProviderConfig,
+    engine: &EngineConfig,
+) -> Result<Arc<dyn Provider>, http::ClientError> {
+    let client = http::client(cfg)?;
+    // An empty key (an exported but empty variable) means "no key", as for a local server.
+    let key = cfg
+        .api_key
+        .clone()
+        .filter(|k| !k.expose_secret().is_empty());
+    let id = cfg.id.clone();
+    let max = engine.max_response_bytes;
+    Ok(match cfg.api {
+        Api::Openai => Arc::new(HttpAdapter::new(
+            id,
+            client,
+            max,
+            openai::OpenAi::new(&cfg.base_url, key),
+        )),
+        Api::Anthropic => Arc::new(HttpAdapter::new(
+            id,
+            client,
+            max,
+            anthropic::Anthropic::new(&cfg.base_url, key),
+        )),
+        Api::Gemini => Arc::new(HttpAdapter::new(
+            id,
+            client,
+            max,
+            gemini::Gemini::new(&cfg.base_url, key),
+        )),
+    })
 }
