@@ -7,7 +7,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod clock;
-mod engine;
+mod run;
 pub mod fallback;
 pub mod modes;
 pub mod policy;
@@ -17,4 +17,4 @@ pub mod selection;
 pub mod slot;
 pub mod stats;
 
-pub use engine::{Engine, Job, Outcome};
+pub use run::{Engine, Job, Outcome};

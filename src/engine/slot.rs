@@ -58,9 +58,9 @@ impl Health {
             Some(ForcedStatus::Down | ForcedStatus::Disabled) => return false,
             None => {}
         }
-        !self.quarantined
-            && !(self.breaker.state == BreakerState::Open
-                && self.breaker.open_until.is_none_or(|u| now < u))
+        let open = self.breaker.state == BreakerState::Open
+            && self.breaker.open_until.is_none_or(|u| now < u);
+        !(self.quarantined || open)
     }
 
     /// The status shown on dashboards.

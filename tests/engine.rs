@@ -1,0 +1,527 @@
+//! The engine's semantics, each rule a test: fake providers, tokio's paused clock, no sleeps.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ai_failover::config::{self, Config, Tier};
+use ai_failover::contract::{
+    Action, AnalysisRequest, BreakerState, ErrorClass, Kind, Mode, Signal, Source, Status, Usage,
+};
+use ai_failover::engine::clock::SystemClock;
+use ai_failover::engine::ports::{EngineEvent, EventSink, LocalFleet};
+use ai_failover::engine::{Engine, Job, Outcome};
+use ai_failover::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
+use async_trait::async_trait;
+
+/// What a fake provider does on one call.
+#[derive(Debug, Clone)]
+enum Step {
+    Ok(Duration),
+    Fail(ErrorClass, Duration),
+    RateLimited(Duration),
+    Hang,
+}
+
+struct Fake {
+    id: String,
+    script: Mutex<VecDeque<Step>>,
+    default: Step,
+    calls: AtomicUsize,
+    models: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn new(id: &str, default: Step) -> Arc<Self> {
+        Arc::new(Fake {
+            id: id.into(),
+            script: Mutex::new(VecDeque::new()),
+            default,
+            calls: AtomicUsize::new(0),
+            models: Mutex::new(Vec::new()),
+        })
+    }
+    fn then(self: &Arc<Self>, steps: &[Step]) -> Arc<Self> {
+        self.script.lock().unwrap().extend(steps.iter().cloned());
+        self.clone()
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Provider for Fake {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.models.lock().unwrap().push(call.model.clone());
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(self.default.clone());
+        match step {
+            Step::Ok(d) => {
+                tokio::time::sleep(d).await;
+                Ok(Completion {
+                    model: call.model.clone(),
+                    answer: Answer::Signal(Signal {
+                        action: Action::Buy,
+                        confidence: 0.8,
+                        rationale: format!("from {}", self.id),
+                        position_size: 0.5,
+                        horizon: "1d".into(),
+                    }),
+                    usage: Usage {
+                        input_tokens: 1_000,
+                        output_tokens: 100,
+                    },
+                    http_status: 200,
+                })
+            }
+            Step::Fail(class, d) => {
+                tokio::time::sleep(d).await;
+                Err(ProviderError::new(class, format!("{} failed", self.id)).with_status(503))
+            }
+            Step::RateLimited(retry) => {
+                let mut e = ProviderError::new(ErrorClass::RateLimited, "slow down");
+                e.retry_after = Some(retry);
+                Err(e)
+            }
+            Step::Hang => std::future::pending().await,
+        }
+    }
+    async fn probe(&self, _model: &str, _t: Duration) -> Result<(), ProviderError> {
+        match self.default {
+            Step::Ok(_) => Ok(()),
+            _ => Err(ProviderError::new(ErrorClass::ServerError, "down")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<EngineEvent>>);
+
+impl EventSink for Recorder {
+    fn emit(&self, event: EngineEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn failovers(&self) -> Vec<(String, Option<String>, ErrorClass, bool)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Failover(f) => Some((
+                    f.from.provider.clone(),
+                    f.to.as_ref().map(|t| t.provider.clone()),
+                    f.error_class,
+                    f.hedge,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+    fn count(&self, pred: impl Fn(&EngineEvent) -> bool) -> usize {
+        self.0.lock().unwrap().iter().filter(|e| pred(e)).count()
+    }
+}
+
+fn cfg(ids: &[(&str, &[&str])], extra: &str) -> Config {
+    let mut toml = format!("[worker]\nhttp_listen = \"\"\n{extra}\n");
+    for (i, (id, models)) in ids.iter().enumerate() {
+        let models: Vec<String> = models.iter().map(|m| format!("\"{m}\"")).collect();
+        toml += &format!(
+            "[[providers]]\nid = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [{}]\npriority = {}\ntier = \"local\"\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n",
+            models.join(","),
+            i + 1
+        );
+    }
+    let mut c = config::load_str(&toml).expect("valid test config");
+    // Remote tier without needing keys in the environment (validation already ran).
+    for p in &mut c.providers {
+        p.tier = Tier::Remote;
+    }
+    c
+}
+
+const NO_HEDGE: &str = "[engine]\nhedging = false\n";
+
+struct Rig {
+    engine: Engine,
+    events: Arc<Recorder>,
+}
+
+fn rig(cfg: Config, fakes: &[Arc<Fake>]) -> Rig {
+    let events = Arc::new(Recorder::default());
+    let providers: Vec<Arc<dyn Provider>> =
+        fakes.iter().map(|f| f.clone() as Arc<dyn Provider>).collect();
+    let engine = Engine::new(
+        Arc::new(cfg),
+        providers,
+        Arc::new(SystemClock),
+        events.clone(),
+        Arc::new(LocalFleet),
+        "w-test",
+    )
+    .with_seed(1);
+    Rig { engine, events }
+}
+
+fn job(symbol: &str) -> Job {
+    let mut r = AnalysisRequest::signal(symbol);
+    r.context = Some(
+        serde_json::from_value(serde_json::json!({"prices": [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]}))
+            .unwrap(),
+    );
+    Job {
+        request: r,
+        published_at: chrono::Utc::now(),
+        may_park: false,
+    }
+}
+
+async fn done(engine: &Engine, job: Job) -> ai_failover::contract::AnalysisResult {
+    match engine.handle(job).await {
+        Outcome::Done(r) => *r,
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+const FAST: Duration = Duration::from_millis(20);
+
+#[tokio::test(start_paused = true)]
+async fn each_retryable_class_fails_over_to_the_next_provider() {
+    for class in [
+        ErrorClass::Timeout,
+        ErrorClass::ServerError,
+        ErrorClass::Overloaded,
+        ErrorClass::Network,
+        ErrorClass::InvalidResponse,
+        ErrorClass::ContentFiltered,
+        ErrorClass::RateLimited,
+        ErrorClass::Auth,
+    ] {
+        let a = Fake::new("a", Step::Fail(class, FAST));
+        let b = Fake::new("b", Step::Ok(FAST));
+        let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+        let res = done(&r.engine, job("AAPL")).await;
+        assert_eq!(res.status, Status::Ok, "{class}");
+        assert_eq!(res.provider.as_deref(), Some("b"), "{class}");
+        assert_eq!(res.attempts.len(), 2, "{class}");
+        assert_eq!(res.attempts[0].outcome, class.into());
+        assert_eq!(
+            r.events.failovers(),
+            vec![("a".into(), Some("b".into()), class, false)],
+            "{class}"
+        );
+        assert_eq!((a.calls(), b.calls()), (1, 1), "{class}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_also_moves_between_models_of_one_provider() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::InvalidResponse, FAST)]);
+    let r = rig(cfg(&[("a", &["big", "small"])], NO_HEDGE), &[a.clone()]);
+    let res = done(&r.engine, job("AAPL")).await;
+    assert_eq!(res.model.as_deref(), Some("small"));
+    assert_eq!(*a.models.lock().unwrap(), vec!["big", "small"]);
+    assert_eq!(r.events.failovers().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_request_does_not_fail_over() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::BadRequest, FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let res = done(&r.engine, job("AAPL")).await;
+    assert_eq!(res.status, Status::Failed);
+    assert_eq!(res.error.unwrap().class, ErrorClass::BadRequest);
+    assert_eq!(b.calls(), 0);
+    assert!(r.events.failovers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn context_length_moves_to_a_larger_context_model() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::ContextLength, FAST)]);
+    let mut c = cfg(&[("a", &["small"])], NO_HEDGE);
+    c.providers[0].large_context_models = vec!["huge".into()];
+    let r = rig(c, &[a.clone()]);
+    let res = done(&r.engine, job("AAPL")).await;
+    assert_eq!(res.status, Status::Ok);
+    assert_eq!(res.model.as_deref(), Some("huge"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_quarantines_the_provider_for_later_requests() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::Auth, FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    for _ in 0..3 {
+        assert_eq!(done(&r.engine, job("AAPL")).await.provider.as_deref(), Some("b"));
+    }
+    assert_eq!(a.calls(), 1, "a quarantined provider is never called again");
+    assert_eq!(
+        r.events.count(|e| matches!(e, EngineEvent::Quarantine { provider, .. } if provider == "a")),
+        1
+    );
+    // Long after any breaker would have half-opened, it stays off until an operator clears it.
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    done(&r.engine, job("AAPL")).await;
+    assert_eq!(a.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_opens_half_opens_and_closes() {
+    // a fails three times, then recovers.
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[
+        Step::Fail(ErrorClass::ServerError, FAST),
+        Step::Fail(ErrorClass::ServerError, FAST),
+        Step::Fail(ErrorClass::ServerError, FAST),
+    ]);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], &format!("{NO_HEDGE}[breaker]\nopen_ms = 5000\n")),
+        &[a.clone(), b.clone()],
+    );
+    for _ in 0..3 {
+        done(&r.engine, job("AAPL")).await;
+    }
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
+    assert_eq!(r.engine.mode(), Mode::Degraded);
+    // While open, a is skipped without a call.
+    let res = done(&r.engine, job("AAPL")).await;
+    assert_eq!(res.provider.as_deref(), Some("b"));
+    assert_eq!(a.calls(), 3);
+    // After the open period, one probe goes to a, succeeds, and closes the breaker.
+    tokio::time::advance(Duration::from_millis(5_000)).await;
+    let res = done(&r.engine, job("AAPL")).await;
+    assert_eq!(res.provider.as_deref(), Some("a"));
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Closed);
+    assert_eq!(r.engine.mode(), Mode::Normal);
+    let transitions: Vec<(BreakerState, BreakerState)> = r
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::Breaker { provider, transition } if provider == "a" => {
+                Some((transition.from, transition.to))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        vec![
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::HalfOpen, BreakerState::Closed)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_everything_and_the_fallback_is_marked_and_capped() {
+    let a = Fake::new("a", Step::Hang);
+    let b = Fake::new("b", Step::Hang);
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], ""), &[a.clone(), b.clone()]);
+    let mut j = job("AAPL");
+    j.request.deadline_ms = Some(1_500);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, j).await;
+    let took = started.elapsed();
+    assert!(took <= Duration::from_millis(1_500), "took {took:?}");
+    assert_eq!(res.status, Status::Degraded);
+    assert_eq!(res.source, Source::Fallback);
+    let s = res.signal.unwrap();
+    assert!(s.confidence <= 0.4);
+    assert!(s.rationale.contains("rule-based fallback"));
+    assert_eq!(s.action, Action::Buy, "rising prices");
+    // The move to the fallback is a failover event too.
+    assert!(r.events.failovers().iter().any(|f| f.1.is_none()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_fallback_the_request_fails() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let mut j = job("AAPL");
+    j.request.allow_fallback = false;
+    let res = done(&r.engine, j).await;
+    assert_eq!(res.status, Status::Failed);
+    assert_eq!(res.source, Source::None);
+    assert!(res.signal.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_request_calls_nobody() {
+    let a = Fake::new("a", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let mut j = job("AAPL");
+    j.request.deadline_ms = Some(1_000);
+    j.published_at = chrono::Utc::now() - chrono::Duration::seconds(2);
+    let res = done(&r.engine, j).await;
+    assert_eq!((res.status, res.source), (Status::Expired, Source::None));
+    assert_eq!(a.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_provider_costs_a_fraction_of_a_second_and_counts_as_failing() {
+    let a = Fake::new("a", Step::Hang);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], ""), &[a.clone(), b.clone()]);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, job("AAPL")).await;
+    let took = started.elapsed();
+    assert_eq!(res.provider.as_deref(), Some("b"));
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert_eq!(r.events.failovers(), vec![("a".into(), Some("b".into()), ErrorClass::Timeout, true)]);
+    // Three hung requests open a's breaker although none waited for a's timeout.
+    done(&r.engine, job("AAPL")).await;
+    done(&r.engine, job("AAPL")).await;
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limits_are_honoured_without_sleeping() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::RateLimited(Duration::from_secs(30))]);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let started = tokio::time::Instant::now();
+    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert_eq!(a.calls(), 1, "skipped until Retry-After");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_on_the_last_provider_back_off_within_the_budget() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::ServerError, FAST)]);
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let res = done(&r.engine, job("X")).await;
+    assert_eq!(res.status, Status::Ok);
+    assert_eq!(a.calls(), 2, "one retry after a backoff");
+    assert!(r.events.failovers().is_empty(), "a retry is not a failover");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_never_multiplies_load() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let b = Fake::new("b", Step::Fail(ErrorClass::ServerError, FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], "[breaker]\nconsecutive_failures = 1000\nmin_calls = 20\nfailure_rate = 1.0\n[engine]\nretry_budget_min_per_sec = 0.1\nmax_retries_per_provider = 3\n"),
+        &[a.clone(), b.clone()],
+    );
+    for _ in 0..100 {
+        done(&r.engine, job("X")).await;
+    }
+    let total = a.calls() + b.calls();
+    // One call per provider per request plus at most 20% extras (and a floor of one).
+    assert!(total <= 2 * 100 + 21, "{total} calls for 100 requests");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cost_caps_reject_and_daily_budgets_skip() {
+    let a = Fake::new("a", Step::Ok(FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let mut j = job("X");
+    j.request.max_cost_usd = Some(0.000_001);
+    let res = done(&r.engine, j).await;
+    assert_eq!(res.status, Status::Rejected);
+    assert_eq!(res.error.unwrap().class, ErrorClass::BudgetExceeded);
+    assert_eq!(a.calls() + b.calls(), 0);
+
+    let mut c = cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE);
+    c.providers[0].daily_budget_usd = Some(0.000_001);
+    let r = rig(c, &[a.clone(), b.clone()]);
+    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert_eq!(a.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_carry_cost_usage_and_mode_risk() {
+    let a = Fake::new("a", Step::Ok(FAST));
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a]);
+    let res = done(&r.engine, job("X")).await;
+    assert_eq!(res.usage.input_tokens, 1_000);
+    // 1000 in at $1/Mtok + 100 out at $10/Mtok.
+    assert!((res.cost_usd - 0.002).abs() < 1e-12, "{}", res.cost_usd);
+    assert_eq!(res.mode, Mode::Normal);
+    assert_eq!(res.signal.unwrap().position_size, 0.5);
+    assert!(r.events.count(|e| matches!(e, EngineEvent::Cacheable(_))) == 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_local_providers_left_means_conservative_risk() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::Auth, FAST));
+    let l = Fake::new("l", Step::Ok(FAST));
+    let mut c = cfg(&[("a", &["a1"]), ("l", &["l1"])], NO_HEDGE);
+    c.providers[1].tier = Tier::Local;
+    let r = rig(c, &[a, l]);
+    let res = done(&r.engine, job("X")).await;
+    assert_eq!(res.mode, Mode::Conservative);
+    assert_eq!(res.signal.unwrap().position_size, 0.5 * 0.5);
+    assert!(res.risk.min_confidence >= 0.7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_parks_when_every_provider_reopens_before_its_deadline() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"])], &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 2000\n")),
+        &[a.clone()],
+    );
+    done(&r.engine, job("X")).await; // opens the breaker
+    let mut j = job("X");
+    j.may_park = true;
+    j.request.deadline_ms = Some(30_000);
+    match r.engine.handle(j.clone()).await {
+        Outcome::Park { retry_after, .. } => assert!(retry_after <= Duration::from_millis(2_000)),
+        other => panic!("expected park, got {other:?}"),
+    }
+    // Not parkable (last delivery): the fallback answers instead.
+    j.may_park = false;
+    assert_eq!(done(&r.engine, j).await.source, Source::Fallback);
+}
+
+#[tokio::test(start_paused = true)]
+async fn test_failover_injection_leaves_fleet_state_alone() {
+    let a = Fake::new("a", Step::Ok(FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\n")),
+        &[a.clone(), b.clone()],
+    );
+    let injected = HashMap::from([("a".to_string(), ErrorClass::ServerError)]);
+    let out = r.engine.handle_with(job("X"), &injected).await;
+    let Outcome::Done(res) = out else { panic!() };
+    assert_eq!(res.provider.as_deref(), Some("b"));
+    assert_eq!(res.attempts[0].outcome, ErrorClass::ServerError.into());
+    assert_eq!(a.calls(), 0, "the failing provider is simulated, not called");
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Closed);
+    assert!(r.events.failovers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_kinds_get_an_analysis_from_the_fallback() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a]);
+    let mut j = job("X");
+    j.request.kind = Kind::Risk;
+    let res = done(&r.engine, j).await;
+    assert_eq!(res.source, Source::Fallback);
+    assert!(res.signal.is_none());
+    assert_eq!(res.analysis.unwrap()["method"], "rule_based_fallback");
+}
