@@ -43,7 +43,7 @@ impl Reply {
         if let Stop::Filtered(reason) = &self.stop {
             return Err(fail(
                 ErrorClass::ContentFiltered,
-                format!("the model refused to answer ({reason})"),
+                format!("answer withheld on content policy ({reason})"),
             ));
         }
         match parse_answer(kind, &self.text) {
