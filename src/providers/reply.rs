@@ -24,7 +24,9 @@ pub struct Reply {
     pub model: String,
     /// The answer text, all text parts joined.
     pub text: String,
+    /// Tokens billed for this call.
     pub usage: Usage,
+    /// Why the model stopped.
     pub stop: Stop,
 }
 
