@@ -136,3 +136,24 @@ impl<W: Wire> Provider for HttpAdapter<W> {
         result.await.map_err(|e| self.scrub(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::openai::OpenAi;
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = SecretString::from("sk-CANARY-debug");
+        let adapter = HttpAdapter::new(
+            "p".into(),
+            Client::new(),
+            1024,
+            OpenAi::new("http://localhost/v1", Some(key)),
+        );
+        let debug = format!("{adapter:?}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+        assert!(!debug.contains("CANARY"), "{debug}");
+    }
+}

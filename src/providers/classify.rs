@@ -193,7 +193,7 @@ fn class_of(api: Api, status: u16, error: &VendorError) -> ErrorClass {
             says("api_key_invalid") || says("api key not valid") || says("api key not found")
         }
     };
-    if matches!(status, 401 | 402 | 403) || operator_only {
+    if (401..=403).contains(&status) || operator_only {
         return ErrorClass::Auth;
     }
     let overloaded = status == 529

@@ -108,7 +108,7 @@ pub fn from_reqwest(err: reqwest::Error) -> ProviderError {
     } else if err.is_builder() {
         (
             ErrorClass::Network,
-            "cannot build the request (check base_url)",
+            "cannot build the request (check base_url and model)",
         )
     } else if err.is_body() || err.is_decode() {
         (ErrorClass::InvalidResponse, "broken response body")

@@ -24,7 +24,9 @@ pub struct Reply {
     pub model: String,
     /// The answer text, all text parts joined.
     pub text: String,
+    /// Tokens billed for this call.
     pub usage: Usage,
+    /// Why the model stopped.
     pub stop: Stop,
 }
 
@@ -43,7 +45,7 @@ impl Reply {
         if let Stop::Filtered(reason) = &self.stop {
             return Err(fail(
                 ErrorClass::ContentFiltered,
-                format!("the model refused to answer ({reason})"),
+                format!("answer withheld on content policy ({reason})"),
             ));
         }
         match parse_answer(kind, &self.text) {

@@ -23,7 +23,7 @@ pub fn from_headers(api: Api, headers: &HeaderMap, now: SystemTime) -> Option<Du
         .and_then(|ms| seconds(ms / 1000.0))
         .or_else(|| header(headers, "retry-after").and_then(|v| retry_after_value(v, now)));
     let wait = standard.or_else(|| match api {
-        Api::Openai => vendor_reset(headers, "x-ratelimit-", |v| go_duration(v)),
+        Api::Openai => vendor_reset(headers, "x-ratelimit-", go_duration),
         Api::Anthropic => vendor_reset(headers, "anthropic-ratelimit-", |v| rfc3339(v, now)),
         Api::Gemini => None,
     })?;
