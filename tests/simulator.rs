@@ -807,9 +807,9 @@ async fn control_api_changes_faults_at_run_time() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["outcome"].as_str().unwrap_or("error"))
+        .map(|r| r["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["error", "ok"]);
+    assert_eq!(outcomes, ["server_error", "ok"]);
     assert_eq!(log[1]["model"], "gpt-4o-mini");
 
     let r = h.post(format!("{ctl}/reset")).send().await.unwrap();
@@ -858,5 +858,35 @@ async fn calls_are_counted_per_request_id() {
     sim.reset_calls();
     assert_eq!(sim.calls()["openai"].total, 0);
     assert!(sim.log().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn probes_see_outages_and_server_errors() {
+    let sim = three().await;
+    let h = http();
+    sim.set_faults("openai", only("server_error")).unwrap();
+    let openai = sim.base_url("openai").unwrap();
+    let r = h.get(format!("{openai}/models")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    // A request-specific class does not touch probes.
+    sim.set_faults("anthropic", only("context_length")).unwrap();
+    let anthropic = sim.base_url("anthropic").unwrap();
+    let r = h
+        .get(format!("{anthropic}/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    sim.start_outage("gemini", None).unwrap();
+    let gemini = sim.base_url("gemini").unwrap();
+    let r = h
+        .get(format!("{gemini}/v1beta/models/gemini-2.5-flash"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "UNAVAILABLE");
     sim.shutdown().await;
 }

@@ -18,9 +18,9 @@ pub struct ProviderCalls {
     pub by_request_id: BTreeMap<String, u64>,
 }
 
-/// How a call was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How a call was answered. Serialised as one flat snake_case string (`ok`,
+/// `server_error`, `hung`, …) so the log is easy to filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
     /// A well-formed answer.
     Ok,
@@ -38,19 +38,66 @@ pub enum CallOutcome {
     Refused,
 }
 
+impl CallOutcome {
+    const PLAIN: [CallOutcome; 6] = [
+        CallOutcome::Ok,
+        CallOutcome::Malformed,
+        CallOutcome::Unauthorized,
+        CallOutcome::Outage,
+        CallOutcome::Hung,
+        CallOutcome::Refused,
+    ];
+
+    /// The wire name: an error's class name, or the outcome's own.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Error(class) => class.as_str(),
+            CallOutcome::Malformed => "malformed",
+            CallOutcome::Unauthorized => "unauthorized",
+            CallOutcome::Outage => "outage",
+            CallOutcome::Hung => "hung",
+            CallOutcome::Refused => "refused",
+        }
+    }
+}
+
+impl Serialize for CallOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CallOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::PLAIN
+            .into_iter()
+            .chain(FaultClass::ALL.map(CallOutcome::Error))
+            .find(|o| o.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown call outcome {name:?}")))
+    }
+}
+
 /// One line of the call log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
+    /// The simulated provider's name.
     pub provider: String,
     /// Empty for probes that name no model.
     pub model: String,
+    /// From `X-Client-Request-Id` or `x-request-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// A models listing or lookup rather than a generation.
     pub probe: bool,
+    /// How it was answered.
     pub outcome: CallOutcome,
+    /// None when no HTTP answer was sent (hung, refused).
     pub http_status: Option<u16>,
     /// Time until the answer began (injected latency included).
     pub latency_ms: u64,
+    /// When the answer was decided.
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -92,5 +139,24 @@ impl Ledger {
             *c = ProviderCalls::default();
         }
         self.log.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_flat_strings() {
+        let o = CallOutcome::Error(FaultClass::RateLimited);
+        assert_eq!(serde_json::to_value(o).unwrap(), "rate_limited");
+        for o in CallOutcome::PLAIN
+            .into_iter()
+            .chain(FaultClass::ALL.map(CallOutcome::Error))
+        {
+            let back: CallOutcome =
+                serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap();
+            assert_eq!(back, o);
+        }
     }
 }

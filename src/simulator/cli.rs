@@ -37,8 +37,11 @@ pub struct SimulateArgs {
 /// `--provider NAME=API[@ADDR]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSpec {
+    /// Path prefix and key of the provider.
     pub name: String,
+    /// Wire API it speaks.
     pub api: Api,
+    /// Its own listener, if any.
     pub dedicated: Option<SocketAddr>,
 }
 

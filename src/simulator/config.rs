@@ -62,6 +62,7 @@ impl SimProvider {
 pub struct SimConfig {
     /// The shared listener (port 0 = any free port).
     pub listen: SocketAddr,
+    /// The simulated providers, each under `/<name>` on `listen`.
     pub providers: Vec<SimProvider>,
     /// Seeds the fault RNGs (each provider's faults may override it); absent = entropy.
     #[serde(default)]

@@ -29,14 +29,20 @@ struct Ctl {
 /// `GET /_sim/providers`: one provider as the control API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderView {
+    /// Provider name.
     pub name: String,
+    /// Wire API it speaks.
     pub api: Api,
+    /// Base URL on the shared listener, as the vendor SDK takes it.
     pub base_url: String,
+    /// Base URL of its dedicated listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedicated_base_url: Option<String>,
     /// Whether calls must carry a key (the key itself is never shown).
     pub requires_key: bool,
+    /// Faults in force.
     pub faults: Faults,
+    /// Call counts so far.
     pub calls: ProviderCalls,
 }
 

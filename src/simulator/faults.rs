@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Faults injected into one simulated provider. Replaced as a whole when set.
+///
+/// Probes (model listings and lookups) meet connection faults, latency, outages, auth and
+/// the server-side error classes (see [`FaultClass::hits_probes`]), so active health checks
+/// see what real calls see; request-specific classes and body faults hit generations only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -69,9 +73,19 @@ impl Faults {
 #[serde(untagged)]
 pub enum Latency {
     /// Uniform between `min` and `max`.
-    Uniform { min: u64, max: u64 },
+    Uniform {
+        /// Shortest delay.
+        min: u64,
+        /// Longest delay.
+        max: u64,
+    },
     /// Log-normal with this median and 99th percentile: a long tail like real APIs.
-    LogNormal { p50: u64, p99: u64 },
+    LogNormal {
+        /// Median delay.
+        p50: u64,
+        /// 99th-percentile delay (draws are capped at 4× this).
+        p99: u64,
+    },
     /// Always the same.
     Fixed(u64),
 }
@@ -94,14 +108,23 @@ impl Latency {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ErrorRates {
+    /// Held for `timeout_hold_ms`, then a 504.
     pub timeout: f64,
+    /// 429 with `retry-after` and the vendor's reset headers (Gemini: a `RetryInfo` detail).
     pub rate_limited: f64,
+    /// OpenAI 503, Anthropic 529 `overloaded_error`, Gemini 503 `UNAVAILABLE`.
     pub overloaded: f64,
+    /// 500 in the vendor's shape.
     pub server_error: f64,
+    /// A revoked key: 401 (Gemini 403 `PERMISSION_DENIED`).
     pub auth: f64,
+    /// 400 about a request field.
     pub bad_request: f64,
+    /// 400 saying the prompt exceeds the context window.
     pub context_length: f64,
+    /// 200 with the vendor's refusal (`content_filter`, `refusal`, `blockReason`).
     pub content_filtered: f64,
+    /// 200 with a broken body (the `malformed` kind, else an invalid signal).
     pub invalid_response: f64,
 }
 
@@ -109,15 +132,67 @@ pub struct ErrorRates {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultClass {
+    /// No answer in time (504 after a hold).
     Timeout,
+    /// 429.
     RateLimited,
+    /// The vendor's "overloaded" answer.
     Overloaded,
+    /// Another 5xx.
     ServerError,
+    /// 401/403 for a key that was valid.
     Auth,
+    /// 400: the request's own fault.
     BadRequest,
+    /// 400: the prompt does not fit.
     ContextLength,
+    /// A safety refusal.
     ContentFiltered,
+    /// A 200 that cannot be used.
     InvalidResponse,
+}
+
+impl FaultClass {
+    /// Every class, in the order rates are summed.
+    pub const ALL: [FaultClass; 9] = [
+        FaultClass::Timeout,
+        FaultClass::RateLimited,
+        FaultClass::Overloaded,
+        FaultClass::ServerError,
+        FaultClass::Auth,
+        FaultClass::BadRequest,
+        FaultClass::ContextLength,
+        FaultClass::ContentFiltered,
+        FaultClass::InvalidResponse,
+    ];
+
+    /// The snake_case name used in JSON, matching `ErrorClass` names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultClass::Timeout => "timeout",
+            FaultClass::RateLimited => "rate_limited",
+            FaultClass::Overloaded => "overloaded",
+            FaultClass::ServerError => "server_error",
+            FaultClass::Auth => "auth",
+            FaultClass::BadRequest => "bad_request",
+            FaultClass::ContextLength => "context_length",
+            FaultClass::ContentFiltered => "content_filtered",
+            FaultClass::InvalidResponse => "invalid_response",
+        }
+    }
+
+    /// Whether the class is about the server rather than the request, so a probe (which
+    /// carries no prompt) can meet it too.
+    pub fn hits_probes(self) -> bool {
+        matches!(
+            self,
+            FaultClass::Timeout
+                | FaultClass::RateLimited
+                | FaultClass::Overloaded
+                | FaultClass::ServerError
+                | FaultClass::Auth
+        )
+    }
 }
 
 impl ErrorRates {
@@ -157,7 +232,10 @@ impl ErrorRates {
         let mut sum = 0.0;
         for (class, rate) in self.entries() {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("error_rate.{class:?} must be within 0..=1"));
+                return Err(format!(
+                    "error_rate.{} must be within 0..=1",
+                    class.as_str()
+                ));
             }
             sum += rate;
         }

@@ -55,7 +55,9 @@ pub enum SimError {
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: std::net::SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
 }

@@ -219,6 +219,14 @@ async fn serve_call(ctx: Ctx, conn: Conn, call: Call) -> Response {
         }
     }
     if call.probe {
+        if let Some(class) = plan.class.filter(|c| c.hits_probes()) {
+            if class == FaultClass::Timeout && !pause(plan.timeout_hold, &shutdown).await {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            let e = vendor::error(api, class, &ErrorCtx::probe(plan.retry_after_s));
+            log.log(CallOutcome::Error(class), Some(e.status));
+            return reply(api, e);
+        }
         log.log(CallOutcome::Ok, Some(200));
         let models = match &call.path_model {
             Some(m) => vec![m.clone()],

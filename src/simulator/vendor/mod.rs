@@ -119,9 +119,14 @@ pub(crate) fn outage(api: Api) -> ErrorReply {
 
 impl ErrorCtx<'static> {
     fn none() -> Self {
+        Self::probe(1)
+    }
+
+    /// Context of a probe, which names no model and carries no prompt.
+    pub(crate) fn probe(retry_after_s: u64) -> Self {
         ErrorCtx {
             model: "",
-            retry_after_s: 1,
+            retry_after_s,
             input_tokens: 0,
         }
     }
