@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(Into::into),
+        Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Setup { config } => {
             async {
                 let cfg = ai_failover::config::load(&config)?;

@@ -162,8 +162,10 @@ struct Rig {
 
 fn rig(cfg: Config, fakes: &[Arc<Fake>]) -> Rig {
     let events = Arc::new(Recorder::default());
-    let providers: Vec<Arc<dyn Provider>> =
-        fakes.iter().map(|f| f.clone() as Arc<dyn Provider>).collect();
+    let providers: Vec<Arc<dyn Provider>> = fakes
+        .iter()
+        .map(|f| f.clone() as Arc<dyn Provider>)
+        .collect();
     let engine = Engine::new(
         Arc::new(cfg),
         providers,
@@ -179,8 +181,10 @@ fn rig(cfg: Config, fakes: &[Arc<Fake>]) -> Rig {
 fn job(symbol: &str) -> Job {
     let mut r = AnalysisRequest::signal(symbol);
     r.context = Some(
-        serde_json::from_value(serde_json::json!({"prices": [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]}))
-            .unwrap(),
+        serde_json::from_value(
+            serde_json::json!({"prices": [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]}),
+        )
+        .unwrap(),
     );
     Job {
         request: r,
@@ -212,7 +216,10 @@ async fn each_retryable_class_fails_over_to_the_next_provider() {
     ] {
         let a = Fake::new("a", Step::Fail(class, FAST));
         let b = Fake::new("b", Step::Ok(FAST));
-        let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+        let r = rig(
+            cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+            &[a.clone(), b.clone()],
+        );
         let res = done(&r.engine, job("AAPL")).await;
         assert_eq!(res.status, Status::Ok, "{class}");
         assert_eq!(res.provider.as_deref(), Some("b"), "{class}");
@@ -241,7 +248,10 @@ async fn failover_also_moves_between_models_of_one_provider() {
 async fn bad_request_does_not_fail_over() {
     let a = Fake::new("a", Step::Fail(ErrorClass::BadRequest, FAST));
     let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+        &[a.clone(), b.clone()],
+    );
     let res = done(&r.engine, job("AAPL")).await;
     assert_eq!(res.status, Status::Failed);
     assert_eq!(res.error.unwrap().class, ErrorClass::BadRequest);
@@ -264,13 +274,20 @@ async fn context_length_moves_to_a_larger_context_model() {
 async fn auth_quarantines_the_provider_for_later_requests() {
     let a = Fake::new("a", Step::Fail(ErrorClass::Auth, FAST));
     let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+        &[a.clone(), b.clone()],
+    );
     for _ in 0..3 {
-        assert_eq!(done(&r.engine, job("AAPL")).await.provider.as_deref(), Some("b"));
+        assert_eq!(
+            done(&r.engine, job("AAPL")).await.provider.as_deref(),
+            Some("b")
+        );
     }
     assert_eq!(a.calls(), 1, "a quarantined provider is never called again");
     assert_eq!(
-        r.events.count(|e| matches!(e, EngineEvent::Quarantine { provider, .. } if provider == "a")),
+        r.events
+            .count(|e| matches!(e, EngineEvent::Quarantine { provider, .. } if provider == "a")),
         1
     );
     // Long after any breaker would have half-opened, it stays off until an operator clears it.
@@ -289,7 +306,10 @@ async fn breaker_opens_half_opens_and_closes() {
     ]);
     let b = Fake::new("b", Step::Ok(FAST));
     let r = rig(
-        cfg(&[("a", &["a1"]), ("b", &["b1"])], &format!("{NO_HEDGE}[breaker]\nopen_ms = 5000\n")),
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            &format!("{NO_HEDGE}[breaker]\nopen_ms = 5000\n"),
+        ),
         &[a.clone(), b.clone()],
     );
     for _ in 0..3 {
@@ -305,7 +325,10 @@ async fn breaker_opens_half_opens_and_closes() {
     tokio::time::advance(Duration::from_millis(5_000)).await;
     let res = done(&r.engine, job("AAPL")).await;
     assert_eq!(res.provider.as_deref(), Some("a"));
-    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Closed);
+    assert_eq!(
+        r.engine.provider_status("a").unwrap().1,
+        BreakerState::Closed
+    );
     assert_eq!(r.engine.mode(), Mode::Normal);
     let transitions: Vec<(BreakerState, BreakerState)> = r
         .events
@@ -314,9 +337,10 @@ async fn breaker_opens_half_opens_and_closes() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            EngineEvent::Breaker { provider, transition } if provider == "a" => {
-                Some((transition.from, transition.to))
-            }
+            EngineEvent::Breaker {
+                provider,
+                transition,
+            } if provider == "a" => Some((transition.from, transition.to)),
             _ => None,
         })
         .collect();
@@ -333,7 +357,10 @@ async fn breaker_opens_half_opens_and_closes() {
 async fn the_deadline_bounds_everything_and_the_fallback_is_marked_and_capped() {
     let a = Fake::new("a", Step::Hang);
     let b = Fake::new("b", Step::Hang);
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], ""), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], ""),
+        &[a.clone(), b.clone()],
+    );
     let mut j = job("AAPL");
     j.request.deadline_ms = Some(1_500);
     let started = tokio::time::Instant::now();
@@ -378,13 +405,19 @@ async fn an_expired_request_calls_nobody() {
 async fn a_hanging_provider_costs_a_fraction_of_a_second_and_counts_as_failing() {
     let a = Fake::new("a", Step::Hang);
     let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], ""), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], ""),
+        &[a.clone(), b.clone()],
+    );
     let started = tokio::time::Instant::now();
     let res = done(&r.engine, job("AAPL")).await;
     let took = started.elapsed();
     assert_eq!(res.provider.as_deref(), Some("b"));
     assert!(took < Duration::from_millis(500), "took {took:?}");
-    assert_eq!(r.events.failovers(), vec![("a".into(), Some("b".into()), ErrorClass::Timeout, true)]);
+    assert_eq!(
+        r.events.failovers(),
+        vec![("a".into(), Some("b".into()), ErrorClass::Timeout, true)]
+    );
     // Three hung requests open a's breaker although none waited for a's timeout.
     done(&r.engine, job("AAPL")).await;
     done(&r.engine, job("AAPL")).await;
@@ -395,14 +428,26 @@ async fn a_hanging_provider_costs_a_fraction_of_a_second_and_counts_as_failing()
 async fn rate_limits_are_honoured_without_sleeping() {
     let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::RateLimited(Duration::from_secs(30))]);
     let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+        &[a.clone(), b.clone()],
+    );
     let started = tokio::time::Instant::now();
-    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
     assert_eq!(a.calls(), 1, "skipped until Retry-After");
     tokio::time::advance(Duration::from_secs(30)).await;
-    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("a"));
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("a")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,7 +465,10 @@ async fn an_outage_never_multiplies_load() {
     let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
     let b = Fake::new("b", Step::Fail(ErrorClass::ServerError, FAST));
     let r = rig(
-        cfg(&[("a", &["a1"]), ("b", &["b1"])], "[breaker]\nconsecutive_failures = 1000\nmin_calls = 20\nfailure_rate = 1.0\n[engine]\nretry_budget_min_per_sec = 0.1\nmax_retries_per_provider = 3\n"),
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            "[breaker]\nconsecutive_failures = 1000\nmin_calls = 20\nfailure_rate = 1.0\n[engine]\nretry_budget_min_per_sec = 0.1\nmax_retries_per_provider = 3\n",
+        ),
         &[a.clone(), b.clone()],
     );
     for _ in 0..100 {
@@ -435,7 +483,10 @@ async fn an_outage_never_multiplies_load() {
 async fn cost_caps_reject_and_daily_budgets_skip() {
     let a = Fake::new("a", Step::Ok(FAST));
     let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE), &[a.clone(), b.clone()]);
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+        &[a.clone(), b.clone()],
+    );
     let mut j = job("X");
     j.request.max_cost_usd = Some(0.000_001);
     let res = done(&r.engine, j).await;
@@ -446,7 +497,10 @@ async fn cost_caps_reject_and_daily_budgets_skip() {
     let mut c = cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE);
     c.providers[0].daily_budget_usd = Some(0.000_001);
     let r = rig(c, &[a.clone(), b.clone()]);
-    assert_eq!(done(&r.engine, job("X")).await.provider.as_deref(), Some("b"));
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
     assert_eq!(a.calls(), 0);
 }
 
@@ -480,7 +534,10 @@ async fn only_local_providers_left_means_conservative_risk() {
 async fn a_request_parks_when_every_provider_reopens_before_its_deadline() {
     let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
     let r = rig(
-        cfg(&[("a", &["a1"])], &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 2000\n")),
+        cfg(
+            &[("a", &["a1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 2000\n"),
+        ),
         &[a.clone()],
     );
     done(&r.engine, job("X")).await; // opens the breaker
@@ -501,7 +558,10 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
     let a = Fake::new("a", Step::Ok(FAST));
     let b = Fake::new("b", Step::Ok(FAST));
     let r = rig(
-        cfg(&[("a", &["a1"]), ("b", &["b1"])], &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\n")),
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\n"),
+        ),
         &[a.clone(), b.clone()],
     );
     let injected = HashMap::from([("a".to_string(), ErrorClass::ServerError)]);
@@ -509,8 +569,15 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
     let Outcome::Done(res) = out else { panic!() };
     assert_eq!(res.provider.as_deref(), Some("b"));
     assert_eq!(res.attempts[0].outcome, ErrorClass::ServerError.into());
-    assert_eq!(a.calls(), 0, "the failing provider is simulated, not called");
-    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Closed);
+    assert_eq!(
+        a.calls(),
+        0,
+        "the failing provider is simulated, not called"
+    );
+    assert_eq!(
+        r.engine.provider_status("a").unwrap().1,
+        BreakerState::Closed
+    );
     assert!(r.events.failovers().is_empty());
 }
 

@@ -1,4 +1,14 @@
 //! The NATS side: streams, consumer and buckets, the consume loop, publishing, the shared
-//! health store and the control service.
+//! health store, fleet mode and the control service.
 
+pub mod decode;
+pub mod events;
+pub mod fleet;
+pub mod health_store;
+pub mod monitor;
+pub mod outcomes;
+pub mod publish;
+pub mod runtime;
 pub mod setup;
+pub mod watch;
+pub mod worker;

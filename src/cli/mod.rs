@@ -30,6 +30,8 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Run the provider simulator (OpenAI, Anthropic and Gemini wire APIs, with faults).
+    Simulate(crate::simulator::SimulateArgs),
     /// Create (or verify) the streams, consumer and KV buckets.
     Setup {
         #[arg(

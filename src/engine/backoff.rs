@@ -30,7 +30,10 @@ mod tests {
             let cap = (100u64 << attempt).min(1_000);
             for _ in 0..200 {
                 let d = full_jitter(&mut rng, base, max, attempt);
-                assert!(d <= Duration::from_millis(cap), "{d:?} > {cap} at {attempt}");
+                assert!(
+                    d <= Duration::from_millis(cap),
+                    "{d:?} > {cap} at {attempt}"
+                );
             }
         }
         // Full jitter spreads over the whole range, down to near zero.

@@ -332,7 +332,10 @@ mod tests {
             now = b.open_until.unwrap();
             assert_eq!(b.admit(&c, now), Admission::Probe);
             let tr = b.on_failure(&c, now, FAST, "timeout").unwrap();
-            assert_eq!((tr.from, tr.to), (BreakerState::HalfOpen, BreakerState::Open));
+            assert_eq!(
+                (tr.from, tr.to),
+                (BreakerState::HalfOpen, BreakerState::Open)
+            );
             assert_eq!(b.open_until, Some(now + Duration::from_millis(want)));
         }
     }

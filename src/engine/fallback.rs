@@ -31,8 +31,8 @@ fn read(prices: &[f64]) -> Option<Reading> {
     let momentum = prices[n - 1] / prices[n - 1 - back] - 1.0;
     let returns: Vec<f64> = prices.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
     let m = mean(&returns);
-    let volatility = (returns.iter().map(|r| (r - m).powi(2)).sum::<f64>() / returns.len() as f64)
-        .sqrt();
+    let volatility =
+        (returns.iter().map(|r| (r - m).powi(2)).sum::<f64>() / returns.len() as f64).sqrt();
     Some(Reading {
         trend: short / long - 1.0,
         momentum,
@@ -75,7 +75,11 @@ pub fn rule_based(request: &AnalysisRequest, max_confidence: f64) -> Answer {
                         r.trend * 100.0,
                         r.momentum * 100.0
                     ),
-                    position_size: if action == Action::Hold { 0.0 } else { confidence },
+                    position_size: if action == Action::Hold {
+                        0.0
+                    } else {
+                        confidence
+                    },
                     horizon: "intraday".into(),
                 }
             }
@@ -113,9 +117,7 @@ mod tests {
 
     fn with_prices(prices: &[f64]) -> AnalysisRequest {
         let mut r = AnalysisRequest::signal("AAPL");
-        r.context = Some(
-            serde_json::from_value(json!({ "prices": prices })).unwrap(),
-        );
+        r.context = Some(serde_json::from_value(json!({ "prices": prices })).unwrap());
         r
     }
 
@@ -131,8 +133,14 @@ mod tests {
         let up: Vec<f64> = (0..30).map(|i| 100.0 + i as f64).collect();
         let down: Vec<f64> = up.iter().rev().copied().collect();
         let flat = vec![100.0; 30];
-        assert_eq!(signal(rule_based(&with_prices(&up), 0.4)).action, Action::Buy);
-        assert_eq!(signal(rule_based(&with_prices(&down), 0.4)).action, Action::Sell);
+        assert_eq!(
+            signal(rule_based(&with_prices(&up), 0.4)).action,
+            Action::Buy
+        );
+        assert_eq!(
+            signal(rule_based(&with_prices(&down), 0.4)).action,
+            Action::Sell
+        );
         let f = signal(rule_based(&with_prices(&flat), 0.4));
         assert_eq!(f.action, Action::Hold);
         assert_eq!(f.position_size, 0.0);

@@ -7,12 +7,12 @@
 pub mod backoff;
 pub mod breaker;
 pub mod clock;
-mod run;
 pub mod fallback;
 pub mod modes;
 pub mod policy;
 pub mod ports;
 pub mod retry_budget;
+mod run;
 pub mod selection;
 pub mod slot;
 pub mod stats;

@@ -45,7 +45,10 @@ pub enum Outcome {
     /// A result to store and publish.
     Done(Box<AnalysisResult>),
     /// No provider can be tried now, but one may be before the deadline: redeliver later.
-    Park { retry_after: Duration, reason: String },
+    Park {
+        retry_after: Duration,
+        reason: String,
+    },
 }
 
 /// A call's end, as the engine books it.
@@ -102,7 +105,11 @@ impl Engine {
         fleet: Arc<dyn Fleet>,
         worker_id: impl Into<String>,
     ) -> Self {
-        assert_eq!(cfg.providers.len(), providers.len(), "one adapter per provider");
+        assert_eq!(
+            cfg.providers.len(),
+            providers.len(),
+            "one adapter per provider"
+        );
         let slots = cfg
             .providers
             .iter()
@@ -191,13 +198,11 @@ impl Engine {
         let now = self.clock.now();
         self.slots
             .iter()
-            .map(|s| {
-                ProviderView {
-                    id: s.id().to_string(),
-                    priority: s.cfg.priority,
-                    tier: s.cfg.tier,
-                    available: s.health().available(now),
-                }
+            .map(|s| ProviderView {
+                id: s.id().to_string(),
+                priority: s.cfg.priority,
+                tier: s.cfg.tier,
+                available: s.health().available(now),
             })
             .collect()
     }
@@ -265,7 +270,10 @@ impl Engine {
         let started = self.clock.now();
         let res = match tokio::time::timeout(timeout, slot.provider.probe(&model, timeout)).await {
             Ok(r) => r,
-            Err(_) => Err(ProviderError::new(ErrorClass::Timeout, "health probe timed out")),
+            Err(_) => Err(ProviderError::new(
+                ErrorClass::Timeout,
+                "health probe timed out",
+            )),
         };
         let now = self.clock.now();
         let latency = now.duration_since(started);
@@ -302,11 +310,7 @@ impl Engine {
 
     /// [`handle`](Self::handle) with some providers made to fail with a given class without
     /// calling them and without touching fleet state (`test-failover`).
-    pub async fn handle_with(
-        &self,
-        job: Job,
-        injected: &HashMap<String, ErrorClass>,
-    ) -> Outcome {
+    pub async fn handle_with(&self, job: Job, injected: &HashMap<String, ErrorClass>) -> Outcome {
         let started = self.clock.now();
         let utc = self.clock.utc();
         let request = &job.request;
@@ -323,7 +327,14 @@ impl Engine {
                     age.as_millis()
                 ),
             };
-            return self.finish(request, started, Trace::default(), None, Status::Expired, Some(error));
+            return self.finish(
+                request,
+                started,
+                Trace::default(),
+                None,
+                Status::Expired,
+                Some(error),
+            );
         }
         let deadline = started + (budget - age);
 
@@ -332,7 +343,14 @@ impl Engine {
                 class: ErrorClass::Suspended,
                 message: "trading is suspended; no provider was called".into(),
             };
-            return self.finish(request, started, Trace::default(), None, Status::Rejected, Some(error));
+            return self.finish(
+                request,
+                started,
+                Trace::default(),
+                None,
+                Status::Rejected,
+                Some(error),
+            );
         }
 
         let plan = self.plan(request);
@@ -353,7 +371,14 @@ impl Engine {
 
         let synthetic = !injected.is_empty();
         if let Some(answer) = self
-            .run_candidates(&job, plan.candidates, deadline, &mut trace, injected, synthetic)
+            .run_candidates(
+                &job,
+                plan.candidates,
+                deadline,
+                &mut trace,
+                injected,
+                synthetic,
+            )
             .await
         {
             return self.finish(request, started, trace, Some(answer), Status::Ok, None);
@@ -370,8 +395,7 @@ impl Engine {
             if at + room < deadline {
                 return Outcome::Park {
                     retry_after: at.saturating_duration_since(now),
-                    reason: "no provider can be called now; one reopens before the deadline"
-                        .into(),
+                    reason: "no provider can be called now; one reopens before the deadline".into(),
                 };
             }
         }
@@ -385,7 +409,14 @@ impl Engine {
             if let Some((from, class)) = from {
                 self.emit_failover(&request.request_id, from, None, class, false, synthetic);
             }
-            return self.finish(request, started, trace, Some(fb), Status::Degraded, Some(error));
+            return self.finish(
+                request,
+                started,
+                trace,
+                Some(fb),
+                Status::Degraded,
+                Some(error),
+            );
         }
         self.finish(request, started, trace, None, Status::Failed, Some(error))
     }
@@ -472,18 +503,26 @@ impl Engine {
                 model: cand.model.clone(),
             };
             if let Some((from, class)) = trace.pending_failover.take() {
-                self.emit_failover(&request.request_id, from, Some(here.clone()), class, false, synthetic);
+                self.emit_failover(
+                    &request.request_id,
+                    from,
+                    Some(here.clone()),
+                    class,
+                    false,
+                    synthetic,
+                );
             }
 
             // A hedge partner: the next candidate on another provider, admitted now.
             let partner = if self.cfg.engine.hedging && !probe {
-                queue
-                    .iter()
-                    .position(|c| {
-                        c.slot != cand.slot
-                            && !dropped.contains(&c.slot)
-                            && self.slots[c.slot].health().blocked(&self.slots[c.slot].breaker_cfg, now).is_none()
-                    })
+                queue.iter().position(|c| {
+                    c.slot != cand.slot
+                        && !dropped.contains(&c.slot)
+                        && self.slots[c.slot]
+                            .health()
+                            .blocked(&self.slots[c.slot].breaker_cfg, now)
+                            .is_none()
+                })
             } else {
                 None
             };
@@ -502,12 +541,18 @@ impl Engine {
             let ((res, latency), winner) = match partner {
                 None => (primary.await, cand.clone()),
                 Some(pos) => {
-                    let hedge_after = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
+                    let hedge_after =
+                        slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
                     let timer = tokio::time::sleep_until(now + hedge_after).boxed();
                     match select(primary, timer).await {
                         Either::Left((res, _)) => (res, cand.clone()),
                         Either::Right(((), primary)) => {
-                            if !self.retry_budget.lock().unwrap().try_spend(self.clock.now()) {
+                            if !self
+                                .retry_budget
+                                .lock()
+                                .unwrap()
+                                .try_spend(self.clock.now())
+                            {
                                 (primary.await, cand.clone())
                             } else {
                                 let other = queue.remove(pos).expect("partner index");
@@ -515,10 +560,19 @@ impl Engine {
                                     provider: self.slots[other.slot].id().to_string(),
                                     model: other.model.clone(),
                                 };
-                                self.emit_failover(&request.request_id, here.clone(), Some(there), ErrorClass::Timeout, true, synthetic);
-                                let hedge = self.start_call(&other, call(&other), deadline, injected);
+                                self.emit_failover(
+                                    &request.request_id,
+                                    here.clone(),
+                                    Some(there),
+                                    ErrorClass::Timeout,
+                                    true,
+                                    synthetic,
+                                );
+                                let hedge =
+                                    self.start_call(&other, call(&other), deadline, injected);
                                 let pair = (&cand, &other);
-                                self.race(primary, hedge, pair, now, trace, synthetic, request).await
+                                self.race(primary, hedge, pair, now, trace, synthetic, request)
+                                    .await
                             }
                         }
                     }
@@ -526,7 +580,16 @@ impl Engine {
             };
             let winner_slot = &self.slots[winner.slot];
             let hedged = winner != cand;
-            match self.book(winner_slot, &winner.model, res, latency, hedged, trace, synthetic, request) {
+            match self.book(
+                winner_slot,
+                &winner.model,
+                res,
+                latency,
+                hedged,
+                trace,
+                synthetic,
+                request,
+            ) {
                 Ok(completion) => {
                     return Some(Answered {
                         answer: completion.answer,
@@ -567,7 +630,11 @@ impl Engine {
                     if p.retry_same
                         && !others_left
                         && *tries < self.cfg.engine.max_retries_per_provider
-                        && self.retry_budget.lock().unwrap().try_spend(self.clock.now())
+                        && self
+                            .retry_budget
+                            .lock()
+                            .unwrap()
+                            .try_spend(self.clock.now())
                     {
                         let wait = full_jitter(
                             &mut *self.rng.lock().unwrap(),
@@ -653,7 +720,16 @@ impl Engine {
                 ErrorClass::Timeout,
                 "slower than its p95; a hedge answered first",
             );
-            let _ = self.book(slot, &c.model, Err(err), waited, false, trace, synthetic, request);
+            let _ = self.book(
+                slot,
+                &c.model,
+                Err(err),
+                waited,
+                false,
+                trace,
+                synthetic,
+                request,
+            );
             if let Some(a) = trace.attempts.last_mut() {
                 a.outcome = AttemptOutcome::Cancelled;
             }
@@ -687,7 +763,9 @@ impl Engine {
                 return (Err(err), Duration::ZERO);
             }
             let started = clock.now();
-            let bound = deadline.saturating_duration_since(started).min(call.timeout);
+            let bound = deadline
+                .saturating_duration_since(started)
+                .min(call.timeout);
             let res = match tokio::time::timeout(bound, provider.complete(&call)).await {
                 Ok(res) => res,
                 Err(_) => Err(ProviderError::new(
@@ -715,7 +793,13 @@ impl Engine {
     ) -> CallResult {
         let now = self.clock.now();
         let (outcome, http_status, usage, class, message) = match &res {
-            Ok(c) => (AttemptOutcome::Ok, Some(c.http_status), Some(c.usage), None, None),
+            Ok(c) => (
+                AttemptOutcome::Ok,
+                Some(c.http_status),
+                Some(c.usage),
+                None,
+                None,
+            ),
             Err(e) => (
                 AttemptOutcome::from(e.class),
                 e.http_status,
@@ -809,8 +893,7 @@ impl Engine {
                 let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
                 self.sink.emit(EngineEvent::RateLimited {
                     provider: slot.id().to_string(),
-                    until: self.clock.utc()
-                        + chrono::Duration::from_std(wait).unwrap_or_default(),
+                    until: self.clock.utc() + chrono::Duration::from_std(wait).unwrap_or_default(),
                 });
             }
         }
@@ -870,7 +953,9 @@ impl Engine {
                 confidence: signal.as_ref().map_or(0.0, |s| s.confidence),
                 rationale: "trading suspended: holding".into(),
                 position_size: 0.0,
-                horizon: signal.as_ref().map_or("intraday".into(), |s| s.horizon.clone()),
+                horizon: signal
+                    .as_ref()
+                    .map_or("intraday".into(), |s| s.horizon.clone()),
             });
             analysis = None;
         }
@@ -895,7 +980,8 @@ impl Engine {
             completed_at: self.clock.utc(),
         };
         if status == Status::Ok && source == Source::Provider && result.symbol.is_some() {
-            self.sink.emit(EngineEvent::Cacheable(Box::new(result.clone())));
+            self.sink
+                .emit(EngineEvent::Cacheable(Box::new(result.clone())));
         }
         Outcome::Done(Box::new(result))
     }

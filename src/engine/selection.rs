@@ -79,7 +79,8 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
         if let Some(cap) = inputs.request.max_cost_usd
             && estimate > cap
         {
-            out.skipped.push(skip("over the request's cost cap", None, true));
+            out.skipped
+                .push(skip("over the request's cost cap", None, true));
             continue;
         }
         let h = slot.health();

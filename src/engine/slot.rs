@@ -50,34 +50,48 @@ impl Health {
         None
     }
 
-    /// Whether the provider counts as serving for the fleet mode: not switched off, not
-    /// quarantined, breaker not open (a rate limit is temporary and does not count).
+    /// Whether the provider counts as serving for the fleet mode: switched on, not
+    /// quarantined, breaker closed (a half-open breaker has not proven recovery yet; a rate
+    /// limit is temporary and does not count).
     pub fn available(&self, now: Instant) -> bool {
         match self.forced_at(now) {
-            Some(ForcedStatus::Up) => return true,
-            Some(ForcedStatus::Down | ForcedStatus::Disabled) => return false,
-            None => {}
+            Some(ForcedStatus::Up) => true,
+            Some(ForcedStatus::Down | ForcedStatus::Disabled) => false,
+            None => !self.quarantined && self.breaker.state == BreakerState::Closed,
         }
-        let open = self.breaker.state == BreakerState::Open
-            && self.breaker.open_until.is_none_or(|u| now < u);
-        !(self.quarantined || open)
     }
 
     /// The status shown on dashboards.
     pub fn status(&self, now: Instant) -> HealthStatus {
-        if matches!(
+        status_of(
             self.forced_at(now),
-            Some(ForcedStatus::Down | ForcedStatus::Disabled)
-        ) || self.quarantined
-        {
-            return HealthStatus::Disabled;
-        }
-        match self.breaker.state {
-            BreakerState::Open => HealthStatus::Unhealthy,
-            BreakerState::HalfOpen => HealthStatus::Degraded,
-            BreakerState::Closed if self.stats.success_rate() < 0.9 => HealthStatus::Degraded,
-            BreakerState::Closed => HealthStatus::Healthy,
-        }
+            self.quarantined,
+            self.breaker.state,
+            self.stats.success_rate(),
+        )
+    }
+}
+
+/// A provider's health status from its override, quarantine, breaker and success rate.
+pub fn status_of(
+    forced: Option<ForcedStatus>,
+    quarantined: bool,
+    breaker: BreakerState,
+    success_rate: f64,
+) -> HealthStatus {
+    match forced {
+        Some(ForcedStatus::Down | ForcedStatus::Disabled) => return HealthStatus::Disabled,
+        Some(ForcedStatus::Up) => return HealthStatus::Healthy,
+        None => {}
+    }
+    if quarantined {
+        return HealthStatus::Disabled;
+    }
+    match breaker {
+        BreakerState::Open => HealthStatus::Unhealthy,
+        BreakerState::HalfOpen => HealthStatus::Degraded,
+        BreakerState::Closed if success_rate < 0.9 => HealthStatus::Degraded,
+        BreakerState::Closed => HealthStatus::Healthy,
     }
 }
 
@@ -91,7 +105,11 @@ pub struct Slot {
 
 impl Slot {
     /// A slot for `provider` configured by `cfg`.
-    pub fn new(cfg: ProviderConfig, breaker_cfg: BreakerConfig, provider: Arc<dyn Provider>) -> Self {
+    pub fn new(
+        cfg: ProviderConfig,
+        breaker_cfg: BreakerConfig,
+        provider: Arc<dyn Provider>,
+    ) -> Self {
         Slot {
             cfg,
             breaker_cfg,

@@ -1,1 +1,3 @@
 //! Logs, traces and metrics.
+
+pub mod propagation;

@@ -1,0 +1,135 @@
+//! Turning a raw request message into a valid request, or into a dead letter's reason.
+
+use base64::Engine as _;
+
+use crate::contract::{
+    AnalysisRequest, DEAD_LETTER_PAYLOAD_LIMIT, DeadLetter, DeadLetterClass, DeadLetterError,
+    Timestamp,
+};
+
+/// Why a message cannot be served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub class: DeadLetterClass,
+    pub message: String,
+    /// The request id, when the payload got that far.
+    pub request_id: Option<String>,
+}
+
+/// The last token of a request subject (`signal` in `ai.analysis.request.signal`).
+pub fn kind_token(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or("")
+}
+
+/// Decodes and validates `payload` received on `subject`.
+pub fn decode(
+    subject: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<AnalysisRequest, Rejection> {
+    let reject = |class, message: String, request_id| Rejection {
+        class,
+        message,
+        request_id,
+    };
+    if payload.len() > max_bytes {
+        return Err(reject(
+            DeadLetterClass::TooLarge,
+            format!("{} bytes is over the {max_bytes}-byte limit", payload.len()),
+            None,
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| reject(DeadLetterClass::InvalidJson, format!("not JSON: {e}"), None))?;
+    let request_id = value
+        .get("request_id")
+        .and_then(|v| v.as_str())
+        .filter(|id| crate::contract::is_valid_request_id(id))
+        .map(str::to_string);
+    let request: AnalysisRequest = serde_json::from_value(value).map_err(|e| {
+        reject(
+            DeadLetterClass::InvalidRequest,
+            format!("not an analysis request: {e}"),
+            request_id.clone(),
+        )
+    })?;
+    request
+        .validate(Some(kind_token(subject)))
+        .map_err(|e| reject(DeadLetterClass::InvalidRequest, e.to_string(), request_id))?;
+    Ok(request)
+}
+
+/// The dead letter for a rejected message.
+pub fn dead_letter(
+    subject: &str,
+    payload: &[u8],
+    rejection: Rejection,
+    delivery_count: u64,
+    worker_id: &str,
+    at: Timestamp,
+) -> DeadLetter {
+    let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
+    DeadLetter {
+        request_id: rejection.request_id,
+        kind: kind_token(subject).to_string(),
+        subject: subject.to_string(),
+        error: DeadLetterError {
+            class: rejection.class,
+            message: rejection.message,
+        },
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(kept),
+        payload_bytes: payload.len() as u64,
+        delivery_count,
+        worker_id: worker_id.to_string(),
+        at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "ai.analysis.request.signal";
+
+    #[test]
+    fn each_reason_is_classified() {
+        assert_eq!(
+            decode(S, b"{oops", 1024).unwrap_err().class,
+            DeadLetterClass::InvalidJson
+        );
+        assert_eq!(
+            decode(S, &[b' '; 2048], 1024).unwrap_err().class,
+            DeadLetterClass::TooLarge
+        );
+        let e = decode(S, br#"{"kind":"signal","symbol":"A"}"#, 1024).unwrap_err();
+        assert_eq!(e.class, DeadLetterClass::InvalidRequest);
+        let e = decode(
+            S,
+            br#"{"request_id":"r 1","kind":"signal","symbol":"A"}"#,
+            1024,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, DeadLetterClass::InvalidRequest);
+        let e = decode(S, br#"{"request_id":"r1","kind":"risk"}"#, 1024).unwrap_err();
+        assert!(e.message.contains("does not match"), "{}", e.message);
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert!(
+            decode(
+                S,
+                br#"{"request_id":"r1","kind":"signal","symbol":"A"}"#,
+                1024
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn dead_letters_keep_at_most_64_kib_of_payload() {
+        let big = vec![b'x'; 100_000];
+        let r = decode(S, &big, 10).unwrap_err();
+        let dl = dead_letter(S, &big, r, 1, "w", chrono::Utc::now());
+        assert_eq!(dl.payload_bytes, 100_000);
+        assert!(dl.payload_b64.len() <= DEAD_LETTER_PAYLOAD_LIMIT * 4 / 3 + 4);
+        assert_eq!(dl.kind, "signal");
+    }
+}

@@ -1,0 +1,363 @@
+//! Where engine events go: a bounded queue drained by one task that publishes failover events,
+//! merges call outcomes into the shared health records (failures at once, successes batched,
+//! so writes stay at a bounded rate), publishes a health event for each transition it wrote,
+//! and keeps budgets and the decision cache up to date.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::contract::{
+    BudgetRecord, CachedDecision, HealthEvent, Names, ProviderHealthRecord, Timestamp,
+};
+use crate::engine::Engine;
+use crate::engine::policy::policy;
+use crate::engine::ports::{EngineEvent, EventSink};
+
+use super::fleet::{FleetState, cache_key};
+use super::health_store::{CallOutcome, Change, apply_outcomes};
+use super::publish::Publisher;
+
+/// Events waiting beyond this are dropped (and counted) rather than slowing requests.
+const QUEUE: usize = 16_384;
+/// Batched successes and spend are written at most this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// A cached decision is rewritten at most this often per key.
+const CACHE_EVERY: Duration = Duration::from_secs(1);
+
+/// The engine's sink: queues events for [`run`].
+#[derive(Clone)]
+pub struct BusSink {
+    tx: mpsc::Sender<EngineEvent>,
+}
+
+impl EventSink for BusSink {
+    fn emit(&self, event: EngineEvent) {
+        if self.tx.try_send(event).is_err() {
+            metrics::counter!("ai_failover_events_dropped_total").increment(1);
+        }
+    }
+}
+
+/// A sink and the receiver [`run`] drains.
+pub fn channel() -> (BusSink, mpsc::Receiver<EngineEvent>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (BusSink { tx }, rx)
+}
+
+/// Everything the event task writes to.
+pub struct EventTask {
+    pub cfg: Arc<Config>,
+    pub names: Names,
+    pub publisher: Publisher,
+    pub fleet: Arc<FleetState>,
+    pub budget: async_nats::jetstream::kv::Store,
+    pub engine: Arc<Engine>,
+    pub worker_id: String,
+}
+
+/// Publishes a health event for a transition this worker wrote.
+pub async fn announce(task: &EventTask, change: &Change) {
+    if !change.is_transition() {
+        return;
+    }
+    let r = &change.record;
+    let event = HealthEvent {
+        provider: r.provider.clone(),
+        status: r.status,
+        previous_status: change.before.0,
+        breaker: r.breaker,
+        previous_breaker: change.before.1,
+        reason: change.reason.clone(),
+        success_rate: r.success_rate,
+        latency_ms_ewma: r.latency_ms_ewma,
+        latency_ms_p95: r.latency_ms_p95,
+        consecutive_failures: r.consecutive_failures,
+        forced: r.forced.is_some(),
+        at: r.updated_at,
+        worker_id: task.worker_id.clone(),
+    };
+    tracing::info!(
+        provider = %r.provider, status = r.status.as_str(), breaker = r.breaker.as_str(),
+        reason = %change.reason, "provider health changed"
+    );
+    if let Err(e) = task
+        .publisher
+        .event(
+            task.names.health_event(&r.provider),
+            &event,
+            HeaderMap::new(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "health event not published");
+    }
+    task.fleet.set_record(r.clone());
+    task.engine.apply_shared(r);
+}
+
+/// Drains engine events until the sink side is dropped.
+pub async fn run(task: Arc<EventTask>, mut rx: mpsc::Receiver<EngineEvent>) {
+    let mut pending: HashMap<String, Vec<CallOutcome>> = HashMap::new();
+    let mut spend: HashMap<String, f64> = HashMap::new();
+    let mut cached_at: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let urgent = handle(&task, event, &mut pending, &mut spend, &mut cached_at).await;
+                if let Some(provider) = urgent {
+                    flush_provider(&task, &provider, &mut pending).await;
+                }
+            }
+            _ = tick.tick() => {
+                let providers: Vec<String> = pending.keys().cloned().collect();
+                for p in providers {
+                    flush_provider(&task, &p, &mut pending).await;
+                }
+                flush_spend(&task, &mut spend).await;
+            }
+        }
+    }
+    let providers: Vec<String> = pending.keys().cloned().collect();
+    for p in providers {
+        flush_provider(&task, &p, &mut pending).await;
+    }
+    flush_spend(&task, &mut spend).await;
+}
+
+/// Handles one event; returns a provider whose pending outcomes must be written now.
+async fn handle(
+    task: &EventTask,
+    event: EngineEvent,
+    pending: &mut HashMap<String, Vec<CallOutcome>>,
+    spend: &mut HashMap<String, f64>,
+    cached_at: &mut HashMap<String, tokio::time::Instant>,
+) -> Option<String> {
+    match event {
+        EngineEvent::Attempt {
+            attempt,
+            class,
+            message,
+            synthetic,
+            ..
+        } => {
+            let labels = [
+                ("provider", attempt.provider.clone()),
+                ("outcome", format!("{:?}", attempt.outcome).to_lowercase()),
+            ];
+            metrics::counter!("ai_failover_attempts_total", &labels).increment(1);
+            if synthetic {
+                return None;
+            }
+            let counts = class.is_some_and(|c| policy(c).breaker_failure);
+            let outcome = CallOutcome {
+                ok: class.is_none(),
+                breaker_failure: counts,
+                latency: Duration::from_millis(attempt.latency_ms),
+                error: class.map(|c| (c, message.unwrap_or_default())),
+            };
+            pending
+                .entry(attempt.provider.clone())
+                .or_default()
+                .push(outcome);
+            counts.then_some(attempt.provider)
+        }
+        EngineEvent::Failover(f) => {
+            metrics::counter!("ai_failover_failovers_total", "from" => f.from.provider.clone())
+                .increment(1);
+            tracing::info!(
+                request_id = %f.request_id, from = %f.from.provider,
+                to = f.to.as_ref().map_or("fallback", |t| t.provider.as_str()),
+                class = %f.error_class, hedge = f.hedge, "failover"
+            );
+            if let Err(e) = task
+                .publisher
+                .event(task.names.failover_event(), &f, HeaderMap::new())
+                .await
+            {
+                tracing::warn!(error = %e, "failover event not published");
+            }
+            None
+        }
+        EngineEvent::Breaker {
+            provider,
+            transition,
+        } => {
+            tracing::debug!(%provider, from = transition.from.as_str(), to = transition.to.as_str(),
+                reason = %transition.reason, "local breaker transition");
+            None
+        }
+        EngineEvent::Quarantine { provider, reason } => {
+            tracing::error!(%provider, %reason, "auth failure: provider quarantined fleet-wide until an operator clears it");
+            let changed = task
+                .fleet
+                .health()
+                .modify(&provider, |r, _| {
+                    (!r.quarantined).then(|| {
+                        r.quarantined = true;
+                        format!("quarantined after an auth failure: {reason}")
+                    })
+                })
+                .await;
+            report(task, changed).await;
+            None
+        }
+        EngineEvent::RateLimited { provider, until } => {
+            let changed = task
+                .fleet
+                .health()
+                .modify(&provider, |r, _| {
+                    (r.rate_limited_until.is_none_or(|u| u < until)).then(|| {
+                        r.rate_limited_until = Some(until);
+                        "rate limited".to_string()
+                    })
+                })
+                .await;
+            report(task, changed).await;
+            None
+        }
+        EngineEvent::Spend { provider, usd } => {
+            metrics::counter!("ai_failover_spend_usd_micros_total", "provider" => provider.clone())
+                .increment((usd * 1e6) as u64);
+            *spend.entry(provider).or_default() += usd;
+            None
+        }
+        EngineEvent::Cacheable(result) => {
+            let symbol = result.symbol.clone()?;
+            let key = cache_key(result.kind, &symbol);
+            let now = tokio::time::Instant::now();
+            if cached_at
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < CACHE_EVERY)
+            {
+                return None;
+            }
+            cached_at.insert(key.clone(), now);
+            let entry = CachedDecision {
+                cached_at: result.completed_at,
+                result: *result,
+            };
+            let body = serde_json::to_vec(&entry).expect("cache entries serialize");
+            if let Err(e) = task.fleet.cache().put(key, body.into()).await {
+                tracing::warn!(error = %e, "decision not cached");
+            }
+            None
+        }
+    }
+}
+
+async fn report(
+    task: &EventTask,
+    changed: Result<Option<Change>, super::health_store::StoreError>,
+) {
+    match changed {
+        Ok(Some(change)) => announce(task, &change).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "provider health not updated"),
+    }
+}
+
+async fn flush_provider(
+    task: &EventTask,
+    provider: &str,
+    pending: &mut HashMap<String, Vec<CallOutcome>>,
+) {
+    let Some(outcomes) = pending.remove(provider).filter(|o| !o.is_empty()) else {
+        return;
+    };
+    let Some(pcfg) = task.cfg.provider(provider) else {
+        return;
+    };
+    let bcfg = task.cfg.breaker_for(pcfg);
+    let p95 = task
+        .engine
+        .slots()
+        .iter()
+        .find(|s| s.id() == provider)
+        .map_or(0.0, |s| s.health().stats.p95_ms());
+    let changed = task
+        .fleet
+        .health()
+        .modify(provider, |r: &mut ProviderHealthRecord, t| {
+            Some(apply_outcomes(r, &bcfg, &outcomes, p95, t))
+        })
+        .await;
+    report(task, changed).await;
+}
+
+/// `<provider>.<yyyy-mm-dd>` in `ai_budget`.
+pub fn budget_key(provider: &str, day: Timestamp) -> String {
+    format!("{provider}.{}", day.format("%Y-%m-%d"))
+}
+
+async fn flush_spend(task: &EventTask, spend: &mut HashMap<String, f64>) {
+    use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+    let now = chrono::Utc::now();
+    let providers: Vec<String> = task.cfg.providers.iter().map(|p| p.id.clone()).collect();
+    for provider in providers {
+        let add = spend.remove(&provider).unwrap_or(0.0);
+        let key = budget_key(&provider, now);
+        for _ in 0..8 {
+            let entry = match task.budget.entry(key.clone()).await {
+                Ok(e) => e.filter(|e| e.operation == Operation::Put),
+                Err(e) => {
+                    tracing::warn!(error = %e, "budget not read");
+                    break;
+                }
+            };
+            let (mut record, revision) = match &entry {
+                Some(e) => match serde_json::from_slice::<BudgetRecord>(&e.value) {
+                    Ok(r) => (r, e.revision),
+                    Err(_) => break,
+                },
+                None => (
+                    BudgetRecord {
+                        provider: provider.clone(),
+                        date: now.format("%Y-%m-%d").to_string(),
+                        spend_usd: 0.0,
+                        calls: 0,
+                        updated_at: now,
+                    },
+                    0,
+                ),
+            };
+            if add == 0.0 {
+                task.fleet.set_spend(&provider, record.spend_usd);
+                break;
+            }
+            record.spend_usd += add;
+            record.calls += 1;
+            record.updated_at = now;
+            let body: bytes::Bytes = serde_json::to_vec(&record).expect("budget").into();
+            let res = if revision == 0 {
+                task.budget
+                    .create(&key, body)
+                    .await
+                    .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists)
+            } else {
+                task.budget
+                    .update(&key, body, revision)
+                    .await
+                    .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision)
+            };
+            match res {
+                Ok(_) => {
+                    task.fleet.set_spend(&provider, record.spend_usd);
+                    break;
+                }
+                Err(true) => continue,
+                Err(false) => {
+                    tracing::warn!(%provider, "budget not updated");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Publishing results, events and dead letters.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use serde::Serialize;
+
+use crate::contract::{AnalysisResult, DeadLetter, Names};
+
+/// A publish that did not reach its stream.
+#[derive(Debug, thiserror::Error)]
+#[error("publish to {subject} failed: {message}")]
+pub struct PublishError {
+    pub subject: String,
+    pub message: String,
+}
+
+/// Publishes on the JetStream context with the right subjects and headers.
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    names: Names,
+}
+
+impl Publisher {
+    /// Over `js`/`client` with subjects from `names`.
+    pub fn new(js: jetstream::Context, client: async_nats::Client, names: Names) -> Self {
+        Publisher { js, client, names }
+    }
+
+    /// The subject names.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    async fn js_publish(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<jetstream::publish::PublishAck, PublishError> {
+        let err = |subject: &str, e: &dyn std::fmt::Display| PublishError {
+            subject: subject.to_string(),
+            message: e.to_string(),
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, body.into())
+            .await
+            .map_err(|e| err(&subject, &e))?;
+        ack.await.map_err(|e| err(&subject, &e))
+    }
+
+    /// Publishes a result with `Nats-Msg-Id: <request_id>` and waits for the stream's ack
+    /// (a duplicate is fine: the stream already holds this result). Also sends it to the
+    /// request's `reply_to`, if any.
+    pub async fn result(
+        &self,
+        result: &AnalysisResult,
+        reply_to: Option<&str>,
+        mut headers: HeaderMap,
+    ) -> Result<bool, PublishError> {
+        let body = serde_json::to_vec(result).expect("results serialize");
+        headers.insert("Nats-Msg-Id", result.request_id.as_str());
+        let ack = self
+            .js_publish(
+                self.names.result(result.kind),
+                headers.clone(),
+                body.clone(),
+            )
+            .await?;
+        if let Some(reply) = reply_to {
+            // Core NATS, best effort: the stored result is the durable copy.
+            let _ = self
+                .client
+                .publish_with_headers(reply.to_string(), headers, body.into())
+                .await;
+        }
+        Ok(ack.duplicate)
+    }
+
+    /// Publishes an event to `subject` in the events stream.
+    pub async fn event<T: Serialize>(
+        &self,
+        subject: String,
+        event: &T,
+        headers: HeaderMap,
+    ) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(event).expect("events serialize");
+        self.js_publish(subject, headers, body).await.map(|_| ())
+    }
+
+    /// Publishes a dead letter.
+    pub async fn dead_letter(&self, dl: &DeadLetter) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(dl).expect("dead letters serialize");
+        let subject = self.names.dead_letter(&dl.kind);
+        self.js_publish(subject, HeaderMap::new(), body)
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,363 @@
+//! The consume loop: take a request, answer it exactly as DESIGN.md's "Delivery" says, and
+//! never lose one.
+//!
+//! validate (bad → dead letter, terminate) → claim in `ai_outcomes` (already done → publish
+//! the stored result again, double-ack) → run the engine, with in-progress acks and outcome
+//! heartbeats → store `done` → publish the result and await its ack → double-ack.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::contract::{AnalysisResult, DeadLetterClass, Timestamp};
+use crate::engine::{Engine, Job, Outcome};
+
+use super::decode::{Rejection, dead_letter, decode, kind_token};
+use super::outcomes::{Claim, Outcomes};
+use super::publish::Publisher;
+use super::setup::Bus;
+
+/// What a worker needs to serve requests.
+#[derive(Clone)]
+pub struct Worker {
+    pub cfg: Arc<Config>,
+    pub bus: Bus,
+    pub engine: Arc<Engine>,
+    pub outcomes: Outcomes,
+    pub publisher: Publisher,
+    pub worker_id: String,
+    /// True once the worker is consuming (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// How a message ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Answered,
+    Replayed,
+    DeadLettered,
+    Parked,
+    Busy,
+    Retried,
+}
+
+fn published_at(msg: &jetstream::Message) -> Timestamp {
+    msg.info()
+        .ok()
+        .and_then(|i| {
+            chrono::DateTime::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64).into()
+        })
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+fn delivered(msg: &jetstream::Message) -> u64 {
+    msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1)
+}
+
+impl Worker {
+    /// Consumes until `shutdown` fires, then stops pulling and finishes (or naks) in-flight
+    /// work within the grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.cfg.worker.max_in_flight));
+        let hard_stop = CancellationToken::new();
+        let mut consecutive_errors = 0u32;
+        let mut consumer = self.bus.consumer.clone();
+        self.ready.store(true, Ordering::Relaxed);
+        tracing::info!(worker_id = %self.worker_id, "consuming requests");
+        while !shutdown.is_cancelled() {
+            // Pull only as many messages as there are free slots: buffered messages would burn
+            // their ack wait before being touched (and then be served twice).
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = shutdown.cancelled() => break,
+            };
+            let mut slots = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            let batch = consumer
+                .batch()
+                .max_messages(slots.len())
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => {
+                    consecutive_errors = 0;
+                    b
+                }
+                Err(e) => {
+                    consecutive_errors += 1;
+                    self.ready.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, consecutive_errors, "cannot pull requests");
+                    // Trap: after a server restart the consumer may be gone; recreate it.
+                    if consecutive_errors.is_multiple_of(5)
+                        && let Ok(bus) = super::setup::ensure(&self.bus.client, &self.cfg).await
+                    {
+                        consumer = bus.consumer;
+                    }
+                    let wait = Duration::from_millis(100 * consecutive_errors.min(20) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            self.ready.store(true, Ordering::Relaxed);
+            loop {
+                let next = tokio::select! {
+                    m = batch.next() => m,
+                    _ = shutdown.cancelled() => None,
+                };
+                let Some(msg) = next else { break };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pull batch error");
+                        break;
+                    }
+                };
+                let Some(slot) = slots.pop() else {
+                    // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                };
+                let me = self.clone();
+                let stop = hard_stop.clone();
+                tokio::spawn(async move {
+                    me.serve(msg, stop).await;
+                    drop(slot);
+                });
+            }
+        }
+        self.ready.store(false, Ordering::Relaxed);
+        // Graceful stop: wait for in-flight work, then cancel what is left (it naks).
+        let all = self.cfg.worker.max_in_flight as u32;
+        let grace = Duration::from_millis(self.cfg.worker.shutdown_grace_ms);
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; returning in-flight requests to the queue");
+            hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), permits.acquire_many(all)).await;
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Serves one message to its end.
+    async fn serve(&self, msg: jetstream::Message, stop: CancellationToken) {
+        let subject = msg.subject.to_string();
+        let started = std::time::Instant::now();
+        metrics::gauge!("ai_failover_in_flight").increment(1.0);
+        let handled = self.handle(&msg, &subject, stop).await;
+        metrics::gauge!("ai_failover_in_flight").decrement(1.0);
+        let handled = match handled {
+            Ok(h) => h,
+            Err(e) => {
+                let n = delivered(&msg);
+                tracing::warn!(error = %e, subject, delivered = n, "request not finished; it will be redelivered");
+                if n >= self.cfg.worker.max_deliver as u64 {
+                    let rejection = Rejection {
+                        class: DeadLetterClass::MaxDeliveries,
+                        message: format!("failed on all {n} deliveries; last error: {e}"),
+                        request_id: None,
+                    };
+                    let _ = self.dead_letter(&msg, &subject, rejection).await;
+                } else {
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                        .await;
+                }
+                Handled::Retried
+            }
+        };
+        metrics::histogram!("ai_failover_handle_seconds", "how" => format!("{handled:?}").to_lowercase())
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    async fn dead_letter(
+        &self,
+        msg: &jetstream::Message,
+        subject: &str,
+        rejection: Rejection,
+    ) -> anyhow::Result<Handled> {
+        let class = rejection.class;
+        tracing::warn!(subject, class = class.as_str(), reason = %rejection.message, "dead-lettering a request");
+        let dl = dead_letter(
+            subject,
+            &msg.payload,
+            rejection,
+            delivered(msg),
+            &self.worker_id,
+            chrono::Utc::now(),
+        );
+        self.publisher.dead_letter(&dl).await?;
+        metrics::counter!("ai_failover_dead_letters_total", "class" => class.as_str()).increment(1);
+        msg.double_ack_with(AckKind::Term)
+            .await
+            .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+        Ok(Handled::DeadLettered)
+    }
+
+    async fn handle(
+        &self,
+        msg: &jetstream::Message,
+        subject: &str,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Handled> {
+        let request = match decode(subject, &msg.payload, self.cfg.worker.max_request_bytes) {
+            Ok(r) => r,
+            Err(rejection) => return self.dead_letter(msg, subject, rejection).await,
+        };
+        let headers = msg.headers.clone().unwrap_or_default();
+        let id = request.request_id.clone();
+        let claim = self
+            .outcomes
+            .claim(&id, &self.worker_id, chrono::Utc::now())
+            .await?;
+        let (revision, run) = match claim {
+            Claim::Done(result) => {
+                // Answered before (a redelivery or a duplicate publish): never pay twice.
+                self.publish(&result, request.reply_to.as_deref(), &headers)
+                    .await?;
+                self.ack(msg).await?;
+                metrics::counter!("ai_failover_replayed_total").increment(1);
+                return Ok(Handled::Replayed);
+            }
+            Claim::Busy { worker_id } => {
+                tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
+                let wait = Duration::from_millis(self.cfg.worker.ack_wait_ms / 2);
+                msg.ack_with(AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                return Ok(Handled::Busy);
+            }
+            Claim::Owned { revision, run } => (revision, run),
+        };
+        if run > 1 {
+            // The one case where a provider may be paid twice: the first owner died mid-call.
+            metrics::counter!("ai_failover_takeovers_total").increment(1);
+            tracing::warn!(request_id = %id, run, "took over a request from a dead worker");
+        }
+
+        let n = delivered(msg);
+        let job = Job {
+            request: request.clone(),
+            published_at: published_at(msg),
+            may_park: n + 1 < self.cfg.worker.max_deliver as u64,
+        };
+        let started_at = chrono::Utc::now();
+        let mut revision = revision;
+        let beat = Duration::from_millis(self.cfg.worker.ack_wait_ms / 3);
+        let engine = self.engine.handle(job);
+        tokio::pin!(engine);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut engine => break outcome,
+                _ = heartbeat.tick() => {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                    match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, chrono::Utc::now()).await {
+                        Ok(r) => revision = r,
+                        Err(e) => tracing::warn!(request_id = %id, error = %e, "heartbeat not stored"),
+                    }
+                }
+                _ = stop.cancelled() => {
+                    let _ = self.outcomes.release(&id, revision).await;
+                    msg.ack_with(AckKind::Nak(None)).await.map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                    return Ok(Handled::Retried);
+                }
+            }
+        };
+        match outcome {
+            Outcome::Park {
+                retry_after,
+                reason,
+            } => {
+                tracing::info!(request_id = %id, retry_ms = retry_after.as_millis() as u64, %reason, "parking request");
+                self.outcomes.release(&id, revision).await?;
+                let wait = retry_after.max(Duration::from_millis(100));
+                msg.ack_with(AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                metrics::counter!("ai_failover_parked_total").increment(1);
+                Ok(Handled::Parked)
+            }
+            Outcome::Done(result) => {
+                // The stored outcome is the source of truth: write it before publishing.
+                if let Err(e) = self.outcomes.complete(&result, revision).await {
+                    // Someone took over (we were presumed dead): defer to their answer.
+                    if let Some((crate::contract::OutcomeRecord::Done { result }, _)) =
+                        self.outcomes.get(&id).await?
+                    {
+                        self.publish(&result, request.reply_to.as_deref(), &headers)
+                            .await?;
+                        self.ack(msg).await?;
+                        return Ok(Handled::Replayed);
+                    }
+                    return Err(e.into());
+                }
+                self.publish(&result, request.reply_to.as_deref(), &headers)
+                    .await?;
+                self.ack(msg).await?;
+                metrics::counter!(
+                    "ai_failover_requests_total",
+                    "status" => result.status.as_str(),
+                    "source" => result.source.as_str(),
+                    "mode" => result.mode.as_str()
+                )
+                .increment(1);
+                metrics::histogram!("ai_failover_request_latency_seconds", "status" => result.status.as_str())
+                    .record(result.latency_ms as f64 / 1_000.0);
+                Ok(Handled::Answered)
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        result: &AnalysisResult,
+        reply_to: Option<&str>,
+        incoming: &HeaderMap,
+    ) -> anyhow::Result<()> {
+        let headers = crate::telemetry::propagation::outgoing_headers(incoming);
+        // A publish that fails (NATS restarting) is retried while we still hold the message.
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=8 {
+            match self
+                .publisher
+                .result(result, reply_to, headers.clone())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 8 => return Err(e.into()),
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, "result publish failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn ack(&self, msg: &jetstream::Message) -> anyhow::Result<()> {
+        msg.double_ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("ack: {e}"))
+    }
+}
+
+/// The request kind token of a subject (re-exported for tools).
+pub fn subject_kind(subject: &str) -> &str {
+    kind_token(subject)
+}
