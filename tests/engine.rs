@@ -237,7 +237,10 @@ async fn each_retryable_class_fails_over_to_the_next_provider() {
 #[tokio::test(start_paused = true)]
 async fn failover_also_moves_between_models_of_one_provider() {
     let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::InvalidResponse, FAST)]);
-    let r = rig(cfg(&[("a", &["big", "small"])], NO_HEDGE), &[a.clone()]);
+    let r = rig(
+        cfg(&[("a", &["big", "small"])], NO_HEDGE),
+        std::slice::from_ref(&a),
+    );
     let res = done(&r.engine, job("AAPL")).await;
     assert_eq!(res.model.as_deref(), Some("small"));
     assert_eq!(*a.models.lock().unwrap(), vec!["big", "small"]);
@@ -264,7 +267,7 @@ async fn context_length_moves_to_a_larger_context_model() {
     let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::ContextLength, FAST)]);
     let mut c = cfg(&[("a", &["small"])], NO_HEDGE);
     c.providers[0].large_context_models = vec!["huge".into()];
-    let r = rig(c, &[a.clone()]);
+    let r = rig(c, std::slice::from_ref(&a));
     let res = done(&r.engine, job("AAPL")).await;
     assert_eq!(res.status, Status::Ok);
     assert_eq!(res.model.as_deref(), Some("huge"));
@@ -380,7 +383,7 @@ async fn the_deadline_bounds_everything_and_the_fallback_is_marked_and_capped() 
 #[tokio::test(start_paused = true)]
 async fn without_fallback_the_request_fails() {
     let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
-    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), std::slice::from_ref(&a));
     let mut j = job("AAPL");
     j.request.allow_fallback = false;
     let res = done(&r.engine, j).await;
@@ -392,7 +395,7 @@ async fn without_fallback_the_request_fails() {
 #[tokio::test(start_paused = true)]
 async fn an_expired_request_calls_nobody() {
     let a = Fake::new("a", Step::Ok(FAST));
-    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), std::slice::from_ref(&a));
     let mut j = job("AAPL");
     j.request.deadline_ms = Some(1_000);
     j.published_at = chrono::Utc::now() - chrono::Duration::seconds(2);
@@ -453,7 +456,7 @@ async fn rate_limits_are_honoured_without_sleeping() {
 #[tokio::test(start_paused = true)]
 async fn retries_on_the_last_provider_back_off_within_the_budget() {
     let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::ServerError, FAST)]);
-    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), &[a.clone()]);
+    let r = rig(cfg(&[("a", &["a1"])], NO_HEDGE), std::slice::from_ref(&a));
     let res = done(&r.engine, job("X")).await;
     assert_eq!(res.status, Status::Ok);
     assert_eq!(a.calls(), 2, "one retry after a backoff");
