@@ -541,7 +541,7 @@ async fn a_request_parks_when_every_provider_reopens_before_its_deadline() {
             &[("a", &["a1"])],
             &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 2000\n"),
         ),
-        &[a.clone()],
+        std::slice::from_ref(&a),
     );
     done(&r.engine, job("X")).await; // opens the breaker
     let mut j = job("X");
