@@ -7,6 +7,7 @@ use ai_failover::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    ai_failover::telemetry::init_logging();
     let outcome: anyhow::Result<()> = match cli.command {
         Command::CheckConfig { config } => ai_failover::config::load(&config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
@@ -14,6 +15,7 @@ async fn main() -> ExitCode {
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(Into::into),
+        Command::Worker { config, id } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Setup { config } => {
             async {
@@ -32,5 +34,28 @@ async fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run_worker(config: std::path::PathBuf, id: Option<String>) -> anyhow::Result<()> {
+    let mut cfg = ai_failover::config::load(&config)?;
+    if id.is_some() {
+        cfg.worker.id = id;
+    }
+    let running = ai_failover::bus::runtime::start(std::sync::Arc::new(cfg), None).await?;
+    tracing::info!(worker_id = running.worker_id(), "worker started");
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

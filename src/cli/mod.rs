@@ -15,6 +15,19 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one worker of the fleet until SIGTERM or Ctrl-C.
+    Worker {
+        #[arg(
+            long,
+            short,
+            env = "AI_FAILOVER_CONFIG",
+            default_value = "config/example.toml"
+        )]
+        config: PathBuf,
+        /// Worker id (default: host, pid and a random suffix).
+        #[arg(long, env = "AI_FAILOVER_WORKER_ID")]
+        id: Option<String>,
+    },
     /// Check a configuration file and print what is wrong with it.
     CheckConfig {
         #[arg(
