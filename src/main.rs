@@ -7,7 +7,12 @@ use ai_failover::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    ai_failover::telemetry::init_logging();
+    // The demo prints its own story; library chatter would drown it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    ai_failover::telemetry::init_logging(default_filter);
     let outcome: anyhow::Result<()> = match cli.command {
         Command::CheckConfig { config } => ai_failover::config::load(&config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
@@ -15,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(Into::into),
+        Command::Demo(args) => ai_failover::cli::demo::run(args).await,
         Command::Worker { config, id } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Setup { config } => {

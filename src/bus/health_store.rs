@@ -151,6 +151,13 @@ pub fn apply_outcomes(
     if p95_ms > 0.0 {
         r.latency_ms_p95 = p95_ms;
     }
+    if reason.is_empty() {
+        reason = format!(
+            "success rate {:.0}% over the last {} calls",
+            r.success_rate * 100.0,
+            r.window.calls
+        );
+    }
     reason
 }
 

@@ -1,5 +1,7 @@
 //! The `ai-failover` command line.
 
+pub mod demo;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +17,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A live demo: NATS, the simulator, workers, traffic, an outage and its recovery.
+    Demo(demo::DemoArgs),
     /// Run one worker of the fleet until SIGTERM or Ctrl-C.
     Worker {
         #[arg(

@@ -1,0 +1,344 @@
+//! `ai-failover demo`: a real fleet on one machine. Starts (or finds) a nats-server with
+//! JetStream, the provider simulator with three providers, worker processes, a steady stream
+//! of requests; injects an outage of the top provider and later its recovery; shows where
+//! requests go, every failover, breaker and mode change live; ends with a summary and cleans
+//! up after itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use futures::StreamExt;
+
+use crate::config::Api;
+use crate::contract::{
+    AnalysisRequest, AnalysisResult, FailoverEvent, HealthEvent, ModeEvent, Names, Source, Status,
+};
+use crate::simulator::{Faults, Latency, SimConfig, SimProvider, Simulator};
+
+/// Options of the demo.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Use this NATS server instead of starting one (it must have JetStream).
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// Worker processes to start.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Requests per second.
+    #[arg(long, default_value_t = 20)]
+    pub rate: u32,
+    /// Seconds of normal traffic before the outage.
+    #[arg(long, default_value_t = 8)]
+    pub warmup_secs: u64,
+    /// Seconds the top provider stays down.
+    #[arg(long, default_value_t = 12)]
+    pub outage_secs: u64,
+    /// Seconds of traffic after the recovery.
+    #[arg(long, default_value_t = 15)]
+    pub after_secs: u64,
+}
+
+const KEY: &str = "demo-key-not-a-secret";
+const SYMBOLS: [&str; 4] = ["AAPL", "MSFT", "NVDA", "TSLA"];
+const PROVIDERS: [(&str, Api, &str); 3] = [
+    ("openai", Api::Openai, "gpt-4.1"),
+    ("anthropic", Api::Anthropic, "claude-sonnet-4-5"),
+    ("gemini", Api::Gemini, "gemini-2.5-flash"),
+];
+
+/// Child processes that die with the demo, even on an error path.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        for (_, c) in &mut self.0 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn nats_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+        .context("nats-server not found: run scripts/install-nats.sh (scripts/demo.sh does) or pass --nats-url")
+}
+
+async fn start_nats(dir: &Path, children: &mut Children) -> anyhow::Result<String> {
+    let port = free_port()?;
+    let log = dir.join("nats.log");
+    let child = Command::new(nats_binary()?)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "--store_dir"])
+        .arg(dir.join("jetstream"))
+        .arg("--log")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start nats-server")?;
+    children.0.push(("nats-server".into(), child));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready")) {
+        anyhow::ensure!(Instant::now() < deadline, "nats-server did not start; see {}", log.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(format!("nats://127.0.0.1:{port}"))
+}
+
+fn worker_config(nats_url: &str, sim: &crate::simulator::SimHandle, key: &Path) -> String {
+    let mut toml = format!(
+        "[nats]\nurl = \"{nats_url}\"\n\n[worker]\nhttp_listen = \"\"\nack_wait_ms = 10000\n\n\
+         [engine]\nhealth_check_interval_ms = 3000\nhedge_floor_ms = 400\n\n\
+         [breaker]\nconsecutive_failures = 3\nopen_ms = 2000\nmax_open_ms = 4000\n\n"
+    );
+    for (i, (id, api, model)) in PROVIDERS.iter().enumerate() {
+        let api = match api {
+            Api::Openai => "openai",
+            Api::Anthropic => "anthropic",
+            Api::Gemini => "gemini",
+        };
+        toml += &format!(
+            "[[providers]]\nid = \"{id}\"\napi = \"{api}\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\n\
+             models = [\"{model}\"]\npriority = {}\ntimeout_ms = 4000\n\
+             cost = {{ input_per_mtok = 2.0, output_per_mtok = 8.0 }}\n\n",
+            sim.base_url(id).expect("simulated provider"),
+            key.display(),
+            i + 1
+        );
+    }
+    toml
+}
+
+fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> AnalysisRequest {
+    let symbol = SYMBOLS[(i % SYMBOLS.len() as u64) as usize];
+    let series = prices.entry(symbol).or_insert_with(|| vec![100.0]);
+    // A deterministic wiggle: enough movement for the rule-based fallback to have an opinion.
+    let last = *series.last().unwrap();
+    let step = ((i as f64 * 0.7).sin() + (i as f64 * 0.13).cos()) * 0.4;
+    series.push((last + step).max(1.0));
+    if series.len() > 30 {
+        series.remove(0);
+    }
+    let mut r = AnalysisRequest::signal(symbol);
+    r.context = Some(
+        serde_json::from_value(serde_json::json!({ "prices": series.clone() }))
+            .expect("object"),
+    );
+    r.deadline_ms = Some(15_000);
+    r
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    results: u64,
+    by_status: BTreeMap<&'static str, u64>,
+    by_source: BTreeMap<&'static str, u64>,
+    by_provider: BTreeMap<String, u64>,
+    window_provider: BTreeMap<String, u64>,
+    failovers: u64,
+    latencies_ms: Vec<f64>,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn clock(start: Instant) -> String {
+    format!("[{:>5.1}s]", start.elapsed().as_secs_f64())
+}
+
+/// Runs the demo to its end.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("ai-failover-demo").tempdir()?;
+    let mut children = Children(Vec::new());
+    let nats_url = match &args.nats_url {
+        Some(u) => u.clone(),
+        None => start_nats(dir.path(), &mut children).await?,
+    };
+    println!("nats-server with JetStream at {nats_url}");
+
+    let mut sim_cfg = SimConfig::local();
+    sim_cfg.seed = Some(7);
+    // Realistic-looking latency with a long tail; the outage comes on top of it.
+    let baseline = Faults {
+        latency_ms: Some(Latency::LogNormal { p50: 60, p99: 250 }),
+        ..Faults::default()
+    };
+    for (id, api, _) in PROVIDERS {
+        sim_cfg = sim_cfg.provider(
+            SimProvider::new(id, api)
+                .with_key(KEY)
+                .with_faults(baseline.clone()),
+        );
+    }
+    let sim = Simulator::start(sim_cfg).await?;
+    println!("provider simulator at {} (openai, anthropic, gemini wire APIs)", sim.control_url());
+
+    let key = dir.path().join("api-key");
+    std::fs::write(&key, KEY)?;
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, worker_config(&nats_url, &sim, &key))?;
+    let exe = std::env::current_exe()?;
+    for n in 1..=args.workers {
+        let log = std::fs::File::create(dir.path().join(format!("worker-{n}.log")))?;
+        let child = Command::new(&exe)
+            .args(["worker", "--id", &format!("demo-w{n}"), "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start a worker")?;
+        children.0.push((format!("worker {n}"), child));
+    }
+    println!("{} worker processes started (logs in {})", args.workers, dir.path().display());
+
+    let client = async_nats::connect(&nats_url).await?;
+    let js = jetstream::new(client.clone());
+    let names = Names::default();
+    let mut results = client.subscribe(names.results_filter()).await?;
+    let mut events = client.subscribe(names.events_filter()).await?;
+    // Wait until the workers have created the streams and are consuming.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while js.get_stream(names.requests_stream()).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "workers did not start; see their logs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let start = Instant::now();
+    let outage_at = Duration::from_secs(args.warmup_secs);
+    let recover_at = outage_at + Duration::from_secs(args.outage_secs);
+    let stop_at = recover_at + Duration::from_secs(args.after_secs);
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let mut send_tick = tokio::time::interval(interval);
+    let mut report_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut prices = BTreeMap::new();
+    let mut tally = Tally::default();
+    let mut phase = 0;
+    println!("\n{} sending {} requests/s for {:?} — top provider: openai", clock(start), args.rate, SYMBOLS);
+
+    loop {
+        let elapsed = start.elapsed();
+        if phase == 0 && elapsed >= outage_at {
+            sim.start_outage("openai", None)?;
+            println!("{} >>> OUTAGE: openai now answers every call with 503 errors", clock(start));
+            phase = 1;
+        } else if phase == 1 && elapsed >= recover_at {
+            sim.set_faults("openai", baseline.clone())?;
+            println!("{} >>> RECOVERY: openai is healthy again (the breaker will probe it)", clock(start));
+            phase = 2;
+        }
+        let draining = elapsed >= stop_at;
+        if draining && (tally.results >= tally.sent || elapsed >= stop_at + Duration::from_secs(20)) {
+            break;
+        }
+        tokio::select! {
+            _ = send_tick.tick(), if !draining => {
+                let r = request(tally.sent, &mut prices);
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", r.request_id.as_str());
+                sent_at.insert(r.request_id.clone(), Instant::now());
+                js.publish_with_headers(names.request(r.kind), headers, serde_json::to_vec(&r)?.into())
+                    .await?
+                    .await?;
+                tally.sent += 1;
+            }
+            Some(msg) = results.next() => {
+                let Ok(r) = serde_json::from_slice::<AnalysisResult>(&msg.payload) else { continue };
+                let Some(t0) = sent_at.remove(&r.request_id) else { continue };
+                tally.results += 1;
+                tally.latencies_ms.push(t0.elapsed().as_secs_f64() * 1_000.0);
+                *tally.by_status.entry(r.status.as_str()).or_default() += 1;
+                *tally.by_source.entry(r.source.as_str()).or_default() += 1;
+                let who = match (r.source, &r.provider) {
+                    (Source::Provider, Some(p)) => p.clone(),
+                    (s, _) => s.as_str().to_string(),
+                };
+                *tally.by_provider.entry(who.clone()).or_default() += 1;
+                *tally.window_provider.entry(who).or_default() += 1;
+            }
+            Some(msg) = events.next() => {
+                let subject = msg.subject.as_str();
+                if subject.ends_with(".failover") {
+                    if let Ok(f) = serde_json::from_slice::<FailoverEvent>(&msg.payload) {
+                        tally.failovers += 1;
+                        // Show the first few of each burst; the 2 s report counts the rest.
+                        if tally.failovers <= 5 || tally.failovers % 25 == 0 {
+                            let to = f.to.map_or("fallback".to_string(), |t| t.provider);
+                            let hedge = if f.hedge { " (hedge)" } else { "" };
+                            println!("{}   failover #{:<4} {} -> {} on {}{} [{}]", clock(start), tally.failovers,
+                                f.from.provider, to, f.error_class, hedge, f.worker_id);
+                        }
+                    }
+                } else if subject.contains(".health.") {
+                    if let Ok(h) = serde_json::from_slice::<HealthEvent>(&msg.payload) {
+                        println!("{}   health   {:<9} {} -> {}, breaker {} -> {} ({})", clock(start), h.provider,
+                            h.previous_status.as_str(), h.status.as_str(),
+                            h.previous_breaker.as_str(), h.breaker.as_str(), h.reason);
+                    }
+                } else if subject.ends_with(".mode")
+                    && let Ok(m) = serde_json::from_slice::<ModeEvent>(&msg.payload) {
+                    println!("{}   MODE     {} -> {} ({})", clock(start), m.previous.as_str(),
+                        m.mode.as_str(), m.reason);
+                }
+            }
+            _ = report_tick.tick() => {
+                let window: Vec<String> = tally.window_provider.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let mut lat = tally.latencies_ms.clone();
+                println!("{}   sent {:<5} answered {:<5} last 2s: {:<40} failovers {:<4} p50 {:.0} ms",
+                    clock(start), tally.sent, tally.results, window.join(", "), tally.failovers,
+                    percentile(&mut lat, 0.5));
+                tally.window_provider.clear();
+            }
+        }
+    }
+
+    let mut lat = tally.latencies_ms.clone();
+    println!("\n=== summary ===");
+    println!("requests sent      {}", tally.sent);
+    println!("results received   {} ({} unanswered)", tally.results, tally.sent - tally.results);
+    println!("by status          {:?}", tally.by_status);
+    println!("by source          {:?}", tally.by_source);
+    println!("answered by        {:?}", tally.by_provider);
+    println!("failover events    {}", tally.failovers);
+    println!(
+        "latency            p50 {:.0} ms, p99 {:.0} ms (publish -> result, simulated providers ~60 ms p50)",
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.99)
+    );
+    let ok = tally.by_status.get(Status::Ok.as_str()).copied().unwrap_or(0);
+    println!("success            {:.1}% answered by a provider", 100.0 * ok as f64 / tally.sent.max(1) as f64);
+    drop(children); // SIGTERM the workers (they drain), then nats-server
+    sim.shutdown().await;
+    println!("cleaned up: workers stopped, simulator and nats-server shut down, temp files removed");
+    anyhow::ensure!(tally.results == tally.sent, "{} requests got no result", tally.sent - tally.results);
+    Ok(())
+}
