@@ -9,7 +9,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own story; library chatter would drown it.
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Bench(_) => "warn",
         _ => "info",
     };
     ai_failover::telemetry::init_logging(default_filter);
@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(Into::into),
+        Command::Bench(args) => ai_failover::cli::bench::run(args).await,
         Command::Demo(args) => ai_failover::cli::demo::run(args).await,
         Command::Worker { config, id } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,

@@ -98,6 +98,9 @@ pub async fn announce(task: &EventTask, change: &Change) {
     }
     task.fleet.set_record(r.clone());
     task.engine.apply_shared(r);
+    // This worker wrote the transition and holds the newest record: it announces the mode.
+    let mut last = None;
+    super::watch::announce_mode(task, task.fleet.health().kv(), &mut last).await;
 }
 
 /// Drains engine events until the sink side is dropped.

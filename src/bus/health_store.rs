@@ -78,6 +78,7 @@ fn breaker_of(r: &ProviderHealthRecord, t: TimeMap) -> Breaker {
         consecutive_failures: r.consecutive_failures,
         window: r.window,
         probes_in_flight: 0,
+        opened_at: None,
     }
 }
 

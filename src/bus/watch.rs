@@ -10,6 +10,8 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKin
 use futures::StreamExt;
 
 use crate::contract::{FLEET_MODE_KEY, FleetModeRecord, Mode, ModeEvent, ProviderHealthRecord};
+use crate::engine::modes;
+use crate::engine::ports::Fleet;
 
 use super::events::EventTask;
 
@@ -24,17 +26,16 @@ pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
                 loop {
                     tokio::select! {
                         entry = watch.next() => match entry {
-                            Some(Ok(entry)) => {
-                                apply(&task, &entry);
-                                announce_mode(&task, &kv, &mut last_mode).await;
-                            }
+                            Some(Ok(entry)) => apply(&task, &entry),
                             Some(Err(e)) => {
                                 tracing::warn!(error = %e, "health watch error; restarting it");
                                 break;
                             }
                             None => break,
                         },
-                        // Open periods end without a KV write: re-derive the mode on a tick.
+                        // Overrides expire and minimal turns into suspended without a KV
+                        // write: re-derive the mode on a tick. (Transitions written by a
+                        // worker are announced by that worker, see `events::announce`.)
                         _ = ticker.tick() => announce_mode(&task, &kv, &mut last_mode).await,
                     }
                 }
@@ -67,9 +68,26 @@ fn apply(task: &EventTask, entry: &kv::Entry) {
     }
 }
 
-/// Announces the fleet mode if it changed: one event per change, whichever worker wins.
+/// The fleet mode derived from the shared records (the same on every worker that has seen
+/// the same records, so workers do not fight over `_mode`).
+pub fn fleet_mode(task: &EventTask) -> Mode {
+    let views = modes::views_from_records(
+        &task.cfg.providers,
+        &task.fleet.records(),
+        chrono::Utc::now(),
+    );
+    let derived = modes::derive(&views);
+    if task.fleet.manually_suspended() || task.engine.mode() == Mode::Suspended {
+        Mode::Suspended
+    } else {
+        derived
+    }
+}
+
+/// Announces the fleet mode if it changed: one event per change, whichever worker wins the
+/// compare-and-set on `_mode`.
 pub async fn announce_mode(task: &EventTask, kv: &kv::Store, last: &mut Option<Mode>) {
-    let mode = task.engine.mode();
+    let mode = fleet_mode(task);
     metrics::gauge!("ai_failover_mode").set(mode as u8 as f64);
     if *last == Some(mode) {
         return;
@@ -89,13 +107,15 @@ pub async fn announce_mode(task: &EventTask, kv: &kv::Store, last: &mut Option<M
             *last = Some(mode);
             return;
         }
-        let healthy: Vec<String> = task
-            .engine
-            .provider_views()
-            .into_iter()
-            .filter(|v| v.available)
-            .map(|v| v.id)
-            .collect();
+        let healthy: Vec<String> = modes::views_from_records(
+            &task.cfg.providers,
+            &task.fleet.records(),
+            chrono::Utc::now(),
+        )
+        .into_iter()
+        .filter(|v| v.available)
+        .map(|v| v.id)
+        .collect();
         let reason = if healthy.is_empty() {
             "no provider available".to_string()
         } else {

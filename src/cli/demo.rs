@@ -5,14 +5,15 @@
 //! up after itself.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream;
 use futures::StreamExt;
 
+use super::local::{Children, start_nats};
 use crate::config::Api;
 use crate::contract::{
     AnalysisRequest, AnalysisResult, FailoverEvent, HealthEvent, ModeEvent, Names, Source, Status,
@@ -50,63 +51,6 @@ const PROVIDERS: [(&str, Api, &str); 3] = [
     ("gemini", Api::Gemini, "gemini-2.5-flash"),
 ];
 
-/// Child processes that die with the demo, even on an error path.
-struct Children(Vec<(String, Child)>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        }
-        for (_, c) in &mut self.0 {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn nats_binary() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("nats-server"))
-                .find(|p| p.is_file())
-        })
-        .context("nats-server not found: run scripts/install-nats.sh (scripts/demo.sh does) or pass --nats-url")
-}
-
-async fn start_nats(dir: &Path, children: &mut Children) -> anyhow::Result<String> {
-    let port = free_port()?;
-    let log = dir.join("nats.log");
-    let child = Command::new(nats_binary()?)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "--store_dir"])
-        .arg(dir.join("jetstream"))
-        .arg("--log")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start nats-server")?;
-    children.0.push(("nats-server".into(), child));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready")) {
-        anyhow::ensure!(Instant::now() < deadline, "nats-server did not start; see {}", log.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(format!("nats://127.0.0.1:{port}"))
-}
-
 fn worker_config(nats_url: &str, sim: &crate::simulator::SimHandle, key: &Path) -> String {
     let mut toml = format!(
         "[nats]\nurl = \"{nats_url}\"\n\n[worker]\nhttp_listen = \"\"\nack_wait_ms = 10000\n\n\
@@ -143,8 +87,7 @@ fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> AnalysisReq
     }
     let mut r = AnalysisRequest::signal(symbol);
     r.context = Some(
-        serde_json::from_value(serde_json::json!({ "prices": series.clone() }))
-            .expect("object"),
+        serde_json::from_value(serde_json::json!({ "prices": series.clone() })).expect("object"),
     );
     r.deadline_ms = Some(15_000);
     r
@@ -176,7 +119,9 @@ fn clock(start: Instant) -> String {
 
 /// Runs the demo to its end.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("ai-failover-demo").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("ai-failover-demo")
+        .tempdir()?;
     let mut children = Children(Vec::new());
     let nats_url = match &args.nats_url {
         Some(u) => u.clone(),
@@ -199,7 +144,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let sim = Simulator::start(sim_cfg).await?;
-    println!("provider simulator at {} (openai, anthropic, gemini wire APIs)", sim.control_url());
+    println!(
+        "provider simulator at {} (openai, anthropic, gemini wire APIs)",
+        sim.control_url()
+    );
 
     let key = dir.path().join("api-key");
     std::fs::write(&key, KEY)?;
@@ -218,7 +166,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("start a worker")?;
         children.0.push((format!("worker {n}"), child));
     }
-    println!("{} worker processes started (logs in {})", args.workers, dir.path().display());
+    println!(
+        "{} worker processes started (logs in {})",
+        args.workers,
+        dir.path().display()
+    );
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client.clone());
@@ -228,7 +180,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Wait until the workers have created the streams and are consuming.
     let deadline = Instant::now() + Duration::from_secs(60);
     while js.get_stream(names.requests_stream()).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "workers did not start; see their logs");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "workers did not start; see their logs"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -243,21 +198,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut prices = BTreeMap::new();
     let mut tally = Tally::default();
     let mut phase = 0;
-    println!("\n{} sending {} requests/s for {:?} — top provider: openai", clock(start), args.rate, SYMBOLS);
+    println!(
+        "\n{} sending {} requests/s for {:?} — top provider: openai",
+        clock(start),
+        args.rate,
+        SYMBOLS
+    );
 
     loop {
         let elapsed = start.elapsed();
         if phase == 0 && elapsed >= outage_at {
             sim.start_outage("openai", None)?;
-            println!("{} >>> OUTAGE: openai now answers every call with 503 errors", clock(start));
+            println!(
+                "{} >>> OUTAGE: openai now answers every call with 503 errors",
+                clock(start)
+            );
             phase = 1;
         } else if phase == 1 && elapsed >= recover_at {
             sim.set_faults("openai", baseline.clone())?;
-            println!("{} >>> RECOVERY: openai is healthy again (the breaker will probe it)", clock(start));
+            println!(
+                "{} >>> RECOVERY: openai is healthy again (the breaker will probe it)",
+                clock(start)
+            );
             phase = 2;
         }
         let draining = elapsed >= stop_at;
-        if draining && (tally.results >= tally.sent || elapsed >= stop_at + Duration::from_secs(20)) {
+        if draining && (tally.results >= tally.sent || elapsed >= stop_at + Duration::from_secs(20))
+        {
             break;
         }
         tokio::select! {
@@ -324,7 +291,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut lat = tally.latencies_ms.clone();
     println!("\n=== summary ===");
     println!("requests sent      {}", tally.sent);
-    println!("results received   {} ({} unanswered)", tally.results, tally.sent - tally.results);
+    println!(
+        "results received   {} ({} unanswered)",
+        tally.results,
+        tally.sent - tally.results
+    );
     println!("by status          {:?}", tally.by_status);
     println!("by source          {:?}", tally.by_source);
     println!("answered by        {:?}", tally.by_provider);
@@ -334,11 +305,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         percentile(&mut lat, 0.5),
         percentile(&mut lat, 0.99)
     );
-    let ok = tally.by_status.get(Status::Ok.as_str()).copied().unwrap_or(0);
-    println!("success            {:.1}% answered by a provider", 100.0 * ok as f64 / tally.sent.max(1) as f64);
+    let ok = tally
+        .by_status
+        .get(Status::Ok.as_str())
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "success            {:.1}% answered by a provider",
+        100.0 * ok as f64 / tally.sent.max(1) as f64
+    );
     drop(children); // SIGTERM the workers (they drain), then nats-server
     sim.shutdown().await;
-    println!("cleaned up: workers stopped, simulator and nats-server shut down, temp files removed");
-    anyhow::ensure!(tally.results == tally.sent, "{} requests got no result", tally.sent - tally.results);
+    println!(
+        "cleaned up: workers stopped, simulator and nats-server shut down, temp files removed"
+    );
+    anyhow::ensure!(
+        tally.results == tally.sent,
+        "{} requests got no result",
+        tally.sent - tally.results
+    );
     Ok(())
 }

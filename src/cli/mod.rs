@@ -1,6 +1,8 @@
 //! The `ai-failover` command line.
 
+pub mod bench;
 pub mod demo;
+pub mod local;
 
 use std::path::PathBuf;
 
@@ -17,6 +19,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Benchmarks: throughput vs a pass-through loop, added latency, failover timing, scale
+    /// and memory; prints a table and writes JSON.
+    Bench(bench::BenchArgs),
     /// A live demo: NATS, the simulator, workers, traffic, an outage and its recovery.
     Demo(demo::DemoArgs),
     /// Run one worker of the fleet until SIGTERM or Ctrl-C.

@@ -28,6 +28,9 @@ pub struct Breaker {
     pub window: WindowCounts,
     /// Probes admitted and not yet finished while half-open.
     pub probes_in_flight: u32,
+    /// When this breaker last opened (here or by adoption): a fleet record older than this
+    /// that says "closed" is stale and must not close it.
+    pub opened_at: Option<Instant>,
 }
 
 /// Whether a call may go ahead.
@@ -58,6 +61,7 @@ impl Default for Breaker {
             consecutive_failures: 0,
             window: WindowCounts::default(),
             probes_in_flight: 0,
+            opened_at: None,
         }
     }
 }
@@ -223,6 +227,7 @@ impl Breaker {
         self.open_count += 1;
         self.state = BreakerState::Open;
         self.probes_in_flight = 0;
+        self.opened_at = Some(now);
         Transition {
             from,
             to: BreakerState::Open,
@@ -234,17 +239,22 @@ impl Breaker {
         *self = Breaker::default();
     }
 
-    /// Adopts a state another worker decided (from the shared record). Open deadlines only
-    /// ever move later; a remote close is adopted (a probe somewhere succeeded).
+    /// Adopts a state another worker decided (from the shared record written at `written`).
+    /// Open deadlines only ever move later; a remote close is adopted (a probe somewhere
+    /// succeeded) unless the record predates this breaker's own opening.
     pub fn adopt(
         &mut self,
         state: BreakerState,
         open_until: Option<Instant>,
         open_count: u32,
+        written: Instant,
     ) -> Option<Transition> {
         let from = self.state;
         match state {
             BreakerState::Open => {
+                if self.state != BreakerState::Open {
+                    self.opened_at = Some(written);
+                }
                 self.state = BreakerState::Open;
                 self.open_until = match (self.open_until, open_until) {
                     (Some(a), Some(b)) => Some(a.max(b)),
@@ -253,7 +263,11 @@ impl Breaker {
                 self.open_count = self.open_count.max(open_count);
                 self.probes_in_flight = 0;
             }
-            BreakerState::Closed if from != BreakerState::Closed => self.close(),
+            BreakerState::Closed
+                if from != BreakerState::Closed && self.opened_at.is_none_or(|o| written > o) =>
+            {
+                self.close()
+            }
             // Half-open is a local decision (each worker's own probe slot).
             _ => {}
         }
@@ -372,7 +386,7 @@ mod tests {
         let t = Instant::now();
         let mut b = Breaker::default();
         let far = t + Duration::from_secs(60);
-        b.adopt(BreakerState::Open, Some(far), 1);
+        b.adopt(BreakerState::Open, Some(far), 1, t);
         // A local trip computing an earlier deadline keeps the later one.
         b.state = BreakerState::Closed;
         for _ in 0..3 {
@@ -380,16 +394,32 @@ mod tests {
         }
         assert_eq!(b.open_until, Some(far));
         // Adopting an earlier remote deadline doesn't shorten it either.
-        b.adopt(BreakerState::Open, Some(t + Duration::from_secs(1)), 0);
+        b.adopt(BreakerState::Open, Some(t + Duration::from_secs(1)), 0, t);
         assert_eq!(b.open_until, Some(far));
     }
 
     #[test]
     fn adopting_a_remote_close_resets_the_breaker() {
+        let t = Instant::now();
         let mut b = Breaker::default();
-        b.adopt(BreakerState::Open, Some(Instant::now()), 2);
-        let tr = b.adopt(BreakerState::Closed, None, 0).unwrap();
+        b.adopt(BreakerState::Open, Some(t), 2, t);
+        let tr = b
+            .adopt(BreakerState::Closed, None, 0, t + Duration::from_millis(1))
+            .unwrap();
         assert_eq!(tr.to, BreakerState::Closed);
         assert_eq!(b, Breaker::default());
+    }
+
+    #[test]
+    fn a_stale_closed_record_does_not_close_a_breaker_opened_after_it() {
+        let c = cfg();
+        let t = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..3 {
+            b.on_failure(&c, t + Duration::from_millis(10), FAST, "x");
+        }
+        // A record written before our open (it had counted only some of the failures).
+        assert!(b.adopt(BreakerState::Closed, None, 0, t).is_none());
+        assert_eq!(b.state, BreakerState::Open);
     }
 }

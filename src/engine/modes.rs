@@ -33,6 +33,41 @@ pub fn derive(views: &[ProviderView]) -> Mode {
     }
 }
 
+/// The views of `providers` from the fleet's shared records (`ai_provider_health`): a
+/// provider serves when an operator forced it up, or when it is switched on, not quarantined
+/// and its breaker is closed. A provider with no record yet is innocent.
+pub fn views_from_records(
+    providers: &[crate::config::ProviderConfig],
+    records: &[crate::contract::ProviderHealthRecord],
+    now: crate::contract::Timestamp,
+) -> Vec<ProviderView> {
+    use crate::contract::{BreakerState, ForcedStatus};
+    providers
+        .iter()
+        .map(|p| {
+            let available = match records.iter().find(|r| r.provider == p.id) {
+                None => true,
+                Some(r) => match r
+                    .forced
+                    .as_ref()
+                    .filter(|f| f.until.is_none_or(|u| now < u))
+                    .map(|f| f.status)
+                {
+                    Some(ForcedStatus::Up) => true,
+                    Some(ForcedStatus::Down | ForcedStatus::Disabled) => false,
+                    None => !r.quarantined && r.breaker == BreakerState::Closed,
+                },
+            };
+            ProviderView {
+                id: p.id.clone(),
+                priority: p.priority,
+                tier: p.tier,
+                available,
+            }
+        })
+        .collect()
+}
+
 /// The risk adjustments results carry in `mode`.
 pub fn risk(mode: Mode, cfg: &ModesConfig) -> RiskAdjustment {
     let r = match mode {

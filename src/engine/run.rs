@@ -166,9 +166,12 @@ impl Engine {
         };
         let now = self.clock.now();
         let utc = self.clock.utc();
-        let to_instant = |t: Timestamp| {
-            let ahead = (t - utc).to_std().unwrap_or(Duration::ZERO);
-            now + ahead
+        let to_instant = |t: Timestamp| match (t - utc).to_std() {
+            Ok(ahead) => now + ahead,
+            Err(_) => {
+                let behind = (utc - t).to_std().unwrap_or(Duration::ZERO);
+                now.checked_sub(behind).unwrap_or(now)
+            }
         };
         let mut h = slot.health();
         h.forced = record
@@ -181,6 +184,7 @@ impl Engine {
             record.breaker,
             record.open_until.map(to_instant),
             record.open_count,
+            to_instant(record.updated_at),
         );
         drop(h);
         if let Some(transition) = transition {

@@ -1,0 +1,80 @@
+//! In-process providers for benchmarks: answer at once, or fail on demand.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::contract::{Action, ErrorClass, Signal, Usage};
+use crate::engine::clock::Instant;
+use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
+
+/// Answers instantly with a fixed signal, or fails with `server_error` while `failing`.
+pub struct Instant0 {
+    pub id: String,
+    pub failing: AtomicBool,
+    /// When the last call started / the last failure was returned.
+    pub last_call: Mutex<Option<Instant>>,
+    pub last_failure: Mutex<Option<Instant>>,
+}
+
+impl Instant0 {
+    /// A healthy instant provider.
+    pub fn new(id: &str) -> Arc<Self> {
+        Arc::new(Instant0 {
+            id: id.into(),
+            failing: AtomicBool::new(false),
+            last_call: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Instant0 {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
+        *self.last_call.lock().unwrap() = Some(Instant::now());
+        if self.failing.load(Ordering::Relaxed) {
+            *self.last_failure.lock().unwrap() = Some(Instant::now());
+            return Err(
+                ProviderError::new(ErrorClass::ServerError, "bench failure").with_status(503)
+            );
+        }
+        Ok(Completion {
+            model: call.model.clone(),
+            answer: Answer::Signal(Signal {
+                action: Action::Buy,
+                confidence: 0.7,
+                rationale: "bench".into(),
+                position_size: 0.3,
+                horizon: "1d".into(),
+            }),
+            usage: Usage {
+                input_tokens: 400,
+                output_tokens: 60,
+            },
+            http_status: 200,
+        })
+    }
+    async fn probe(&self, _model: &str, _timeout: Duration) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+/// A config with keyless providers `ids` (priority in order) under `prefix` at `nats`.
+pub fn config(nats: &str, prefix: &str, ids: &[&str], extra: &str) -> crate::config::Config {
+    let mut toml = format!(
+        "[nats]\nurl = \"{nats}\"\nprefix = \"{prefix}\"\n[worker]\nhttp_listen = \"\"\nmax_in_flight = 256\nmax_ack_pending = 5000\n{extra}\n"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        toml += &format!(
+            "[[providers]]\nid = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\ntier = \"local\"\npriority = {}\n",
+            i + 1
+        );
+    }
+    crate::config::load_str(&toml).expect("bench config is valid")
+}

@@ -1,0 +1,234 @@
+//! `ai-failover bench`: the numbers behind the README's claims, measured in one run so that
+//! ratios hold on a noisy machine. Prints a table and writes JSON.
+
+mod failover;
+mod fakes;
+mod memory;
+mod throughput;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::local::{Children, start_nats};
+
+/// Options of the benchmark run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Requests per throughput measurement.
+    #[arg(long, default_value_t = 4000)]
+    pub requests: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-results.json")]
+    pub json: std::path::PathBuf,
+    /// Skip the memory measurement (it needs the simulator and a worker process).
+    #[arg(long)]
+    pub skip_memory: bool,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub target: Option<String>,
+    pub note: String,
+}
+
+fn line(name: &str, value: f64, unit: &str, target: Option<&str>, note: String) -> Line {
+    Line {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        target: target.map(str::to_string),
+        note,
+    }
+}
+
+/// Percentile of `v` (sorted in place).
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs every measurement.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("ai-failover-bench")
+        .tempdir()?;
+    let mut children = Children(Vec::new());
+    let nats = start_nats(dir.path(), &mut children).await?;
+    let mut lines = Vec::new();
+    let n = args.requests;
+
+    eprintln!("throughput: pass-through loop vs worker, {n} requests each…");
+    let pass = throughput::passthrough(&nats, "bpass", n).await?;
+    let one = throughput::workers(&nats, "bw1", n, 1).await?;
+    lines.push(line(
+        "pass-through throughput",
+        pass.rps,
+        "req/s",
+        None,
+        "consume, claim + store outcome in KV, publish result with Msg-Id, double-ack".into(),
+    ));
+    lines.push(line(
+        "worker throughput (1 worker)",
+        one.rps,
+        "req/s",
+        None,
+        "the same plus the engine, events, shared health".into(),
+    ));
+    lines.push(line(
+        "worker / pass-through",
+        one.rps / pass.rps,
+        "ratio",
+        Some(">= 0.8"),
+        String::new(),
+    ));
+
+    let rate = (one.rps / 2.0).max(10.0);
+    eprintln!("added latency at half of peak ({rate:.0} req/s)…");
+    let (mut lat_w, _) =
+        throughput::paced_latency(&nats, "blat", rate, Duration::from_secs(4), false).await?;
+    let (mut lat_p, _) =
+        throughput::paced_latency(&nats, "blatp", rate, Duration::from_secs(4), true).await?;
+    lines.push(line(
+        "added latency p50 (worker)",
+        percentile(&mut lat_w, 0.5),
+        "ms",
+        Some("< 2"),
+        format!("publish → result received, instant provider, {rate:.0} req/s"),
+    ));
+    lines.push(line(
+        "added latency p99 (worker)",
+        percentile(&mut lat_w, 0.99),
+        "ms",
+        Some("< 10"),
+        String::new(),
+    ));
+    lines.push(line(
+        "latency p50 (pass-through)",
+        percentile(&mut lat_p, 0.5),
+        "ms",
+        None,
+        "same load, for reference".into(),
+    ));
+    lines.push(line(
+        "latency p99 (pass-through)",
+        percentile(&mut lat_p, 0.99),
+        "ms",
+        None,
+        String::new(),
+    ));
+
+    for workers in [2, 4] {
+        eprintln!("scale: {workers} workers…");
+        let r = throughput::workers(&nats, &format!("bw{workers}"), n, workers).await?;
+        lines.push(line(
+            &format!("worker throughput ({workers} workers)"),
+            r.rps,
+            "req/s",
+            None,
+            "in one process on this 2-core machine".into(),
+        ));
+    }
+
+    eprintln!("failover timing…");
+    let mut engine_us = failover::engine_failover_us(2_000).await;
+    lines.push(line(
+        "failover: error → next provider called, p50",
+        percentile(&mut engine_us, 0.5),
+        "µs",
+        None,
+        "engine time".into(),
+    ));
+    lines.push(line(
+        "failover: error → next provider called, p99",
+        percentile(&mut engine_us, 0.99),
+        "µs",
+        Some("< 1000"),
+        String::new(),
+    ));
+    let mut prop = failover::breaker_propagation_ms(&nats, "bprop", 20).await?;
+    lines.push(line(
+        "breaker open on worker A → worker B stops, p50",
+        percentile(&mut prop, 0.5),
+        "ms",
+        None,
+        "KV compare-and-set + watch".into(),
+    ));
+    lines.push(line(
+        "breaker open on worker A → worker B stops, p99",
+        percentile(&mut prop, 0.99),
+        "ms",
+        Some("< 50"),
+        String::new(),
+    ));
+    let (recovered_ms, open_ms) = failover::recovery_ms(&nats, "brec").await?;
+    lines.push(line(
+        "provider back → first successful call",
+        recovered_ms,
+        "ms",
+        Some(&format!("<= open {open_ms} ms + one probe")),
+        "measured from the moment the provider heals".into(),
+    ));
+
+    if !args.skip_memory {
+        eprintln!("memory: a worker process with 1000 requests in flight…");
+        let (rss, hwm) = memory::rss_with_in_flight(&nats, dir.path(), 1_000).await?;
+        lines.push(line(
+            "worker RSS with 1000 in flight",
+            rss,
+            "MiB",
+            Some("< 64"),
+            format!("peak (VmHWM) {hwm:.1} MiB"),
+        ));
+    }
+
+    print_table(&lines);
+    let report = serde_json::json!({
+        "machine": machine(),
+        "date": chrono::Utc::now().to_rfc3339(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "results": lines,
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("JSON written to {}", args.json.display());
+    drop(children);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn print_table(lines: &[Line]) {
+    println!(
+        "\n{:<50} {:>12} {:<6} {:<26} note",
+        "measurement", "value", "unit", "target"
+    );
+    for l in lines {
+        println!(
+            "{:<50} {:>12.3} {:<6} {:<26} {}",
+            l.name,
+            l.value,
+            l.unit,
+            l.target.as_deref().unwrap_or(""),
+            l.note
+        );
+    }
+    println!("machine: {}", machine());
+}
