@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PATH="$(scripts/install-nats.sh):$PATH"
 export PATH
 nats-server --version
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then
   # One process per test: servers and environment never leak between tests.
   cargo nextest run --workspace --all-targets --no-fail-fast
