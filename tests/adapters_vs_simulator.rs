@@ -23,7 +23,13 @@ const APIS: [(&str, Api); 3] = [
 ];
 
 fn adapter(sim: &SimHandle, name: &str, api: Api, dir: &std::path::Path) -> Arc<dyn Provider> {
-    let cfg = fleet::config("nats://127.0.0.1:4222", sim, &[(name, api)], dir, "[engine]\nmax_response_bytes = 65536\n");
+    let cfg = fleet::config(
+        "nats://127.0.0.1:4222",
+        sim,
+        &[(name, api)],
+        dir,
+        "[engine]\nmax_response_bytes = 65536\n",
+    );
     providers::build(&cfg.providers[0], &cfg.engine)
 }
 
@@ -44,7 +50,10 @@ fn call(name: &str) -> ProviderCall {
 fn rates(f: impl FnOnce(&mut ErrorRates)) -> Faults {
     let mut r = ErrorRates::default();
     f(&mut r);
-    Faults { error_rate: r, ..Faults::default() }
+    Faults {
+        error_rate: r,
+        ..Faults::default()
+    }
 }
 
 #[tokio::test]
@@ -54,13 +63,31 @@ async fn every_adapter_gets_a_parsed_answer_with_usage_and_a_free_probe() {
     for (name, api) in APIS {
         let p = adapter(&sim, name, api, dir.path());
         let c = call(name);
-        let done = p.complete(&c).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(done.usage.input_tokens > 0 && done.usage.output_tokens > 0, "{name}");
-        assert!(matches!(done.answer, providers::Answer::Signal(_)), "{name}");
-        p.probe(&c.model, Duration::from_secs(1)).await.unwrap_or_else(|e| panic!("{name} probe: {e}"));
+        let done = p
+            .complete(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            done.usage.input_tokens > 0 && done.usage.output_tokens > 0,
+            "{name}"
+        );
+        assert!(
+            matches!(done.answer, providers::Answer::Signal(_)),
+            "{name}"
+        );
+        p.probe(&c.model, Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|e| panic!("{name} probe: {e}"));
         let calls = sim.calls();
-        assert_eq!(calls[name].total, 1, "{name}: the probe is not a billed call");
-        assert_eq!(calls[name].by_request_id.get(&c.request_id), Some(&1), "{name}: request id sent");
+        assert_eq!(
+            calls[name].total, 1,
+            "{name}: the probe is not a billed call"
+        );
+        assert_eq!(
+            calls[name].by_request_id.get(&c.request_id),
+            Some(&1),
+            "{name}: request id sent"
+        );
     }
 }
 
@@ -75,13 +102,55 @@ async fn every_injected_fault_is_classified_for_every_vendor() {
         (rates(|r| r.auth = 1.0), ErrorClass::Auth),
         (rates(|r| r.bad_request = 1.0), ErrorClass::BadRequest),
         (rates(|r| r.context_length = 1.0), ErrorClass::ContextLength),
-        (rates(|r| r.content_filtered = 1.0), ErrorClass::ContentFiltered),
-        (Faults { hang: true, ..Faults::default() }, ErrorClass::Timeout),
-        (Faults { slow_drip: Some(SlowDrip { chunk_bytes: 4, interval_ms: 200 }), ..Faults::default() }, ErrorClass::Timeout),
-        (Faults { huge_body_bytes: Some(10 << 20), ..Faults::default() }, ErrorClass::InvalidResponse),
-        (Faults { malformed: Some(Malformed::TruncatedJson), ..Faults::default() }, ErrorClass::InvalidResponse),
-        (Faults { malformed: Some(Malformed::NotJson), ..Faults::default() }, ErrorClass::InvalidResponse),
-        (Faults { malformed: Some(Malformed::InvalidSignal), ..Faults::default() }, ErrorClass::InvalidResponse),
+        (
+            rates(|r| r.content_filtered = 1.0),
+            ErrorClass::ContentFiltered,
+        ),
+        (
+            Faults {
+                hang: true,
+                ..Faults::default()
+            },
+            ErrorClass::Timeout,
+        ),
+        (
+            Faults {
+                slow_drip: Some(SlowDrip {
+                    chunk_bytes: 4,
+                    interval_ms: 200,
+                }),
+                ..Faults::default()
+            },
+            ErrorClass::Timeout,
+        ),
+        (
+            Faults {
+                huge_body_bytes: Some(10 << 20),
+                ..Faults::default()
+            },
+            ErrorClass::InvalidResponse,
+        ),
+        (
+            Faults {
+                malformed: Some(Malformed::TruncatedJson),
+                ..Faults::default()
+            },
+            ErrorClass::InvalidResponse,
+        ),
+        (
+            Faults {
+                malformed: Some(Malformed::NotJson),
+                ..Faults::default()
+            },
+            ErrorClass::InvalidResponse,
+        ),
+        (
+            Faults {
+                malformed: Some(Malformed::InvalidSignal),
+                ..Faults::default()
+            },
+            ErrorClass::InvalidResponse,
+        ),
     ];
     for (name, api) in APIS {
         let p = adapter(&sim, name, api, dir.path());
@@ -103,25 +172,74 @@ async fn a_hostile_provider_still_leaves_the_request_answered_by_the_next() {
     let sim = fleet::simulator(&APIS).await;
     let dir = tempfile::tempdir().unwrap();
     let providers_toml = [("oa", Api::Openai), ("an", Api::Anthropic)];
-    let cfg = fleet::config("nats://127.0.0.1:4222", &sim, &providers_toml, dir.path(), "[engine]\nmax_response_bytes = 65536\nhedge_floor_ms = 300\n");
+    let cfg = fleet::config(
+        "nats://127.0.0.1:4222",
+        &sim,
+        &providers_toml,
+        dir.path(),
+        "[engine]\nmax_response_bytes = 65536\nhedge_floor_ms = 300\n",
+    );
     let hostile = [
-        Faults { hang: true, ..Faults::default() },
-        Faults { slow_drip: Some(SlowDrip { chunk_bytes: 1, interval_ms: 100 }), ..Faults::default() },
-        Faults { huge_body_bytes: Some(100 << 20), ..Faults::default() },
-        Faults { malformed: Some(Malformed::InvalidSignal), ..Faults::default() },
-        Faults { malformed: Some(Malformed::TextNotJson), ..Faults::default() },
+        Faults {
+            hang: true,
+            ..Faults::default()
+        },
+        Faults {
+            slow_drip: Some(SlowDrip {
+                chunk_bytes: 1,
+                interval_ms: 100,
+            }),
+            ..Faults::default()
+        },
+        Faults {
+            huge_body_bytes: Some(100 << 20),
+            ..Faults::default()
+        },
+        Faults {
+            malformed: Some(Malformed::InvalidSignal),
+            ..Faults::default()
+        },
+        Faults {
+            malformed: Some(Malformed::TextNotJson),
+            ..Faults::default()
+        },
     ];
     for faults in hostile {
         sim.set_faults("oa", faults.clone()).unwrap();
-        let adapters: Vec<Arc<dyn Provider>> = cfg.providers.iter().map(|p| providers::build(p, &cfg.engine)).collect();
-        let engine = Engine::new(Arc::new(cfg.clone()), adapters, Arc::new(SystemClock), Arc::new(NullSink), Arc::new(LocalFleet), "t");
+        let adapters: Vec<Arc<dyn Provider>> = cfg
+            .providers
+            .iter()
+            .map(|p| providers::build(p, &cfg.engine))
+            .collect();
+        let engine = Engine::new(
+            Arc::new(cfg.clone()),
+            adapters,
+            Arc::new(SystemClock),
+            Arc::new(NullSink),
+            Arc::new(LocalFleet),
+            "t",
+        );
         let started = std::time::Instant::now();
-        let job = Job { request: fleet::request("AAPL"), published_at: chrono::Utc::now(), may_park: false };
-        let Outcome::Done(r) = engine.handle(job).await else { panic!("parked") };
-        assert_eq!((r.status, r.source), (Status::Ok, Source::Provider), "{faults:?}: {r:?}");
+        let job = Job {
+            request: fleet::request("AAPL"),
+            published_at: chrono::Utc::now(),
+            may_park: false,
+        };
+        let Outcome::Done(r) = engine.handle(job).await else {
+            panic!("parked")
+        };
+        assert_eq!(
+            (r.status, r.source),
+            (Status::Ok, Source::Provider),
+            "{faults:?}: {r:?}"
+        );
         assert_eq!(r.provider.as_deref(), Some("an"), "{faults:?}");
         // Hedging bounds a hanging or dripping provider to a fraction of its 3 s timeout.
-        assert!(started.elapsed() < Duration::from_millis(2_500), "{faults:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "{faults:?} took {:?}",
+            started.elapsed()
+        );
     }
 }
 

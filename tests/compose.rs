@@ -7,11 +7,17 @@ use std::collections::BTreeMap;
 use serde_yaml_ng::Value;
 
 fn compose() -> Value {
-    serde_yaml_ng::from_str(&std::fs::read_to_string("compose.yaml").unwrap()).expect("compose.yaml parses")
+    let mut v: Value = serde_yaml_ng::from_str(&std::fs::read_to_string("compose.yaml").unwrap())
+        .expect("compose.yaml parses");
+    // Resolve `<<: *worker` the way docker compose does.
+    v.apply_merge().expect("merge keys resolve");
+    v
 }
 
 fn services(c: &Value) -> &serde_yaml_ng::Mapping {
-    c.get("services").and_then(Value::as_mapping).expect("services")
+    c.get("services")
+        .and_then(Value::as_mapping)
+        .expect("services")
 }
 
 fn worker_env(c: &Value) -> BTreeMap<String, String> {
@@ -20,7 +26,12 @@ fn worker_env(c: &Value) -> BTreeMap<String, String> {
         .and_then(Value::as_mapping)
         .expect("worker environment")
         .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_string(),
+                v.as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -28,11 +39,22 @@ fn worker_env(c: &Value) -> BTreeMap<String, String> {
 fn the_compose_file_has_the_fleet_and_its_wiring() {
     let c = compose();
     let s = services(&c);
-    for name in ["nats", "simulator", "worker-1", "worker-2", "worker-3", "otel-collector", "jaeger"] {
+    for name in [
+        "nats",
+        "simulator",
+        "worker-1",
+        "worker-2",
+        "worker-3",
+        "otel-collector",
+        "jaeger",
+    ] {
         assert!(s.contains_key(name), "service {name} missing");
     }
     let nats_cmd = format!("{:?}", s.get("nats").unwrap().get("command").unwrap());
-    assert!(nats_cmd.contains("-js") && nats_cmd.contains("/data"), "JetStream with a volume");
+    assert!(
+        nats_cmd.contains("-js") && nats_cmd.contains("/data"),
+        "JetStream with a volume"
+    );
     let env = worker_env(&c);
     // Every host name the workers use is a service.
     for (k, v) in &env {
@@ -51,27 +73,48 @@ fn the_compose_file_has_the_fleet_and_its_wiring() {
 fn referenced_files_exist() {
     assert!(std::path::Path::new("Dockerfile").is_file());
     assert!(std::path::Path::new("deploy/otel-collector.yaml").is_file());
-    let cmd = format!("{:?}", services(&compose()).get("worker-1").unwrap().get("command").unwrap());
+    let cmd = format!(
+        "{:?}",
+        services(&compose())
+            .get("worker-1")
+            .unwrap()
+            .get("command")
+            .unwrap()
+    );
     assert!(cmd.contains("/etc/ai-failover/compose.toml"));
-    assert!(std::path::Path::new("config/compose.toml").is_file(), "the Dockerfile copies config/");
+    assert!(
+        std::path::Path::new("config/compose.toml").is_file(),
+        "the Dockerfile copies config/"
+    );
 }
 
 #[test]
 fn every_ai_failover_variable_is_a_real_config_key_and_the_config_loads_with_them() {
     let env = worker_env(&compose());
     let cfg_text = std::fs::read_to_string("config/compose.toml").unwrap();
-    let base = ai_failover::config::load_str(&cfg_text.replace("api_key_env", "# api_key_env").replace("[[providers]]", "[[providers]]\ntier = \"local\""))
-        .expect("compose config loads once keys are provided");
+    let base = ai_failover::config::load_str(
+        &cfg_text
+            .replace("api_key_env", "# api_key_env")
+            .replace("[[providers]]", "[[providers]]\ntier = \"local\""),
+    )
+    .expect("compose config loads once keys are provided");
     let ids: Vec<&str> = base.providers.iter().map(|p| p.id.as_str()).collect();
     let known_sections = serde_json::to_value(&base).unwrap();
     for (k, _) in env.iter().filter(|(k, _)| k.starts_with("AI_FAILOVER_")) {
         let rest = &k["AI_FAILOVER_".len()..];
         if let Some(p) = rest.strip_prefix("PROVIDER_") {
-            let id = p.strip_suffix("_BASE_URL").unwrap_or_else(|| panic!("{k}: only _BASE_URL is supported"));
-            assert!(ids.contains(&id.to_lowercase().as_str()), "{k}: no provider {id}");
+            let id = p
+                .strip_suffix("_BASE_URL")
+                .unwrap_or_else(|| panic!("{k}: only _BASE_URL is supported"));
+            assert!(
+                ids.contains(&id.to_lowercase().as_str()),
+                "{k}: no provider {id}"
+            );
             continue;
         }
-        let (section, key) = rest.split_once("__").unwrap_or_else(|| panic!("{k}: want SECTION__KEY"));
+        let (section, key) = rest
+            .split_once("__")
+            .unwrap_or_else(|| panic!("{k}: want SECTION__KEY"));
         let value = known_sections
             .get(section.to_lowercase())
             .and_then(|s| s.get(key.to_lowercase()));
