@@ -1,6 +1,7 @@
 //! Test helpers shared by the integration tests: a real `nats-server` per test, configs.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod nats;
 
 use ai_failover::config::{self, Config};
