@@ -134,11 +134,8 @@ impl Slot {
         if h.forced_at(now) == Some(ForcedStatus::Up) {
             return Admission::Allowed;
         }
-        // An open breaker decides its own half-open probe, but an operator's `down` or
-        // `disabled` and a quarantine hold even then: no probe may slip through them.
-        let held = h.forced_at(now).is_some() || h.quarantined;
         if let Some((_, retry_at)) = h.blocked(&self.breaker_cfg, now)
-            && (h.breaker.state != BreakerState::Open || held)
+            && h.breaker.state != BreakerState::Open
         {
             return Admission::Rejected { retry_at };
         }
