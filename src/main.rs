@@ -24,6 +24,10 @@ async fn main() -> ExitCode {
         Command::Demo(args) => ai_failover::cli::demo::run(args).await,
         Command::Worker { config, id } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
+        Command::Publish(args) => ai_failover::cli::publish::run(args).await,
+        Command::Status(args) => ai_failover::cli::status::run(args).await,
+        Command::Watch(args) => ai_failover::cli::watch::run(args).await,
+        Command::Control(args) => ai_failover::cli::control::run(args).await,
         Command::Setup { config } => {
             async {
                 let cfg = ai_failover::config::load(&config)?;

@@ -136,3 +136,14 @@ fn a_provider_breaker_override_is_layered_over_the_defaults() {
     assert_eq!(b.open_ms, 100);
     assert_eq!(b.consecutive_failures, cfg.breaker.consecutive_failures);
 }
+
+#[test]
+fn clients_load_a_config_without_provider_keys_but_keep_every_other_rule() {
+    let text = std::fs::read_to_string("config/example.toml").unwrap();
+    let cfg = config::load_str_for_client(&text).expect("clients need no provider keys");
+    assert_eq!(cfg.providers.len(), 4);
+
+    let bad = format!("{NATS}{}", provider("a", "").replace("[\"m\"]", "[]"));
+    let e = config::load_str_for_client(&bad).expect_err("an empty model list is still wrong");
+    assert_eq!(e.keys(), vec!["providers[0].models"]);
+}

@@ -582,6 +582,42 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
         BreakerState::Closed
     );
     assert!(r.events.failovers().is_empty());
+    assert_eq!(
+        r.events
+            .count(|e| matches!(e, EngineEvent::Cacheable(_) | EngineEvent::Spend { .. })),
+        0,
+        "a synthetic answer is neither cached nor paid into the budget"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn forced_down_holds_even_when_an_open_breaker_would_probe() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 1000\n"),
+        ),
+        &[a.clone(), b.clone()],
+    );
+    done(&r.engine, job("X")).await;
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
+    let mut record = ai_failover::contract::ProviderHealthRecord::new("a", "operator");
+    record.breaker = BreakerState::Open;
+    record.open_until = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    record.open_count = 1;
+    record.forced = Some(ai_failover::contract::Forced {
+        status: ai_failover::contract::ForcedStatus::Down,
+        until: None,
+        reason: None,
+    });
+    r.engine.apply_shared(&record);
+    // Long past the open period, where the breaker alone would admit a half-open probe.
+    tokio::time::advance(Duration::from_millis(5_000)).await;
+    let res = done(&r.engine, job("X")).await;
+    assert_eq!(res.provider.as_deref(), Some("b"));
+    assert_eq!(a.calls(), 1, "no probe slips past an operator's `down`");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,9 +1,12 @@
 //! The NATS side: streams, consumer and buckets, the consume loop, publishing, the shared
 //! health store, fleet mode and the control service.
 
+pub mod control;
 pub mod decode;
+pub mod event_log;
 pub mod events;
 pub mod fleet;
+pub mod fleet_view;
 pub mod health_store;
 pub mod monitor;
 pub mod outcomes;

@@ -21,7 +21,7 @@ use super::outcomes::Outcomes;
 use super::publish::Publisher;
 use super::setup::{self, Bus};
 use super::worker::Worker;
-use super::{monitor, watch};
+use super::{control, monitor, watch};
 
 /// A default worker id: host, process id and a random suffix.
 pub fn default_worker_id() -> String {
@@ -120,6 +120,7 @@ pub async fn start(
         tokio::spawn(events::run(task.clone(), rx)),
         tokio::spawn(watch::run(task.clone(), bus.health.clone())),
         tokio::spawn(monitor::run(task.clone(), sink.clone(), bus.health.clone())),
+        control::start(bus.clone(), task.clone(), sink.clone()).await?,
     ];
     let shutdown = CancellationToken::new();
     let consume = tokio::spawn(worker.clone().run(shutdown.clone()));

@@ -1,4 +1,11 @@
-//! The `ai-failover` command line.
+//! The `ai-failover` command line: the worker, the simulator, and the clients people use
+//! (`publish`, `status`, `watch`, `control`).
+
+pub mod client;
+pub mod control;
+pub mod publish;
+pub mod status;
+pub mod watch;
 
 pub mod bench;
 pub mod demo;
@@ -64,4 +71,12 @@ pub enum Command {
         )]
         config: PathBuf,
     },
+    /// Publish one analysis request and print its result.
+    Publish(publish::PublishArgs),
+    /// Print the provider table and fleet mode from the shared KV.
+    Status(status::StatusArgs),
+    /// Follow health, failover and mode events as they happen.
+    Watch(watch::WatchArgs),
+    /// Call an endpoint of the control service and print the reply.
+    Control(control::ControlArgs),
 }

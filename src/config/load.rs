@@ -5,7 +5,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 
 use super::types::Config;
-use super::validate::{ConfigError, validate};
+use super::validate::{ConfigError, Rules, validate};
 
 /// Environment overrides: `AI_FAILOVER_NATS__URL=nats://…` sets `nats.url` (`__` nests).
 /// A provider's `base_url` is overridden by `AI_FAILOVER_PROVIDER_<ID>_BASE_URL`
@@ -14,15 +14,33 @@ pub const ENV_PREFIX: &str = "AI_FAILOVER_";
 
 /// Loads and validates the file at `path` plus environment overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    load_str(&text)
+    load_str(&read(path)?)
 }
 
 /// Loads and validates TOML text plus environment overrides.
 pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
+    load_with(toml, Rules::Worker)
+}
+
+/// [`load`] for the command-line clients (publish, status, watch, control): every rule
+/// applies except that remote providers need an API key, since clients never call them.
+pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
+    load_str_for_client(&read(path)?)
+}
+
+/// [`load_str`] with the client rules of [`load_for_client`].
+pub fn load_str_for_client(toml: &str) -> Result<Config, ConfigError> {
+    load_with(toml, Rules::Client)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn load_with(toml: &str, rules: Rules) -> Result<Config, ConfigError> {
     let figment = Figment::from(Toml::string(toml)).merge(
         Env::prefixed(ENV_PREFIX)
             .filter(|k| !k.as_str().starts_with("provider_"))
@@ -49,7 +67,7 @@ pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
         }
         p.api_key = read_key(p.api_key_env.as_deref(), p.api_key_file.as_deref());
     }
-    match validate(&cfg) {
+    match validate(&cfg, rules) {
         problems if problems.is_empty() => Ok(cfg),
         problems => Err(ConfigError::Invalid(problems)),
     }

@@ -9,6 +9,6 @@ mod load;
 mod types;
 mod validate;
 
-pub use load::{ENV_PREFIX, load, load_str};
+pub use load::{ENV_PREFIX, load, load_for_client, load_str, load_str_for_client};
 pub use types::*;
 pub use validate::ConfigError;

@@ -76,8 +76,16 @@ fn valid_token(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Which rules apply: a worker calls providers and needs their keys; a client (publish,
+/// status, watch, control) only talks to NATS and must not need them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rules {
+    Worker,
+    Client,
+}
+
 /// Checks every rule serde cannot; returns all problems at once.
-pub(super) fn validate(cfg: &Config) -> Vec<Problem> {
+pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
     let mut c = Checker(Vec::new());
     let n = &cfg.nats;
     for (i, u) in n.url.split(',').map(str::trim).enumerate() {
@@ -271,7 +279,7 @@ pub(super) fn validate(cfg: &Config) -> Vec<Problem> {
         if let Some(o) = &p.breaker {
             check_breaker(&mut c, &k("breaker"), &cfg.breaker.with(o));
         }
-        if p.tier == Tier::Remote {
+        if p.tier == Tier::Remote && rules == Rules::Worker {
             let fix = format!(
                 "export the key in the environment variable named by api_key_env (e.g. {}_API_KEY), or point api_key_file at a file holding it",
                 p.id.to_uppercase().replace('-', "_")

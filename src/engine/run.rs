@@ -72,6 +72,8 @@ struct Trace {
     called: bool,
     /// A class that ends the request (bad request, context length with no larger model).
     terminal: bool,
+    /// A `test-failover` run: its answer must not reach the shared decision cache.
+    synthetic: bool,
 }
 
 impl Trace {
@@ -358,7 +360,10 @@ impl Engine {
         }
 
         let plan = self.plan(request);
-        let mut trace = Trace::default();
+        let mut trace = Trace {
+            synthetic: !injected.is_empty(),
+            ..Trace::default()
+        };
         for s in &plan.skipped {
             trace.note_retry_at(s.retry_at);
         }
@@ -373,7 +378,7 @@ impl Engine {
             return self.finish(request, started, trace, None, Status::Rejected, Some(error));
         }
 
-        let synthetic = !injected.is_empty();
+        let synthetic = trace.synthetic;
         if let Some(answer) = self
             .run_candidates(
                 &job,
@@ -963,6 +968,7 @@ impl Engine {
             });
             analysis = None;
         }
+        let cacheable = !trace.synthetic;
         let result = AnalysisResult {
             request_id: request.request_id.clone(),
             kind: request.kind,
@@ -983,7 +989,11 @@ impl Engine {
             worker_id: self.worker_id.clone(),
             completed_at: self.clock.utc(),
         };
-        if status == Status::Ok && source == Source::Provider && result.symbol.is_some() {
+        if cacheable
+            && status == Status::Ok
+            && source == Source::Provider
+            && result.symbol.is_some()
+        {
             self.sink
                 .emit(EngineEvent::Cacheable(Box::new(result.clone())));
         }

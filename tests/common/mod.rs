@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod workers;
 pub mod nats;
 
 use ai_failover::config::{self, Config};

@@ -1,0 +1,87 @@
+//! The control micro-service: `ai-failover` on the NATS micro protocol (discoverable with
+//! `$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`), endpoints `<prefix>.control.<endpoint>` with JSON
+//! in and out. Every worker serves it in one queue group, so any one of them answers; the
+//! answers come from the fleet's shared state, so it does not matter which.
+
+mod failure;
+mod handlers;
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Request, ServiceExt};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::contract::{CONTROL_ENDPOINTS, SERVICE_NAME};
+
+use super::events::{BusSink, EventTask};
+use super::setup::{Bus, BusError};
+
+pub use failure::ControlFailure;
+
+/// Registers the service and its endpoints, then serves them on a task; returns once every
+/// endpoint is subscribed, so a caller may use the service as soon as this returns.
+pub async fn start(
+    bus: Bus,
+    task: Arc<EventTask>,
+    sink: BusSink,
+) -> Result<JoinHandle<()>, BusError> {
+    let setup = |e: async_nats::Error| BusError::Setup {
+        what: "control service".into(),
+        message: e.to_string(),
+    };
+    let service = bus
+        .client
+        .service_builder()
+        .description("ai-failover fleet control: provider health, overrides, failover history")
+        .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(setup)?;
+    let group = service.group(bus.names.control_group());
+    let mut endpoints = Vec::with_capacity(CONTROL_ENDPOINTS.len());
+    for name in CONTROL_ENDPOINTS {
+        // Micro endpoint names allow no dots; the subject keeps them (`monitoring.start`).
+        let endpoint = group
+            .endpoint_builder()
+            .name(name.replace('.', "-"))
+            .add(name)
+            .await
+            .map_err(setup)?;
+        endpoints.push(endpoint.map(move |req| (name, req)).boxed());
+    }
+    let ctx = Arc::new(handlers::Ctx { bus, task, sink });
+    Ok(tokio::spawn(async move {
+        // Dropping the service would close its endpoints: it lives as long as this task.
+        let _service = service;
+        let mut requests = futures::stream::select_all(endpoints);
+        while let Some((endpoint, req)) = requests.next().await {
+            let ctx = ctx.clone();
+            // A health check or test-failover may take seconds: never hold up the others.
+            tokio::spawn(async move {
+                let reply = handlers::handle(&ctx, endpoint, &req.message.payload).await;
+                respond(&req, endpoint, reply).await;
+            });
+        }
+    }))
+}
+
+/// Sends the reply. An error goes out with the micro protocol's error headers and a JSON
+/// `ControlError` body; async-nats' own error response cannot carry a body, so it is sent
+/// as a payload with the headers set (the service's STATS then do not count it as an error).
+async fn respond(req: &Request, endpoint: &str, reply: Result<Vec<u8>, ControlFailure>) {
+    let sent = match reply {
+        Ok(body) => req.respond(Ok(body.into())).await,
+        Err(failure) => {
+            tracing::info!(endpoint, error = %failure, "control request refused");
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_SERVICE_ERROR, failure.header_text().as_str());
+            headers.insert(NATS_SERVICE_ERROR_CODE, failure.code().to_string().as_str());
+            let body = serde_json::to_vec(&failure.body()).expect("errors serialize");
+            req.respond_with_headers(Ok(body.into()), headers).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::warn!(endpoint, error = %e, "control reply not sent");
+    }
+}

@@ -1,0 +1,338 @@
+//! One function per control endpoint: parse the JSON request, act on the shared state, build
+//! the reply. Fleet-level answers read the KV buckets and the events stream, never only this
+//! worker's memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::contract::{
+    self, AnalysisRequest, BestProviderReply, BestProviderRequest, ErrorClass,
+    FailoverHistoryReply, FailoverHistoryRequest, ForceAction, ForceStatusReply,
+    ForceStatusRequest, Forced, ForcedStatus, HealthCheckReply, HealthCheckRequest,
+    HealthSummaryReply, Kind, MONITORING_KEY, MonitoringRecord, MonitoringReply, MonitoringRequest,
+    ProviderSummary, StatusReply, TestFailoverReply, TestFailoverRequest,
+};
+use crate::engine::{Job, Outcome};
+
+use super::super::events::{self, BusSink, EventTask};
+use super::super::setup::Bus;
+use super::super::{event_log, fleet_view, monitor};
+use super::failure::ControlFailure;
+
+/// How long a replay of the failover history may take before the endpoint gives up.
+const HISTORY_WAIT: Duration = Duration::from_secs(5);
+/// `failover-history` default and maximum number of events.
+const HISTORY_DEFAULT: usize = 50;
+const HISTORY_MAX: usize = 1000;
+/// Monitoring intervals below this would make the elected worker probe continuously.
+const MIN_MONITOR_INTERVAL_MS: u64 = 1_000;
+
+/// What the handlers act on.
+pub(super) struct Ctx {
+    pub bus: Bus,
+    pub task: Arc<EventTask>,
+    pub sink: BusSink,
+}
+
+impl Ctx {
+    fn cfg(&self) -> &Config {
+        &self.task.cfg
+    }
+}
+
+type Reply = Result<Vec<u8>, ControlFailure>;
+
+/// Answers one request to `endpoint` (relative to `<prefix>.control.`).
+pub(super) async fn handle(ctx: &Ctx, endpoint: &str, body: &[u8]) -> Reply {
+    match endpoint {
+        "status" => json(status(ctx).await),
+        "health-check" => json(health_check(ctx, parse(endpoint, body)?).await),
+        "force-status" => json(force_status(ctx, parse(endpoint, body)?).await),
+        "best-provider" => json(best_provider(ctx, parse(endpoint, body)?).await),
+        "failover-history" => json(failover_history(ctx, parse(endpoint, body)?).await),
+        "health-summary" => json(health_summary(ctx).await),
+        "monitoring.start" => json(monitoring(ctx, true, parse(endpoint, body)?).await),
+        "monitoring.stop" => json(monitoring(ctx, false, parse(endpoint, body)?).await),
+        "test-failover" => json(test_failover(ctx, parse(endpoint, body)?).await),
+        other => Err(ControlFailure::Invalid(format!("no endpoint `{other}`"))),
+    }
+}
+
+/// An empty body means "all defaults" (`{}`), so `nats req ai.control.status ''` works.
+fn parse<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, ControlFailure> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ControlFailure::BadRequest {
+        endpoint: endpoint.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn json<T: Serialize>(reply: Result<T, ControlFailure>) -> Reply {
+    reply.map(|r| serde_json::to_vec(&r).expect("control replies serialize"))
+}
+
+fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
+    if cfg.provider(id).is_some() {
+        return Ok(());
+    }
+    Err(ControlFailure::UnknownProvider {
+        given: id.to_string(),
+        known: cfg.providers.iter().map(|p| p.id.clone()).collect(),
+    })
+}
+
+async fn status(ctx: &Ctx) -> Result<StatusReply, ControlFailure> {
+    let health = &ctx.bus.health;
+    let providers = fleet_view::provider_records(health, ctx.cfg())
+        .await?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    Ok(StatusReply {
+        mode: fleet_view::fleet_mode(health).await?,
+        providers,
+        monitoring: fleet_view::monitoring(health, ctx.cfg()).await.enabled,
+        answered_by: ctx.task.worker_id.clone(),
+        at: contract::now(),
+    })
+}
+
+async fn health_check(
+    ctx: &Ctx,
+    req: HealthCheckRequest,
+) -> Result<HealthCheckReply, ControlFailure> {
+    if let Some(p) = &req.provider {
+        known_provider(ctx.cfg(), p)?;
+    }
+    let results = monitor::check_now(&ctx.task, &ctx.sink, req.provider.as_deref()).await;
+    Ok(HealthCheckReply { results })
+}
+
+async fn force_status(
+    ctx: &Ctx,
+    req: ForceStatusRequest,
+) -> Result<ForceStatusReply, ControlFailure> {
+    known_provider(ctx.cfg(), &req.provider)?;
+    if req.ttl_ms == Some(0) {
+        return Err(ControlFailure::Invalid(
+            "ttl_ms must be positive (omit it for no expiry)".into(),
+        ));
+    }
+    if req.status == ForceAction::Clear && req.ttl_ms.is_some() {
+        return Err(ControlFailure::Invalid(
+            "ttl_ms makes no sense with `clear`".into(),
+        ));
+    }
+    let why = req
+        .reason
+        .as_deref()
+        .map_or(String::new(), |r| format!(": {r}"));
+    let ttl = req
+        .ttl_ms
+        .map(|ms| chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
+    // Written to the shared record: every worker obeys it through its KV watch.
+    let change = ctx
+        .task
+        .fleet
+        .health()
+        .modify(&req.provider, |r, t| match req.status.forced_status() {
+            None => {
+                r.forced = None;
+                r.quarantined = false;
+                Some(format!("operator cleared overrides{why}"))
+            }
+            Some(status) => {
+                r.forced = Some(Forced {
+                    status,
+                    until: ttl.map(|d| t.utc + d),
+                    reason: req.reason.clone(),
+                });
+                if status == ForcedStatus::Up {
+                    // Only an operator can lift a quarantine, and `up` says they did.
+                    r.quarantined = false;
+                }
+                let what = format!("{status:?}").to_lowercase();
+                Some(format!("operator forced {what}{why}"))
+            }
+        })
+        .await?
+        .expect("the change always applies");
+    events::announce(&ctx.task, &change).await;
+    Ok(ForceStatusReply {
+        record: change.record,
+    })
+}
+
+async fn best_provider(
+    ctx: &Ctx,
+    req: BestProviderRequest,
+) -> Result<BestProviderReply, ControlFailure> {
+    if let Some(list) = &req.providers {
+        if list.is_empty() {
+            return Err(ControlFailure::Invalid(
+                "providers must not be empty when given".into(),
+            ));
+        }
+        for p in list {
+            known_provider(ctx.cfg(), p)?;
+        }
+    }
+    let mut request = AnalysisRequest::signal("BEST-PROVIDER");
+    request.kind = req.kind.unwrap_or(Kind::Signal);
+    request.providers = req.providers;
+    let candidates = ctx.task.engine.candidate_order(&request);
+    let mut order: Vec<String> = Vec::new();
+    for (p, _) in &candidates {
+        if !order.contains(p) {
+            order.push(p.clone());
+        }
+    }
+    let first = candidates.into_iter().next();
+    Ok(BestProviderReply {
+        provider: first.as_ref().map(|(p, _)| p.clone()),
+        model: first.map(|(_, m)| m),
+        order,
+        mode: fleet_view::fleet_mode(&ctx.bus.health).await?,
+    })
+}
+
+async fn failover_history(
+    ctx: &Ctx,
+    req: FailoverHistoryRequest,
+) -> Result<FailoverHistoryReply, ControlFailure> {
+    if let Some(p) = &req.provider {
+        known_provider(ctx.cfg(), p)?;
+    }
+    let limit = req.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
+    let events = event_log::last_failovers(
+        &ctx.bus.js,
+        &ctx.bus.names,
+        limit,
+        req.provider.as_deref(),
+        HISTORY_WAIT,
+    )
+    .await?;
+    Ok(FailoverHistoryReply { events })
+}
+
+async fn health_summary(ctx: &Ctx) -> Result<HealthSummaryReply, ControlFailure> {
+    let mut from: HashMap<String, u64> = HashMap::new();
+    let mut total = 0;
+    event_log::replay_failovers(&ctx.bus.js, &ctx.bus.names, HISTORY_WAIT, |e| {
+        total += 1;
+        *from.entry(e.from.provider).or_default() += 1;
+    })
+    .await?;
+    let mut providers = Vec::new();
+    for (r, _) in fleet_view::provider_records(&ctx.bus.health, ctx.cfg()).await? {
+        let w = r.window;
+        let uptime = if w.calls == 0 {
+            1.0
+        } else {
+            1.0 - f64::from(w.failures) / f64::from(w.calls)
+        };
+        providers.push(ProviderSummary {
+            spend_today_usd: fleet_view::spend_today(&ctx.bus.budget, &r.provider).await?,
+            daily_budget_usd: ctx
+                .cfg()
+                .provider(&r.provider)
+                .and_then(|p| p.daily_budget_usd),
+            failovers_from: from.get(&r.provider).copied().unwrap_or(0),
+            provider: r.provider,
+            status: r.status,
+            breaker: r.breaker,
+            success_rate: r.success_rate,
+            latency_ms_ewma: r.latency_ms_ewma,
+            latency_ms_p95: r.latency_ms_p95,
+            uptime,
+        });
+    }
+    Ok(HealthSummaryReply {
+        mode: fleet_view::fleet_mode(&ctx.bus.health).await?,
+        providers,
+        failovers_total: total,
+        at: contract::now(),
+    })
+}
+
+async fn monitoring(
+    ctx: &Ctx,
+    enabled: bool,
+    req: MonitoringRequest,
+) -> Result<MonitoringReply, ControlFailure> {
+    if let Some(ms) = req.interval_ms
+        && ms < MIN_MONITOR_INTERVAL_MS
+    {
+        return Err(ControlFailure::Invalid(format!(
+            "interval_ms must be at least {MIN_MONITOR_INTERVAL_MS}"
+        )));
+    }
+    let current = fleet_view::monitoring(&ctx.bus.health, ctx.cfg()).await;
+    let record = MonitoringRecord {
+        enabled,
+        interval_ms: req.interval_ms.unwrap_or(current.interval_ms),
+        updated_at: contract::now(),
+        updated_by: ctx.task.worker_id.clone(),
+    };
+    // An operator switch: the last writer wins, so no compare-and-set.
+    let body = serde_json::to_vec(&record).expect("monitoring record serializes");
+    ctx.bus
+        .health
+        .put(MONITORING_KEY, body.into())
+        .await
+        .map_err(|e| ControlFailure::Unavailable(e.to_string()))?;
+    Ok(MonitoringReply {
+        enabled,
+        interval_ms: record.interval_ms,
+    })
+}
+
+async fn test_failover(
+    ctx: &Ctx,
+    req: TestFailoverRequest,
+) -> Result<TestFailoverReply, ControlFailure> {
+    known_provider(ctx.cfg(), &req.fail_provider)?;
+    let symbol = req.symbol.unwrap_or_else(|| "TEST".into());
+    if !(1..=64).contains(&symbol.len()) {
+        return Err(ControlFailure::Invalid(
+            "symbol must be 1..=64 characters".into(),
+        ));
+    }
+    let mut request = AnalysisRequest::signal(&symbol);
+    request.request_id = format!("test-failover-{}", uuid::Uuid::new_v4());
+    // A gentle uptrend, so a fallback answer has something to read.
+    let prices: Vec<serde_json::Value> = (0..20).map(|i| (100.0 + f64::from(i)).into()).collect();
+    request.context = Some(serde_json::Map::from_iter([(
+        "prices".to_string(),
+        serde_json::Value::Array(prices),
+    )]));
+    let job = Job {
+        request,
+        published_at: contract::now(),
+        may_park: false,
+    };
+    let class = req.error_class.unwrap_or(ErrorClass::ServerError);
+    // The engine marks every attempt of an injected run synthetic: no health, breaker,
+    // budget, cache or event is touched.
+    let injected = HashMap::from([(req.fail_provider, class)]);
+    match ctx.task.engine.handle_with(job, &injected).await {
+        Outcome::Done(result) => Ok(TestFailoverReply {
+            status: result.status,
+            answered_by: result.provider.clone(),
+            attempts: result.attempts.clone(),
+            result,
+        }),
+        Outcome::Park { reason, .. } => Err(ControlFailure::Unavailable(format!(
+            "the synthetic request could not run: {reason}"
+        ))),
+    }
+}

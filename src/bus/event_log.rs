@@ -1,0 +1,107 @@
+//! Reads events back from the `AI_EVENTS` stream with ordered consumers: the stored failover
+//! history (for `failover-history` and `health-summary`) and a live tail (for `watch`).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+
+use crate::contract::{FailoverEvent, Names};
+
+/// A failure reading the events stream.
+#[derive(Debug, thiserror::Error)]
+#[error("events stream: {0}")]
+pub struct EventLogError(pub String);
+
+fn err(e: impl std::fmt::Display) -> EventLogError {
+    EventLogError(e.to_string())
+}
+
+/// An ordered consumer on `filter` in the events stream, starting at `from`.
+pub async fn ordered(
+    js: &jetstream::Context,
+    names: &Names,
+    filter: String,
+    from: consumer::DeliverPolicy,
+) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, EventLogError> {
+    let stream = js.get_stream(names.events_stream()).await.map_err(err)?;
+    stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: from,
+            ..Default::default()
+        })
+        .await
+        .map_err(err)
+}
+
+/// Replays every stored failover event, oldest first, into `visit`. Stops at the last event
+/// stored when it started (a live stream never ends by itself) or after `max_wait`.
+pub async fn replay_failovers(
+    js: &jetstream::Context,
+    names: &Names,
+    max_wait: Duration,
+    mut visit: impl FnMut(FailoverEvent),
+) -> Result<(), EventLogError> {
+    let consumer = ordered(
+        js,
+        names,
+        names.failover_event(),
+        consumer::DeliverPolicy::All,
+    )
+    .await?;
+    let stored = consumer.cached_info().num_pending;
+    if stored == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer.messages().await.map_err(err)?;
+    let until = tokio::time::Instant::now() + max_wait;
+    let mut seen = 0;
+    while seen < stored {
+        let next = tokio::time::timeout_at(until, messages.next()).await;
+        let msg = match next {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(err(e)),
+            Ok(None) => break,
+            Err(_) => {
+                return Err(EventLogError(format!(
+                    "read {seen} of {stored} failover events within {} ms",
+                    max_wait.as_millis()
+                )));
+            }
+        };
+        seen += 1;
+        match serde_json::from_slice::<FailoverEvent>(&msg.payload) {
+            Ok(event) => visit(event),
+            // Another program may publish here too; one odd message must not hide the rest.
+            Err(e) => tracing::debug!(error = %e, "skipping an unreadable failover event"),
+        }
+        if msg.info().is_ok_and(|i| i.pending == 0) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The newest `limit` failover events (only those away from `provider` when given), oldest
+/// first.
+pub async fn last_failovers(
+    js: &jetstream::Context,
+    names: &Names,
+    limit: usize,
+    provider: Option<&str>,
+    max_wait: Duration,
+) -> Result<Vec<FailoverEvent>, EventLogError> {
+    let mut ring = std::collections::VecDeque::with_capacity(limit.min(1024));
+    replay_failovers(js, names, max_wait, |e| {
+        if provider.is_some_and(|p| p != e.from.provider) || limit == 0 {
+            return;
+        }
+        if ring.len() == limit {
+            ring.pop_front();
+        }
+        ring.push_back(e);
+    })
+    .await?;
+    Ok(ring.into())
+}

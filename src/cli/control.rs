@@ -1,0 +1,69 @@
+//! `ai-failover control ENDPOINT [JSON]`: a thin client of the control service. Prints the
+//! reply; an error reply (micro-protocol error headers) is printed too and fails the command.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+
+use crate::contract::CONTROL_ENDPOINTS;
+
+use super::client;
+
+/// `control` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    #[arg(
+        long,
+        short,
+        env = "AI_FAILOVER_CONFIG",
+        default_value = "config/example.toml"
+    )]
+    pub config: PathBuf,
+    /// status | health-check | force-status | best-provider | failover-history |
+    /// health-summary | monitoring.start | monitoring.stop | test-failover
+    pub endpoint: String,
+    /// The request body (default `{}`).
+    pub json: Option<String>,
+    /// How long to wait for the reply (health checks and test-failover call providers).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+/// Sends the request and prints the reply.
+pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    if !CONTROL_ENDPOINTS.contains(&args.endpoint.as_str()) {
+        bail!(
+            "unknown endpoint `{}`; the service has: {}",
+            args.endpoint,
+            CONTROL_ENDPOINTS.join(", ")
+        );
+    }
+    let body = args.json.unwrap_or_else(|| "{}".into());
+    serde_json::from_str::<serde_json::Value>(&body).context("the request body is not JSON")?;
+    let c = client::connect(&args.config, "ai-failover control").await?;
+    let subject = c.names.control(&args.endpoint);
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(Duration::from_millis(args.timeout_ms)));
+    let reply = c
+        .nats
+        .send_request(subject.clone(), request)
+        .await
+        .with_context(|| format!("no answer on {subject}: is a worker running?"))?;
+    let text = match serde_json::from_slice::<serde_json::Value>(&reply.payload) {
+        Ok(v) => serde_json::to_string_pretty(&v).expect("json"),
+        Err(_) => String::from_utf8_lossy(&reply.payload).into_owned(),
+    };
+    println!("{text}");
+    if let Some(h) = &reply.headers
+        && let Some(error) = h.get(NATS_SERVICE_ERROR)
+    {
+        let code = h
+            .get(NATS_SERVICE_ERROR_CODE)
+            .map_or("?".to_string(), |c| c.to_string());
+        bail!("{} refused the request ({code}): {error}", args.endpoint);
+    }
+    Ok(())
+}
