@@ -3,11 +3,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use ai_failover::cli::{Cli, Command};
+use ai_failover::telemetry::{LogFormat, Options};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    ai_failover::telemetry::init_logging();
+    // Only `worker` has the flag; other commands follow the environment variable.
+    let log_format = match &cli.command {
+        Command::Worker { log_format, .. } => *log_format,
+        _ => LogFormat::from_env(),
+    };
+    // Held to the end of main: dropping it flushes spans still queued for export.
+    let _telemetry = ai_failover::telemetry::init(Options { log_format });
     let outcome: anyhow::Result<()> = match cli.command {
         Command::CheckConfig { config } => ai_failover::config::load(&config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
@@ -15,7 +22,7 @@ async fn main() -> ExitCode {
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
             .map(|n| println!("wrote {n} schemas to {}", out.display()))
             .map_err(Into::into),
-        Command::Worker { config, id } => run_worker(config, id).await,
+        Command::Worker { config, id, .. } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Setup { config } => {
             async {
