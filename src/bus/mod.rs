@@ -5,6 +5,7 @@ pub mod decode;
 pub mod events;
 pub mod fleet;
 pub mod health_store;
+pub mod http;
 pub mod monitor;
 pub mod outcomes;
 pub mod publish;
