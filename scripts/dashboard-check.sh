@@ -9,7 +9,6 @@
 #
 #   scripts/dashboard-check.sh            # builds with cargo first
 #   WORKER_BIN=path/to/ai-failover scripts/dashboard-check.sh   # skip the build
-# (not AI_FAILOVER_*: the worker reads that prefix as configuration overrides)
 #
 # Installs Debian's `chromium` with apt-get when /usr/bin/chromium is missing.
 set -euo pipefail

@@ -29,6 +29,9 @@ pub fn provider() -> Tracing {
     let mut export_error = None;
     let mut exporting = false;
     if std::env::var(ENDPOINT_ENV).is_ok_and(|v| !v.trim().is_empty()) {
+        // reqwest is built without a default TLS provider; the client build panics without
+        // one, even for a plain-HTTP endpoint.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // The default blocking client: the SDK's batch processor exports from its own
         // thread, where an async client would find no tokio reactor.
         match opentelemetry_otlp::SpanExporter::builder()
