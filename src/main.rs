@@ -3,16 +3,26 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use ai_failover::cli::{Cli, Command};
+use ai_failover::telemetry::{LogFormat, Options};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own story; library chatter would drown it.
+    // Only `worker` has the flag; other commands follow the environment variable.
+    let log_format = match &cli.command {
+        Command::Worker { log_format, .. } => *log_format,
+        _ => LogFormat::from_env(),
+    };
+    // The demo and the benchmarks print their own story; library chatter would drown it.
     let default_filter = match cli.command {
         Command::Demo(_) | Command::Bench(_) => "warn",
         _ => "info",
     };
-    ai_failover::telemetry::init_logging(default_filter);
+    // Held to the end of main: dropping it flushes spans still queued for export.
+    let _telemetry = ai_failover::telemetry::init(Options {
+        log_format,
+        default_filter,
+    });
     let outcome: anyhow::Result<()> = match cli.command {
         Command::CheckConfig { config } => ai_failover::config::load(&config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
@@ -22,7 +32,7 @@ async fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Bench(args) => ai_failover::cli::bench::run(args).await,
         Command::Demo(args) => ai_failover::cli::demo::run(args).await,
-        Command::Worker { config, id } => run_worker(config, id).await,
+        Command::Worker { config, id, .. } => run_worker(config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Publish(args) => ai_failover::cli::publish::run(args).await,
         Command::Status(args) => ai_failover::cli::status::run(args).await,

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Output;
 
 use ai_failover::contract::{AnalysisResult, Status, StatusReply};
-use common::workers::{fleet_config, fleet_toml, start_worker};
 use common::nats::NatsServer;
+use common::workers::{fleet_config, fleet_toml, start_worker};
 
 /// Runs `ai-failover ARGS…` and returns its output.
 async fn run(args: &[&str]) -> Output {

@@ -12,8 +12,8 @@ use ai_failover::contract::{
     TestFailoverReply,
 };
 use async_nats::jetstream::{self, kv};
-use common::workers::{ask, ask_with, eventually, signal, start_worker};
 use common::nats::NatsServer;
+use common::workers::{ask, ask_with, eventually, signal, start_worker};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 

@@ -59,6 +59,8 @@ impl FleetState {
 
     /// Stores a record seen on the watch.
     pub fn set_record(&self, record: ProviderHealthRecord) {
+        // Every record change passes here (watch, start-up, own writes): the gauges follow.
+        crate::telemetry::metrics::provider_record(&record);
         self.records
             .write()
             .unwrap()
@@ -74,6 +76,7 @@ impl FleetState {
 
     /// Sets today's fleet spend of `provider`.
     pub fn set_spend(&self, provider: &str, usd: f64) {
+        crate::telemetry::metrics::spend_today(provider, usd);
         self.spend
             .write()
             .unwrap()

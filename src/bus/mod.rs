@@ -8,6 +8,7 @@ pub mod events;
 pub mod fleet;
 pub mod fleet_view;
 pub mod health_store;
+pub mod http;
 pub mod monitor;
 pub mod outcomes;
 pub mod publish;

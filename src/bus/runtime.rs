@@ -1,6 +1,7 @@
 //! Assembles and runs one worker: connection, set-up, engine, shared health, event
 //! publishing, health watch, active monitoring and the consume loop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::providers::Provider;
 use super::events::{self, BusSink, EventTask};
 use super::fleet::FleetState;
 use super::health_store::HealthStore;
+use super::http::{self, HttpState};
 use super::outcomes::Outcomes;
 use super::publish::Publisher;
 use super::setup::{self, Bus};
@@ -44,6 +46,8 @@ pub struct Running {
     pub sink: BusSink,
     pub events: Arc<EventTask>,
     pub ready: Arc<AtomicBool>,
+    /// Where `worker.http_listen` is served (`None` when it is off).
+    pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     consume: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -116,13 +120,29 @@ pub async fn start(
         worker_id: worker_id.clone(),
         ready: ready.clone(),
     };
-    let background = vec![
+    let shutdown = CancellationToken::new();
+    // Before any task starts: a port that cannot be bound fails the start cleanly.
+    let served = http::spawn(
+        &cfg.worker.http_listen,
+        HttpState {
+            cfg: cfg.clone(),
+            bus: bus.clone(),
+            engine: engine.clone(),
+            ready: ready.clone(),
+            metrics: crate::telemetry::metrics::install(),
+            worker_id: worker_id.clone(),
+            shutdown: shutdown.clone(),
+        },
+    )
+    .await?;
+    let http_addr = served.as_ref().map(|(a, _)| *a);
+    let mut background = vec![
         tokio::spawn(events::run(task.clone(), rx)),
         tokio::spawn(watch::run(task.clone(), bus.health.clone())),
         tokio::spawn(monitor::run(task.clone(), sink.clone(), bus.health.clone())),
         control::start(bus.clone(), task.clone(), sink.clone()).await?,
     ];
-    let shutdown = CancellationToken::new();
+    background.extend(served.map(|(_, h)| h));
     let consume = tokio::spawn(worker.clone().run(shutdown.clone()));
     Ok(Running {
         worker,
@@ -132,6 +152,7 @@ pub async fn start(
         sink,
         events: task,
         ready,
+        http_addr,
         shutdown,
         consume,
         background,

@@ -14,6 +14,8 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::config::Config;
 use crate::contract::{AnalysisResult, DeadLetterClass, Timestamp};
@@ -55,6 +57,26 @@ fn published_at(msg: &jetstream::Message) -> Timestamp {
             chrono::DateTime::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64).into()
         })
         .unwrap_or_else(chrono::Utc::now)
+}
+
+/// The request's span, a child of the publisher's trace when the message carries one. Its
+/// fields are filled in as they become known (after decoding, and at the end).
+fn request_span(msg: &jetstream::Message) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        subject = %msg.subject,
+        request_id = Empty,
+        kind = Empty,
+        symbol = Empty,
+        status = Empty,
+        source = Empty,
+        mode = Empty,
+        provider = Empty,
+    );
+    if let Some(headers) = &msg.headers {
+        crate::telemetry::propagation::set_parent(&span, headers);
+    }
+    span
 }
 
 fn delivered(msg: &jetstream::Message) -> u64 {
@@ -158,7 +180,10 @@ impl Worker {
         let subject = msg.subject.to_string();
         let started = std::time::Instant::now();
         metrics::gauge!("ai_failover_in_flight").increment(1.0);
-        let handled = self.handle(&msg, &subject, stop).await;
+        let handled = self
+            .handle(&msg, &subject, stop)
+            .instrument(request_span(&msg))
+            .await;
         metrics::gauge!("ai_failover_in_flight").decrement(1.0);
         let handled = match handled {
             Ok(h) => h,
@@ -220,6 +245,12 @@ impl Worker {
         };
         let headers = msg.headers.clone().unwrap_or_default();
         let id = request.request_id.clone();
+        let span = tracing::Span::current();
+        span.record("request_id", id.as_str());
+        span.record("kind", request.kind.as_str());
+        if let Some(symbol) = &request.symbol {
+            span.record("symbol", symbol.as_str());
+        }
         let claim = self
             .outcomes
             .claim(&id, &self.worker_id, chrono::Utc::now())
@@ -293,6 +324,12 @@ impl Worker {
                 Ok(Handled::Parked)
             }
             Outcome::Done(result) => {
+                span.record("status", result.status.as_str());
+                span.record("source", result.source.as_str());
+                span.record("mode", result.mode.as_str());
+                if let Some(p) = &result.provider {
+                    span.record("provider", p.as_str());
+                }
                 // The stored outcome is the source of truth: write it before publishing.
                 if let Err(e) = self.outcomes.complete(&result, revision).await {
                     // Someone took over (we were presumed dead): defer to their answer.

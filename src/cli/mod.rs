@@ -43,6 +43,9 @@ pub enum Command {
         /// Worker id (default: host, pid and a random suffix).
         #[arg(long, env = "AI_FAILOVER_WORKER_ID")]
         id: Option<String>,
+        /// Log lines as human-readable text or one JSON object per line.
+        #[arg(long, env = crate::telemetry::LogFormat::ENV, value_enum, default_value = "text")]
+        log_format: crate::telemetry::LogFormat,
     },
     /// Check a configuration file and print what is wrong with it.
     CheckConfig {

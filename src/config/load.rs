@@ -43,7 +43,10 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 fn load_with(toml: &str, rules: Rules) -> Result<Config, ConfigError> {
     let figment = Figment::from(Toml::string(toml)).merge(
         Env::prefixed(ENV_PREFIX)
-            .filter(|k| !k.as_str().starts_with("provider_"))
+            // Only `SECTION__KEY` names are configuration: every key lives in a section, and
+            // the CLI's own variables (AI_FAILOVER_CONFIG, _WORKER_ID, _LOG_FORMAT) share the
+            // prefix without being configuration.
+            .filter(|k| !k.as_str().starts_with("provider_") && k.as_str().contains("__"))
             .split("__"),
     );
     let mut cfg: Config = figment.extract().map_err(|e| {

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Either, select};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::contract::{
@@ -546,7 +547,8 @@ impl Engine {
                     .min(deadline.saturating_duration_since(self.clock.now())),
             };
             trace.called = true;
-            let primary = self.start_call(&cand, call(&cand), deadline, injected);
+            let n = trace.attempts.len() + 1;
+            let primary = self.start_call(&cand, call(&cand), deadline, injected, (n, false));
             let ((res, latency), winner) = match partner {
                 None => (primary.await, cand.clone()),
                 Some(pos) => {
@@ -577,8 +579,13 @@ impl Engine {
                                     true,
                                     synthetic,
                                 );
-                                let hedge =
-                                    self.start_call(&other, call(&other), deadline, injected);
+                                let hedge = self.start_call(
+                                    &other,
+                                    call(&other),
+                                    deadline,
+                                    injected,
+                                    (n + 1, true),
+                                );
                                 let pair = (&cand, &other);
                                 self.race(primary, hedge, pair, now, trace, synthetic, request)
                                     .await
@@ -761,13 +768,24 @@ impl Engine {
         call: ProviderCall,
         deadline: Instant,
         injected: &HashMap<String, ErrorClass>,
+        (attempt, hedge): (usize, bool),
     ) -> BoxFuture<'a, Timed> {
         let slot = &self.slots[cand.slot];
         let provider = slot.provider.clone();
         let injected = injected.get(slot.id()).copied();
         let clock = self.clock.clone();
+        let span = tracing::info_span!(
+            "provider_call",
+            provider = slot.id(),
+            model = %call.model,
+            attempt,
+            hedge,
+            error_class = tracing::field::Empty,
+        );
+        let record = span.clone();
         async move {
             if let Some(class) = injected {
+                record.record("error_class", class.as_str());
                 let err = ProviderError::new(class, "injected by test-failover");
                 return (Err(err), Duration::ZERO);
             }
@@ -782,8 +800,12 @@ impl Engine {
                     format!("no answer within {} ms", bound.as_millis()),
                 )),
             };
+            if let Err(e) = &res {
+                record.record("error_class", e.class.as_str());
+            }
             (res, clock.now().duration_since(started))
         }
+        .instrument(span)
         .boxed()
     }
 

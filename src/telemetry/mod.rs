@@ -1,13 +1,88 @@
 //! Logs, traces and metrics.
+//!
+//! [`init`] sets up logging (text or JSON, filtered by `RUST_LOG`) and an OpenTelemetry
+//! layer so every span has W3C ids that [`propagation`] carries over NATS; spans are exported
+//! over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. [`metrics::install`] sets
+//! up the Prometheus recorder that `/metrics` renders.
 
+pub mod logging;
+pub mod metrics;
+pub mod otel;
 pub mod propagation;
 
-/// Human-readable logs on stderr, filtered by `RUST_LOG` (default `default_filter`).
-pub fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use logging::LogFormat;
+
+/// What [`init`] sets up.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Text or JSON log lines.
+    pub log_format: LogFormat,
+    /// The log filter when `RUST_LOG` is not set (e.g. `info`).
+    pub default_filter: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            log_format: LogFormat::default(),
+            default_filter: "info",
+        }
+    }
+}
+
+/// Keeps the tracer alive; dropping it flushes spans still queued for export.
+#[must_use = "dropping the guard shuts tracing export down"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("trace export did not shut down cleanly: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber: log lines on stderr filtered by `RUST_LOG`, and the
+/// OpenTelemetry layer. The OpenTelemetry layer has its own filter (this crate's spans at
+/// info and above) so `RUST_LOG=warn` quiets logs without breaking trace propagation.
+/// A second call (tests) installs nothing and returns an inert guard.
+pub fn init(opts: Options) -> TelemetryGuard {
+    let tracing = otel::provider();
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(otel::tracer(&tracing.provider))
+        .with_filter(Targets::new().with_target("ai_failover", LevelFilter::INFO));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match opts.log_format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(logging::env_filter(opts.default_filter)))
+        .with(otel_layer)
+        .try_init()
+        .is_ok();
+    if !installed {
+        return TelemetryGuard { provider: None };
+    }
+    if let Some(e) = &tracing.export_error {
+        tracing::warn!(error = %e, "OTLP trace export disabled: the exporter could not be built");
+    } else if tracing.exporting {
+        tracing::info!(
+            endpoint = %std::env::var(otel::ENDPOINT_ENV).unwrap_or_default(),
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    TelemetryGuard {
+        provider: Some(tracing.provider),
+    }
 }

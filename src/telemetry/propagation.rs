@@ -1,20 +1,163 @@
 //! W3C trace context over NATS headers.
+//!
+//! A request's `traceparent` becomes the parent of the worker's request span; everything the
+//! worker publishes because of that request carries a `traceparent` with the same trace id
+//! and the worker's current span as parent, so the trace continues through the fleet.
 
 use async_nats::HeaderMap;
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Headers for everything published because of a message that carried `incoming`: the trace
-/// context continues (`traceparent`/`tracestate` carried over). Unparseable values are dropped
-/// rather than failing the publish.
-pub fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in ["traceparent", "tracestate"] {
-        if let Some(v) = incoming.get(name)
-            && let Ok(s) = std::str::from_utf8(v.as_str().as_bytes())
-            && !s.is_empty()
-            && s.is_ascii()
-        {
-            out.insert(name, s);
+/// Reads NATS headers for a propagator.
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+}
+
+/// Writes a propagator's fields into NATS headers.
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // Header values cannot hold line breaks; a propagator never emits them, but a value
+        // that would corrupt the message is dropped rather than sent.
+        if value.is_ascii() && !value.contains(['\r', '\n']) {
+            self.0.insert(key, value.as_str());
         }
     }
+}
+
+/// The trace context `headers` carry; an empty context when they carry none or it does not
+/// parse.
+pub fn extract(headers: &HeaderMap) -> Context {
+    // Against an empty context, not the current one: `extract` falls back to its base
+    // context when the headers do not parse, and inside a span that would be the span itself.
+    TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(headers))
+}
+
+/// Makes `headers`' trace context the parent of `span`. Call before the span is first
+/// entered: the OpenTelemetry side of a span is built then, and its parent is fixed.
+pub fn set_parent(span: &tracing::Span, headers: &HeaderMap) {
+    let cx = extract(headers);
+    if cx.span().span_context().is_valid() {
+        // Fails only when the span is disabled or no OpenTelemetry layer is installed; the
+        // outgoing headers then fall back to the incoming context.
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// Headers for everything published because of a message that carried `incoming`.
+///
+/// When `incoming` has a valid `traceparent`, the result carries one with the same trace id
+/// whose parent is the current span (the worker's), plus any valid `tracestate`. Without a
+/// valid incoming context there is no trace to continue and no header is written: values
+/// that do not parse are dropped instead of failing the publish. If the current span is not
+/// part of the incoming trace (no OpenTelemetry layer, or the span is filtered out), the
+/// incoming context is passed on re-encoded, so the trace is at least not broken.
+pub fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let parent = extract(incoming);
+    let parent_ctx = parent.span().span_context().clone();
+    if !parent_ctx.is_valid() {
+        return out;
+    }
+    let current = tracing::Span::current().context();
+    let continues = {
+        let sc = current.span().span_context().clone();
+        sc.is_valid() && sc.trace_id() == parent_ctx.trace_id()
+    };
+    let cx = if continues { current } else { parent };
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut out));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanId, TraceId};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, *v);
+        }
+        h
+    }
+
+    fn ids(h: &HeaderMap) -> (TraceId, SpanId) {
+        let cx = extract(h);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid(), "no valid traceparent in {h:?}");
+        (sc.trace_id(), sc.span_id())
+    }
+
+    /// Runs `f` inside a worker-like span whose parent came from `incoming`, with an
+    /// OpenTelemetry layer installed (no exporter), as the worker runs.
+    fn in_worker_span<T>(incoming: &HeaderMap, f: impl FnOnce() -> T) -> T {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer =
+            tracing_opentelemetry::layer().with_tracer(super::super::otel::tracer(&provider));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            set_parent(&span, incoming);
+            span.in_scope(f)
+        })
+    }
+
+    #[test]
+    fn trace_continues_with_the_current_span_as_parent() {
+        let incoming = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
+        let out = in_worker_span(&incoming, || outgoing_headers(&incoming));
+        let (trace_in, span_in) = ids(&incoming);
+        let (trace_out, span_out) = ids(&out);
+        assert_eq!(trace_out, trace_in, "same trace");
+        assert_ne!(
+            span_out, span_in,
+            "the parent is the worker's span, not the publisher's"
+        );
+        assert_ne!(out.get("traceparent").unwrap().as_str(), PARENT);
+        assert_eq!(out.get("tracestate").unwrap().as_str(), "vendor=abc");
+    }
+
+    #[test]
+    fn garbage_in_means_no_header_out() {
+        for bad in [
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let incoming = headers(&[("traceparent", bad), ("tracestate", "a=b")]);
+            let out = in_worker_span(&incoming, || outgoing_headers(&incoming));
+            assert!(out.get("traceparent").is_none(), "{bad} gave {out:?}");
+            assert!(out.get("tracestate").is_none(), "{bad} gave {out:?}");
+        }
+    }
+
+    #[test]
+    fn no_trace_in_means_no_header_out() {
+        let out = in_worker_span(&HeaderMap::new(), || outgoing_headers(&HeaderMap::new()));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn without_a_span_the_incoming_context_passes_through() {
+        let incoming = headers(&[("traceparent", PARENT)]);
+        let out = outgoing_headers(&incoming);
+        assert_eq!(ids(&out), ids(&incoming));
+    }
 }

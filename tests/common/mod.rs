@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 pub mod fleet;
-pub mod workers;
 pub mod nats;
+pub mod workers;
 
 use ai_failover::config::{self, Config};
 

@@ -1,0 +1,83 @@
+//! The worker's small HTTP port (`worker.http_listen`): Prometheus `/metrics`, `/healthz`,
+//! `/readyz`, the JSON status and event feeds, and the live dashboard at `/`.
+//!
+//! It lives in `bus` because its answers come from the bus (shared KV, the events subject)
+//! and the engine; `runtime::start` hands it the state.
+
+mod events;
+mod history;
+mod probes;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::engine::Engine;
+
+use super::setup::Bus;
+
+pub use status::{ProviderStatus, StatusReply};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The configuration (providers, budgets).
+    pub cfg: Arc<Config>,
+    /// Connection, names and buckets.
+    pub bus: Bus,
+    /// This worker's view, for what the shared KV does not hold (local latency percentiles,
+    /// the mode before the fleet record exists).
+    pub engine: Arc<Engine>,
+    /// `Running.ready`: true once the worker consumes.
+    pub ready: Arc<AtomicBool>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// This worker's id.
+    pub worker_id: String,
+    /// Ends open event streams when the worker stops.
+    pub shutdown: CancellationToken,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(probes::dashboard))
+        .route("/metrics", get(probes::metrics))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/api/status", get(status::status))
+        .route("/api/events", get(events::events))
+        .route("/api/history", get(history::history))
+        .with_state(state)
+}
+
+/// Binds `listen` and serves until the task is aborted. `Ok(None)` when `listen` is empty
+/// (the port is off); a bind failure is an error, since an operator asked for the port.
+pub async fn spawn(
+    listen: &str,
+    state: HttpState,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    if listen.trim().is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("worker.http_listen {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "HTTP port stopped");
+        }
+    });
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and the dashboard");
+    Ok(Some((addr, task)))
+}
