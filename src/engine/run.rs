@@ -245,15 +245,19 @@ impl Engine {
 
     /// The order in which a request would try providers now.
     pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(String, String)> {
-        let plan = self.plan(request);
+        let prompt = crate::providers::prompt::build(request);
+        let plan = self.plan(request, &prompt);
         plan.candidates
             .iter()
             .map(|c| (self.slots[c.slot].id().to_string(), c.model.clone()))
             .collect()
     }
 
-    fn plan(&self, request: &AnalysisRequest) -> selection::Plan {
-        let (system, user) = crate::providers::prompt::build(request);
+    fn plan(
+        &self,
+        request: &AnalysisRequest,
+        (system, user): &(String, String),
+    ) -> selection::Plan {
         let spent = |p: &str| self.fleet.spent_today(p);
         let inputs = Inputs {
             request,
@@ -360,7 +364,9 @@ impl Engine {
             );
         }
 
-        let plan = self.plan(request);
+        // Built once: its size prices the candidates, its text goes to every attempt.
+        let prompt = crate::providers::prompt::build(request);
+        let plan = self.plan(request, &prompt);
         let mut trace = Trace {
             synthetic: !injected.is_empty(),
             ..Trace::default()
@@ -383,6 +389,7 @@ impl Engine {
         if let Some(answer) = self
             .run_candidates(
                 &job,
+                &prompt,
                 plan.candidates,
                 deadline,
                 &mut trace,
@@ -466,6 +473,7 @@ impl Engine {
     async fn run_candidates(
         &self,
         job: &Job,
+        (system, user): &(String, String),
         candidates: Vec<Candidate>,
         deadline: Instant,
         trace: &mut Trace,
@@ -473,7 +481,6 @@ impl Engine {
         synthetic: bool,
     ) -> Option<Answered> {
         let request = &job.request;
-        let (system, user) = crate::providers::prompt::build(request);
         let mut queue: VecDeque<Candidate> = candidates.into();
         let mut dropped: HashSet<usize> = HashSet::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
