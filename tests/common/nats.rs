@@ -77,6 +77,12 @@ impl NatsServer {
     }
 
     fn launch(&mut self) {
+        self.spawn();
+        let log = self.log_path();
+        self.wait_ready(&log);
+    }
+
+    fn spawn(&mut self) {
         self.starts += 1;
         let log = self.log_path();
         let mut cmd = Command::new(binary());
@@ -92,7 +98,6 @@ impl NatsServer {
             .stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn nats-server");
         self.child = Some(child);
-        self.wait_ready(&log);
     }
 
     /// Waits for the server's own "Server is ready" line: it is printed once JetStream has
@@ -161,5 +166,61 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A 3-node JetStream cluster on loopback ports, each node killable and restartable.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts three clustered nodes and waits until each is ready (JetStream meta leader
+    /// election may still be under way: clients retry their first JetStream calls).
+    pub fn start() -> Self {
+        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        let mut children = Vec::new();
+        // Start all three before waiting: a node is only "ready" once it sees its peers.
+        for i in 0..3 {
+            let mut node = NatsServer {
+                child: None,
+                port: client_ports[i],
+                store: tempfile::tempdir().expect("temp store dir"),
+                extra_args: vec![
+                    "--server_name".into(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "ai-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", route_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ],
+                starts: 0,
+            };
+            node.spawn();
+            children.push(node.log_path());
+            nodes.push(node);
+        }
+        for (node, log) in nodes.iter_mut().zip(children) {
+            node.wait_ready(&log);
+        }
+        NatsCluster { nodes }
+    }
+
+    /// A comma-separated seed list of every node.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
