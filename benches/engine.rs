@@ -2,67 +2,28 @@
 //! is selection, booking, events and result building (no HTTP, no NATS).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-use ai_failover::config;
-use ai_failover::contract::{Action, AnalysisRequest, ErrorClass, Signal, Usage};
+use ai_failover::cli::bench::fakes::{self, Instant0};
+use ai_failover::contract::AnalysisRequest;
 use ai_failover::engine::clock::SystemClock;
 use ai_failover::engine::ports::{LocalFleet, NullSink};
 use ai_failover::engine::{Engine, Job};
-use ai_failover::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
-use async_trait::async_trait;
+use ai_failover::providers::Provider;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-struct Instant0 {
-    id: &'static str,
-    fail: bool,
-}
-
-#[async_trait]
-impl Provider for Instant0 {
-    fn id(&self) -> &str {
-        self.id
-    }
-    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
-        if self.fail {
-            return Err(ProviderError::new(ErrorClass::ServerError, "down"));
-        }
-        Ok(Completion {
-            model: call.model.clone(),
-            answer: Answer::Signal(Signal {
-                action: Action::Buy,
-                confidence: 0.7,
-                rationale: "bench".into(),
-                position_size: 0.3,
-                horizon: "1d".into(),
-            }),
-            usage: Usage {
-                input_tokens: 400,
-                output_tokens: 60,
-            },
-            http_status: 200,
-        })
-    }
-    async fn probe(&self, _m: &str, _t: Duration) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
-
+/// Two instant providers; the first fails every call when `first_fails`.
 fn engine(first_fails: bool) -> Engine {
-    let toml = "[engine]\nhedging = false\n[breaker]\nconsecutive_failures = 1000000000\nfailure_rate = 1.0\nwindow = 1000\nmin_calls = 1000\n\
-        [[providers]]\nid = \"a\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\ntier = \"local\"\npriority = 1\n\
-        [[providers]]\nid = \"b\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\ntier = \"local\"\npriority = 2\n";
-    let cfg = config::load_str(toml).expect("valid");
-    let providers: Vec<Arc<dyn Provider>> = vec![
-        Arc::new(Instant0 {
-            id: "a",
-            fail: first_fails,
-        }),
-        Arc::new(Instant0 {
-            id: "b",
-            fail: false,
-        }),
-    ];
+    // A breaker that never opens, so every request really fails over.
+    let cfg = fakes::config(
+        "nats://127.0.0.1:4222",
+        "bench",
+        &["a", "b"],
+        "[engine]\nhedging = false\n[breaker]\nconsecutive_failures = 1000000000\nfailure_rate = 1.0\nwindow = 1000\nmin_calls = 1000\n",
+    );
+    let a = Instant0::new("a");
+    a.failing.store(first_fails, Ordering::Relaxed);
+    let providers: Vec<Arc<dyn Provider>> = vec![a, Instant0::new("b")];
     Engine::new(
         Arc::new(cfg),
         providers,

@@ -394,7 +394,6 @@ impl Engine {
                 deadline,
                 &mut trace,
                 injected,
-                synthetic,
             )
             .await
         {
@@ -478,9 +477,9 @@ impl Engine {
         deadline: Instant,
         trace: &mut Trace,
         injected: &HashMap<String, ErrorClass>,
-        synthetic: bool,
     ) -> Option<Answered> {
         let request = &job.request;
+        let synthetic = trace.synthetic;
         let mut queue: VecDeque<Candidate> = candidates.into();
         let mut dropped: HashSet<usize> = HashSet::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();

@@ -2,7 +2,7 @@
 //! ratios hold on a noisy machine. Prints a table and writes JSON.
 
 mod failover;
-mod fakes;
+pub mod fakes;
 mod memory;
 mod throughput;
 
