@@ -463,3 +463,63 @@ async fn a_worker_killed_mid_request_loses_nothing() {
     }
     survivor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let extra = "[engine]\nhedging = false\n";
+    let rig = rig(TWO, extra).await;
+    rig.sim
+        .set_faults(
+            "alpha",
+            Faults {
+                latency_ms: Some(ai_failover::simulator::Latency::Fixed(1_000)),
+                ..Faults::default()
+            },
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(
+        &path,
+        fleet::config_toml(&rig.server.url(), &rig.sim, TWO, dir.path(), extra),
+    )
+    .unwrap();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .args(["worker", "--id", "draining", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn a worker process");
+    let ids = rig.send(3, "TERM").await;
+    fleet::eventually(
+        Duration::from_secs(20),
+        "three requests in flight",
+        async || rig.calls("alpha") >= 3,
+    )
+    .await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || worker.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "a drained worker exits cleanly: {status}");
+    // Everything it had taken was finished before it left: no other worker ran.
+    let results = fleet::await_results(&rig.js, &ids, Duration::from_secs(5)).await;
+    exactly_one(&results, &ids);
+    assert!(
+        results
+            .values()
+            .flatten()
+            .all(|r| r.worker_id == "draining" && r.status == Status::Ok)
+    );
+    let mut s = rig.js.get_stream("AI_REQUESTS").await.unwrap();
+    assert_eq!(
+        s.info().await.unwrap().state.messages,
+        0,
+        "nothing left unacknowledged"
+    );
+}
