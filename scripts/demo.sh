@@ -6,5 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-nats.sh):$PATH"
 export PATH
-cargo build --quiet --bin ai-failover
-exec target/debug/ai-failover demo "$@"
+exec cargo run --quiet --bin ai-failover -- demo "$@"
