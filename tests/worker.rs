@@ -69,6 +69,39 @@ impl Rig {
     }
 }
 
+/// A worker as its own process (so it can be SIGKILLed or SIGTERMed), with alpha slowed to
+/// `alpha_ms` per call so requests are in flight when the test acts.
+fn slow_alpha_worker_process(
+    rig: &Rig,
+    extra: &str,
+    alpha_ms: u64,
+    id: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
+    rig.sim
+        .set_faults(
+            "alpha",
+            Faults {
+                latency_ms: Some(ai_failover::simulator::Latency::Fixed(alpha_ms)),
+                ..Faults::default()
+            },
+        )
+        .unwrap();
+    let path = dir.join("worker.toml");
+    std::fs::write(
+        &path,
+        fleet::config_toml(&rig.server.url(), &rig.sim, TWO, dir, extra),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .args(["worker", "--id", id, "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn a worker process")
+}
+
 fn exactly_one(results: &HashMap<String, Vec<AnalysisResult>>, ids: &[String]) {
     for id in ids {
         assert_eq!(
@@ -416,29 +449,8 @@ async fn the_api_key_never_leaks_into_results_events_kv_or_dead_letters() {
 async fn a_worker_killed_mid_request_loses_nothing() {
     let extra = "[worker]\nack_wait_ms = 2000\n[engine]\nhedging = false\n";
     let rig = rig(TWO, extra).await;
-    rig.sim
-        .set_faults(
-            "alpha",
-            Faults {
-                latency_ms: Some(ai_failover::simulator::Latency::Fixed(1_500)),
-                ..Faults::default()
-            },
-        )
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worker.toml");
-    std::fs::write(
-        &path,
-        fleet::config_toml(&rig.server.url(), &rig.sim, TWO, dir.path(), extra),
-    )
-    .unwrap();
-    let mut victim = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["worker", "--id", "victim", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn a worker process");
+    let mut victim = slow_alpha_worker_process(&rig, extra, 1_500, "victim", dir.path());
     let ids = rig.send(4, "KILL").await;
     fleet::eventually(
         Duration::from_secs(20),
@@ -468,29 +480,8 @@ async fn a_worker_killed_mid_request_loses_nothing() {
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let extra = "[engine]\nhedging = false\n";
     let rig = rig(TWO, extra).await;
-    rig.sim
-        .set_faults(
-            "alpha",
-            Faults {
-                latency_ms: Some(ai_failover::simulator::Latency::Fixed(1_000)),
-                ..Faults::default()
-            },
-        )
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worker.toml");
-    std::fs::write(
-        &path,
-        fleet::config_toml(&rig.server.url(), &rig.sim, TWO, dir.path(), extra),
-    )
-    .unwrap();
-    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["worker", "--id", "draining", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn a worker process");
+    let mut worker = slow_alpha_worker_process(&rig, extra, 1_000, "draining", dir.path());
     let ids = rig.send(3, "TERM").await;
     fleet::eventually(
         Duration::from_secs(20),

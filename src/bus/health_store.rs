@@ -215,6 +215,9 @@ impl HealthStore {
                 return Ok(None);
             };
             refresh_status(&mut record, t.utc);
+            if record.breaker != before.1 {
+                record.breaker_changed_at = Some(t.utc);
+            }
             record.updated_at = t.utc;
             record.updated_by = self.worker_id.clone();
             let body: bytes::Bytes = serde_json::to_vec(&record)

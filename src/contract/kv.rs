@@ -78,6 +78,10 @@ pub struct ProviderHealthRecord {
     pub probe_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_until: Option<Timestamp>,
+    /// When `breaker` last changed state (absent: never). A worker whose own breaker opened
+    /// after this ignores a `closed` here as stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_changed_at: Option<Timestamp>,
     /// Until when the provider asked us to back off (`Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited_until: Option<Timestamp>,
@@ -104,6 +108,7 @@ impl ProviderHealthRecord {
             quarantined: false,
             probe_owner: None,
             probe_until: None,
+            breaker_changed_at: None,
             rate_limited_until: None,
             updated_at: super::now(),
             updated_by: by.to_string(),

@@ -239,21 +239,23 @@ impl Breaker {
         *self = Breaker::default();
     }
 
-    /// Adopts a state another worker decided (from the shared record written at `written`).
-    /// Open deadlines only ever move later; a remote close is adopted (a probe somewhere
-    /// succeeded) unless the record predates this breaker's own opening.
+    /// Adopts a state another worker decided (from the shared record, whose breaker last
+    /// changed state at `changed`). Open deadlines only ever move later; a remote close is
+    /// adopted (a probe somewhere succeeded) only if it happened after this breaker opened:
+    /// a record that has been closed since before then merely has not counted our failures
+    /// yet.
     pub fn adopt(
         &mut self,
         state: BreakerState,
         open_until: Option<Instant>,
         open_count: u32,
-        written: Instant,
+        changed: Option<Instant>,
     ) -> Option<Transition> {
         let from = self.state;
         match state {
             BreakerState::Open => {
                 if self.state != BreakerState::Open {
-                    self.opened_at = Some(written);
+                    self.opened_at = changed.or(self.opened_at);
                 }
                 self.state = BreakerState::Open;
                 self.open_until = match (self.open_until, open_until) {
@@ -264,7 +266,8 @@ impl Breaker {
                 self.probes_in_flight = 0;
             }
             BreakerState::Closed
-                if from != BreakerState::Closed && self.opened_at.is_none_or(|o| written > o) =>
+                if from != BreakerState::Closed
+                    && changed.is_some_and(|c| self.opened_at.is_none_or(|o| c > o)) =>
             {
                 self.close()
             }
@@ -386,7 +389,7 @@ mod tests {
         let t = Instant::now();
         let mut b = Breaker::default();
         let far = t + Duration::from_secs(60);
-        b.adopt(BreakerState::Open, Some(far), 1, t);
+        b.adopt(BreakerState::Open, Some(far), 1, Some(t));
         // A local trip computing an earlier deadline keeps the later one.
         b.state = BreakerState::Closed;
         for _ in 0..3 {
@@ -394,7 +397,12 @@ mod tests {
         }
         assert_eq!(b.open_until, Some(far));
         // Adopting an earlier remote deadline doesn't shorten it either.
-        b.adopt(BreakerState::Open, Some(t + Duration::from_secs(1)), 0, t);
+        b.adopt(
+            BreakerState::Open,
+            Some(t + Duration::from_secs(1)),
+            0,
+            Some(t),
+        );
         assert_eq!(b.open_until, Some(far));
     }
 
@@ -402,9 +410,14 @@ mod tests {
     fn adopting_a_remote_close_resets_the_breaker() {
         let t = Instant::now();
         let mut b = Breaker::default();
-        b.adopt(BreakerState::Open, Some(t), 2, t);
+        b.adopt(BreakerState::Open, Some(t), 2, Some(t));
         let tr = b
-            .adopt(BreakerState::Closed, None, 0, t + Duration::from_millis(1))
+            .adopt(
+                BreakerState::Closed,
+                None,
+                0,
+                Some(t + Duration::from_millis(1)),
+            )
             .unwrap();
         assert_eq!(tr.to, BreakerState::Closed);
         assert_eq!(b, Breaker::default());
@@ -418,8 +431,10 @@ mod tests {
         for _ in 0..3 {
             b.on_failure(&c, t + Duration::from_millis(10), FAST, "x");
         }
-        // A record written before our open (it had counted only some of the failures).
-        assert!(b.adopt(BreakerState::Closed, None, 0, t).is_none());
+        // A record closed since before our open (it had counted only some of the failures),
+        // or one that never changed state at all.
+        assert!(b.adopt(BreakerState::Closed, None, 0, Some(t)).is_none());
+        assert!(b.adopt(BreakerState::Closed, None, 0, None).is_none());
         assert_eq!(b.state, BreakerState::Open);
     }
 }

@@ -187,7 +187,7 @@ impl Engine {
             record.breaker,
             record.open_until.map(to_instant),
             record.open_count,
-            to_instant(record.updated_at),
+            record.breaker_changed_at.map(to_instant),
         );
         drop(h);
         if let Some(transition) = transition {

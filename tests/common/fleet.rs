@@ -127,16 +127,32 @@ pub async fn stored<T: serde::de::DeserializeOwned>(
     js: &jetstream::Context,
     stream: &str,
 ) -> Vec<T> {
-    let stream = js.get_stream(stream).await.expect("stream");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .expect("ordered consumer");
-    let mut info = stream.clone();
-    let total = info.info().await.expect("stream info").state.messages as usize;
+    // In a cluster a stream may be electing a leader right after a node died: retry the
+    // reads a test makes, like any client would.
+    let mut tries = 0;
+    let (consumer, total) = loop {
+        let attempt = async {
+            let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut info = stream.clone();
+            let total = info.info().await.map_err(|e| e.to_string())?.state.messages as usize;
+            Ok::<_, String>((consumer, total))
+        };
+        match attempt.await {
+            Ok(ok) => break ok,
+            Err(e) if tries >= 40 => panic!("cannot read stream {stream}: {e}"),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
     let mut out = Vec::with_capacity(total);
     if total == 0 {
         return out;
