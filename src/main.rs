@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
         default_filter,
     });
     let outcome: anyhow::Result<()> = match cli.command {
-        Command::CheckConfig { config } => ai_failover::config::load(&config)
+        Command::CheckConfig { file } => ai_failover::config::load(&file.config)
             .map(|c| println!("ok: {} provider(s)", c.providers.len()))
             .map_err(Into::into),
         Command::Schemas { out } => ai_failover::contract::schemas::write_all(&out)
@@ -32,15 +32,15 @@ async fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Bench(args) => ai_failover::cli::bench::run(args).await,
         Command::Demo(args) => ai_failover::cli::demo::run(args).await,
-        Command::Worker { config, id, .. } => run_worker(config, id).await,
+        Command::Worker { file, id, .. } => run_worker(file.config, id).await,
         Command::Simulate(args) => ai_failover::simulator::run(args).await,
         Command::Publish(args) => ai_failover::cli::publish::run(args).await,
         Command::Status(args) => ai_failover::cli::status::run(args).await,
         Command::Watch(args) => ai_failover::cli::watch::run(args).await,
         Command::Control(args) => ai_failover::cli::control::run(args).await,
-        Command::Setup { config } => {
+        Command::Setup { file } => {
             async {
-                let cfg = ai_failover::config::load(&config)?;
+                let cfg = ai_failover::config::load(&file.config)?;
                 let client = ai_failover::bus::setup::connect(&cfg.nats).await?;
                 ai_failover::bus::setup::ensure(&client, &cfg).await?;
                 println!("streams, consumer and buckets are in place");

@@ -1,5 +1,7 @@
 //! The engine's semantics, each rule a test: fake providers, tokio's paused clock, no sleeps.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,12 +9,12 @@ use std::time::Duration;
 
 use ai_failover::config::{self, Config, Tier};
 use ai_failover::contract::{
-    Action, AnalysisRequest, BreakerState, ErrorClass, Kind, Mode, Signal, Source, Status, Usage,
+    Action, AnalysisRequest, BreakerState, ErrorClass, Kind, Mode, Source, Status,
 };
 use ai_failover::engine::clock::SystemClock;
 use ai_failover::engine::ports::{EngineEvent, EventSink, LocalFleet};
 use ai_failover::engine::{Engine, Job, Outcome};
-use ai_failover::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
+use ai_failover::providers::{Completion, Provider, ProviderCall, ProviderError};
 use async_trait::async_trait;
 
 /// What a fake provider does on one call.
@@ -68,21 +70,7 @@ impl Provider for Fake {
         match step {
             Step::Ok(d) => {
                 tokio::time::sleep(d).await;
-                Ok(Completion {
-                    model: call.model.clone(),
-                    answer: Answer::Signal(Signal {
-                        action: Action::Buy,
-                        confidence: 0.8,
-                        rationale: format!("from {}", self.id),
-                        position_size: 0.5,
-                        horizon: "1d".into(),
-                    }),
-                    usage: Usage {
-                        input_tokens: 1_000,
-                        output_tokens: 100,
-                    },
-                    http_status: 200,
-                })
+                Ok(common::fake_completion(&call.model, &self.id))
             }
             Step::Fail(class, d) => {
                 tokio::time::sleep(d).await;

@@ -1,7 +1,6 @@
 //! `ai-failover control ENDPOINT [JSON]`: a thin client of the control service. Prints the
 //! reply; an error reply (micro-protocol error headers) is printed too and fails the command.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,13 +13,8 @@ use super::client;
 /// `control` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
-    #[arg(
-        long,
-        short,
-        env = "AI_FAILOVER_CONFIG",
-        default_value = "config/example.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub file: super::ConfigFile,
     /// status | health-check | force-status | best-provider | failover-history |
     /// health-summary | monitoring.start | monitoring.stop | test-failover
     pub endpoint: String,
@@ -42,7 +36,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     }
     let body = args.json.unwrap_or_else(|| "{}".into());
     serde_json::from_str::<serde_json::Value>(&body).context("the request body is not JSON")?;
-    let c = client::connect(&args.config, "ai-failover control").await?;
+    let c = client::connect(&args.file.config, "ai-failover control").await?;
     let subject = c.names.control(&args.endpoint);
     let request = async_nats::Request::new()
         .payload(body.into())

@@ -15,6 +15,19 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `--config FILE` (or `AI_FAILOVER_CONFIG`), shared by every command that reads the config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigFile {
+    /// The TOML configuration file.
+    #[arg(
+        long,
+        short,
+        env = "AI_FAILOVER_CONFIG",
+        default_value = "config/example.toml"
+    )]
+    pub config: PathBuf,
+}
+
 /// ai-failover: keep AI-driven trading running when AI providers fail.
 #[derive(Debug, Parser)]
 #[command(name = "ai-failover", version, about)]
@@ -33,13 +46,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run one worker of the fleet until SIGTERM or Ctrl-C.
     Worker {
-        #[arg(
-            long,
-            short,
-            env = "AI_FAILOVER_CONFIG",
-            default_value = "config/example.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        file: ConfigFile,
         /// Worker id (default: host, pid and a random suffix).
         #[arg(long, env = "AI_FAILOVER_WORKER_ID")]
         id: Option<String>,
@@ -49,13 +57,8 @@ pub enum Command {
     },
     /// Check a configuration file and print what is wrong with it.
     CheckConfig {
-        #[arg(
-            long,
-            short,
-            env = "AI_FAILOVER_CONFIG",
-            default_value = "config/example.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        file: ConfigFile,
     },
     /// Write the JSON Schemas of every wire type to a directory.
     Schemas {
@@ -66,13 +69,8 @@ pub enum Command {
     Simulate(crate::simulator::SimulateArgs),
     /// Create (or verify) the streams, consumer and KV buckets.
     Setup {
-        #[arg(
-            long,
-            short,
-            env = "AI_FAILOVER_CONFIG",
-            default_value = "config/example.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        file: ConfigFile,
     },
     /// Publish one analysis request and print its result.
     Publish(publish::PublishArgs),

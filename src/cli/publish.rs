@@ -4,7 +4,6 @@
 //! published, so it cannot be missed; if nothing arrives in time, the stored outcome in
 //! `ai_outcomes` is checked once before giving up (a reply is best effort, the store is not).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -21,13 +20,8 @@ const MARGIN: Duration = Duration::from_secs(5);
 /// `publish` arguments.
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
-    #[arg(
-        long,
-        short,
-        env = "AI_FAILOVER_CONFIG",
-        default_value = "config/example.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub file: super::ConfigFile,
     /// The instrument (required for --kind signal).
     #[arg(long)]
     pub symbol: Option<String>,
@@ -91,7 +85,7 @@ pub fn build_request(args: &PublishArgs) -> anyhow::Result<AnalysisRequest> {
 
 /// Publishes the request and prints its result; fails when none arrives in time.
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
-    let c = client::connect(&args.config, "ai-failover publish").await?;
+    let c = client::connect(&args.file.config, "ai-failover publish").await?;
     let mut request = build_request(&args)?;
     let inbox = c.nats.new_inbox();
     request.reply_to = Some(inbox.clone());

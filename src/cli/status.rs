@@ -1,8 +1,6 @@
 //! `ai-failover status`: the provider table and fleet mode, read straight from the shared KV
 //! buckets (works with no worker running, unlike the `status` control endpoint).
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 
 use crate::bus::fleet_view;
@@ -13,13 +11,8 @@ use super::client;
 /// `status` arguments.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    #[arg(
-        long,
-        short,
-        env = "AI_FAILOVER_CONFIG",
-        default_value = "config/example.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub file: super::ConfigFile,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +37,7 @@ pub struct FleetStatus {
 
 /// Reads the fleet's status and prints it.
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let c = client::connect(&args.config, "ai-failover status").await?;
+    let c = client::connect(&args.file.config, "ai-failover status").await?;
     let health = c.bucket(c.names.health_bucket()).await?;
     let budget = c.bucket(c.names.budget_bucket()).await?;
     let mut providers = Vec::new();

@@ -1,7 +1,6 @@
 //! `ai-failover watch`: live health, failover and mode events from `AI_EVENTS`, one line
 //! each, through an ordered consumer (no durable state left behind on the server).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,13 +15,8 @@ use super::client;
 /// `watch` arguments.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    #[arg(
-        long,
-        short,
-        env = "AI_FAILOVER_CONFIG",
-        default_value = "config/example.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub file: super::ConfigFile,
     /// Print each event's raw JSON, one per line.
     #[arg(long)]
     pub json: bool,
@@ -71,7 +65,7 @@ fn start_at(since: Option<Duration>) -> anyhow::Result<DeliverPolicy> {
 
 /// Follows the events until Ctrl-C or the connection ends.
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let c = client::connect(&args.config, "ai-failover watch").await?;
+    let c = client::connect(&args.file.config, "ai-failover watch").await?;
     let consumer = event_log::ordered(
         &c.js,
         &c.names,

@@ -23,3 +23,24 @@ base_url = "http://127.0.0.1:9/v1"
 models = ["m1"]
 tier = "local"
 "#;
+
+/// The answer the fake providers give: a buy signal naming `provider`, with fixed usage
+/// (1,000 input and 100 output tokens) so cost arithmetic can be checked.
+pub fn fake_completion(model: &str, provider: &str) -> ai_failover::providers::Completion {
+    use ai_failover::contract::{Action, Signal, Usage};
+    ai_failover::providers::Completion {
+        model: model.to_string(),
+        answer: ai_failover::providers::Answer::Signal(Signal {
+            action: Action::Buy,
+            confidence: 0.8,
+            rationale: format!("from {provider}"),
+            position_size: 0.5,
+            horizon: "1d".into(),
+        }),
+        usage: Usage {
+            input_tokens: 1_000,
+            output_tokens: 100,
+        },
+        http_status: 200,
+    }
+}

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use ai_failover::bus::runtime::{self, Running};
 use ai_failover::config::{self, Config};
-use ai_failover::contract::{
-    Action, AnalysisRequest, AnalysisResult, ErrorClass, Names, Signal, Usage,
-};
-use ai_failover::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
+use ai_failover::contract::{AnalysisRequest, AnalysisResult, ErrorClass, Names};
+use ai_failover::providers::{Completion, Provider, ProviderCall, ProviderError};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -82,21 +80,7 @@ impl Provider for Fake {
         if let Some(class) = *self.failing.lock().unwrap() {
             return Err(ProviderError::new(class, format!("{} failed", self.id)).with_status(503));
         }
-        Ok(Completion {
-            model: call.model.clone(),
-            answer: Answer::Signal(Signal {
-                action: Action::Buy,
-                confidence: 0.8,
-                rationale: format!("from {}", self.id),
-                position_size: 0.5,
-                horizon: "1d".into(),
-            }),
-            usage: Usage {
-                input_tokens: 1_000,
-                output_tokens: 100,
-            },
-            http_status: 200,
-        })
+        Ok(super::fake_completion(&call.model, &self.id))
     }
 
     // Probes always pass: active monitoring must not add failures the tests did not ask for.
