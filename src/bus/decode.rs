@@ -59,6 +59,13 @@ pub fn decode(
     Ok(request)
 }
 
+/// The `Nats-Msg-Id` of the dead letter for message `seq` of `stream`: whoever writes it (the
+/// worker holding the message, or the advisory handler after it) and however often, the dead
+/// letter stream keeps one.
+pub fn dead_letter_msg_id(stream: &str, seq: u64) -> String {
+    format!("{stream}.{seq}")
+}
+
 /// The dead letter for a rejected message.
 pub fn dead_letter(
     subject: &str,

@@ -90,12 +90,19 @@ impl Publisher {
         self.js_publish(subject, headers, body).await.map(|_| ())
     }
 
-    /// Publishes a dead letter.
-    pub async fn dead_letter(&self, dl: &DeadLetter) -> Result<(), PublishError> {
+    /// Publishes a dead letter; with `msg_id`, a second publish of the same letter is dropped
+    /// by the stream.
+    pub async fn dead_letter(
+        &self,
+        dl: &DeadLetter,
+        msg_id: Option<&str>,
+    ) -> Result<(), PublishError> {
         let body = serde_json::to_vec(dl).expect("dead letters serialize");
         let subject = self.names.dead_letter(&dl.kind);
-        self.js_publish(subject, HeaderMap::new(), body)
-            .await
-            .map(|_| ())
+        let mut headers = HeaderMap::new();
+        if let Some(id) = msg_id {
+            headers.insert("Nats-Msg-Id", id);
+        }
+        self.js_publish(subject, headers, body).await.map(|_| ())
     }
 }

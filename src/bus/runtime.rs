@@ -23,7 +23,7 @@ use super::outcomes::Outcomes;
 use super::publish::Publisher;
 use super::setup::{self, Bus};
 use super::worker::Worker;
-use super::{control, monitor, watch};
+use super::{advisories, control, monitor, watch};
 
 /// A default worker id: host, process id and a random suffix.
 pub fn default_worker_id() -> String {
@@ -143,6 +143,12 @@ pub async fn start(
         control::start(bus.clone(), task.clone(), sink.clone()).await?,
     ];
     background.extend(served.map(|(_, h)| h));
+    let advisories = advisories::subscribe(&bus.client, &bus.names).await?;
+    background.push(tokio::spawn(advisories::run(
+        worker.clone(),
+        advisories,
+        shutdown.clone(),
+    )));
     let consume = tokio::spawn(worker.clone().run(shutdown.clone()));
     Ok(Running {
         worker,

@@ -22,7 +22,8 @@ use crate::contract::{AnalysisResult, DeadLetterClass, Timestamp};
 use crate::engine::{Engine, Job, Outcome};
 
 use super::decode::{Rejection, dead_letter, decode, kind_token};
-use super::outcomes::{Claim, Outcomes};
+use super::hold;
+use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::Publisher;
 use super::setup::Bus;
 
@@ -48,6 +49,20 @@ enum Handled {
     Parked,
     Busy,
     Retried,
+}
+
+impl Handled {
+    /// The `how` label of `ai_failover_handle_seconds`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Handled::Answered => "answered",
+            Handled::Replayed => "replayed",
+            Handled::DeadLettered => "deadlettered",
+            Handled::Parked => "parked",
+            Handled::Busy => "busy",
+            Handled::Retried => "retried",
+        }
+    }
 }
 
 fn published_at(msg: &jetstream::Message) -> Timestamp {
@@ -87,12 +102,15 @@ impl Worker {
     /// Consumes until `shutdown` fires, then stops pulling and finishes (or naks) in-flight
     /// work within the grace period.
     pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.cfg.worker.max_in_flight));
+        // One shared copy: a `Worker` holds stream and consumer infos, too big to clone per
+        // request.
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.cfg.worker.max_in_flight));
         let hard_stop = CancellationToken::new();
         let mut consecutive_errors = 0u32;
-        let mut consumer = self.bus.consumer.clone();
-        self.ready.store(true, Ordering::Relaxed);
-        tracing::info!(worker_id = %self.worker_id, "consuming requests");
+        let mut consumer = this.bus.consumer.clone();
+        this.ready.store(true, Ordering::Relaxed);
+        tracing::info!(worker_id = %this.worker_id, "consuming requests");
         while !shutdown.is_cancelled() {
             // Pull only as many messages as there are free slots: buffered messages would burn
             // their ack wait before being touched (and then be served twice).
@@ -117,11 +135,11 @@ impl Worker {
                 }
                 Err(e) => {
                     consecutive_errors += 1;
-                    self.ready.store(false, Ordering::Relaxed);
+                    this.ready.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %e, consecutive_errors, "cannot pull requests");
                     // Trap: after a server restart the consumer may be gone; recreate it.
                     if consecutive_errors.is_multiple_of(5)
-                        && let Ok(bus) = super::setup::ensure(&self.bus.client, &self.cfg).await
+                        && let Ok(bus) = super::setup::ensure(&this.bus.client, &this.cfg).await
                     {
                         consumer = bus.consumer;
                     }
@@ -133,7 +151,7 @@ impl Worker {
                     continue;
                 }
             };
-            self.ready.store(true, Ordering::Relaxed);
+            this.ready.store(true, Ordering::Relaxed);
             loop {
                 let next = tokio::select! {
                     m = batch.next() => m,
@@ -152,7 +170,7 @@ impl Worker {
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                     continue;
                 };
-                let me = self.clone();
+                let me = this.clone();
                 let stop = hard_stop.clone();
                 tokio::spawn(async move {
                     me.serve(msg, stop).await;
@@ -160,10 +178,10 @@ impl Worker {
                 });
             }
         }
-        self.ready.store(false, Ordering::Relaxed);
+        this.ready.store(false, Ordering::Relaxed);
         // Graceful stop: wait for in-flight work, then cancel what is left (it naks).
-        let all = self.cfg.worker.max_in_flight as u32;
-        let grace = Duration::from_millis(self.cfg.worker.shutdown_grace_ms);
+        let all = this.cfg.worker.max_in_flight as u32;
+        let grace = Duration::from_millis(this.cfg.worker.shutdown_grace_ms);
         if tokio::time::timeout(grace, permits.acquire_many(all))
             .await
             .is_err()
@@ -181,7 +199,7 @@ impl Worker {
         let started = std::time::Instant::now();
         metrics::gauge!("ai_failover_in_flight").increment(1.0);
         let handled = self
-            .handle(&msg, &subject, stop)
+            .handle(&msg, &subject, &stop)
             .instrument(request_span(&msg))
             .await;
         metrics::gauge!("ai_failover_in_flight").decrement(1.0);
@@ -189,24 +207,36 @@ impl Worker {
             Ok(h) => h,
             Err(e) => {
                 let n = delivered(&msg);
-                tracing::warn!(error = %e, subject, delivered = n, "request not finished; it will be redelivered");
                 if n >= self.cfg.worker.max_deliver as u64 {
                     let rejection = Rejection {
                         class: DeadLetterClass::MaxDeliveries,
                         message: format!("failed on all {n} deliveries; last error: {e}"),
                         request_id: None,
                     };
-                    let _ = self.dead_letter(&msg, &subject, rejection).await;
+                    // Boxed: a rare path whose future would otherwise swell every request's.
+                    let dead = Box::pin(self.dead_letter(&msg, &subject, rejection, &stop));
+                    if let Err(dl) = dead.await {
+                        // Left to the MAX_DELIVERIES advisory (`advisories`): nothing is lost.
+                        tracing::error!(error = %e, dead_letter_error = %dl, subject, delivered = n,
+                            "request failed on its last delivery and could not be dead-lettered");
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    }
                 } else {
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
-                        .await;
+                    let wait = hold::nak_delay(n, self.ack_wait());
+                    tracing::warn!(error = %e, subject, delivered = n, retry_ms = wait.as_millis() as u64,
+                        "request not finished; it will be redelivered");
+                    let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
                 }
                 Handled::Retried
             }
         };
-        metrics::histogram!("ai_failover_handle_seconds", "how" => format!("{handled:?}").to_lowercase())
+        metrics::histogram!("ai_failover_handle_seconds", "how" => handled.as_str())
             .record(started.elapsed().as_secs_f64());
+    }
+
+    /// The consumer's ack wait.
+    fn ack_wait(&self) -> Duration {
+        Duration::from_millis(self.cfg.worker.ack_wait_ms)
     }
 
     async fn dead_letter(
@@ -214,6 +244,7 @@ impl Worker {
         msg: &jetstream::Message,
         subject: &str,
         rejection: Rejection,
+        stop: &CancellationToken,
     ) -> anyhow::Result<Handled> {
         let class = rejection.class;
         tracing::warn!(subject, class = class.as_str(), reason = %rejection.message, "dead-lettering a request");
@@ -225,11 +256,30 @@ impl Worker {
             &self.worker_id,
             chrono::Utc::now(),
         );
-        self.publisher.dead_letter(&dl).await?;
+        let msg_id = msg
+            .info()
+            .ok()
+            .map(|i| super::decode::dead_letter_msg_id(i.stream, i.stream_sequence));
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "dead_letter",
+            |_| true,
+            || self.publisher.dead_letter(&dl, msg_id.as_deref()),
+        )
+        .await?;
         metrics::counter!("ai_failover_dead_letters_total", "class" => class.as_str()).increment(1);
-        msg.double_ack_with(AckKind::Term)
-            .await
-            .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "terminate",
+            |_| true,
+            || msg.double_ack_with(AckKind::Term),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
         Ok(Handled::DeadLettered)
     }
 
@@ -237,11 +287,13 @@ impl Worker {
         &self,
         msg: &jetstream::Message,
         subject: &str,
-        stop: CancellationToken,
+        stop: &CancellationToken,
     ) -> anyhow::Result<Handled> {
         let request = match decode(subject, &msg.payload, self.cfg.worker.max_request_bytes) {
             Ok(r) => r,
-            Err(rejection) => return self.dead_letter(msg, subject, rejection).await,
+            Err(rejection) => {
+                return Box::pin(self.dead_letter(msg, subject, rejection, stop)).await;
+            }
         };
         let headers = msg.headers.clone().unwrap_or_default();
         let id = request.request_id.clone();
@@ -251,28 +303,37 @@ impl Worker {
         if let Some(symbol) = &request.symbol {
             span.record("symbol", symbol.as_str());
         }
-        let claim = self
-            .outcomes
-            .claim(&id, &self.worker_id, chrono::Utc::now())
-            .await?;
-        let (revision, run) = match claim {
-            Claim::Done(result) => {
-                // Answered before (a redelivery or a duplicate publish): never pay twice.
-                self.publish(&result, request.reply_to.as_deref(), &headers)
-                    .await?;
-                self.ack(msg).await?;
-                metrics::counter!("ai_failover_replayed_total").increment(1);
-                return Ok(Handled::Replayed);
+        let n = delivered(msg);
+        let last_delivery = n >= self.cfg.worker.max_deliver as u64;
+        let (revision, run) = loop {
+            match self.claim(msg, &id, stop).await? {
+                Claim::Done(result) => {
+                    // Answered before (a redelivery or a duplicate publish): never pay twice.
+                    self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+                        .await?;
+                    self.ack(msg, stop).await?;
+                    metrics::counter!("ai_failover_replayed_total").increment(1);
+                    return Ok(Handled::Replayed);
+                }
+                Claim::Busy { worker_id } if last_delivery && !stop.is_cancelled() => {
+                    // JetStream will not deliver this again: wait for the owner to answer (or
+                    // to die, and take over) instead of giving the message back.
+                    tracing::debug!(request_id = %id, owner = %worker_id, "last delivery; waiting for the owner");
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.ack_wait() / 4) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                Claim::Busy { worker_id } => {
+                    tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
+                    msg.ack_with(AckKind::Nak(Some(self.ack_wait() / 2)))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                    return Ok(Handled::Busy);
+                }
+                Claim::Owned { revision, run } => break (revision, run),
             }
-            Claim::Busy { worker_id } => {
-                tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
-                let wait = Duration::from_millis(self.cfg.worker.ack_wait_ms / 2);
-                msg.ack_with(AckKind::Nak(Some(wait)))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
-                return Ok(Handled::Busy);
-            }
-            Claim::Owned { revision, run } => (revision, run),
         };
         if run > 1 {
             // The one case where a provider may be paid twice: the first owner died mid-call.
@@ -280,7 +341,6 @@ impl Worker {
             tracing::warn!(request_id = %id, run, "took over a request from a dead worker");
         }
 
-        let n = delivered(msg);
         let job = Job {
             request: request.clone(),
             published_at: published_at(msg),
@@ -331,21 +391,26 @@ impl Worker {
                     span.record("provider", p.as_str());
                 }
                 // The stored outcome is the source of truth: write it before publishing.
-                if let Err(e) = self.outcomes.complete(&result, revision).await {
+                let stored =
+                    hold::holding(msg, self.ack_wait(), stop, "complete", is_bus_error, || {
+                        self.outcomes.complete(&result, revision)
+                    })
+                    .await;
+                if let Err(e) = stored {
                     // Someone took over (we were presumed dead): defer to their answer.
                     if let Some((crate::contract::OutcomeRecord::Done { result }, _)) =
                         self.outcomes.get(&id).await?
                     {
-                        self.publish(&result, request.reply_to.as_deref(), &headers)
+                        self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
                             .await?;
-                        self.ack(msg).await?;
+                        self.ack(msg, stop).await?;
                         return Ok(Handled::Replayed);
                     }
                     return Err(e.into());
                 }
-                self.publish(&result, request.reply_to.as_deref(), &headers)
+                self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
                     .await?;
-                self.ack(msg).await?;
+                self.ack(msg, stop).await?;
                 metrics::counter!(
                     "ai_failover_requests_total",
                     "status" => result.status.as_str(),
@@ -360,38 +425,57 @@ impl Worker {
         }
     }
 
+    async fn claim(
+        &self,
+        msg: &jetstream::Message,
+        id: &str,
+        stop: &CancellationToken,
+    ) -> Result<Claim, OutcomeError> {
+        hold::holding(msg, self.ack_wait(), stop, "claim", is_bus_error, || {
+            self.outcomes.claim(id, &self.worker_id, chrono::Utc::now())
+        })
+        .await
+    }
+
     async fn publish(
         &self,
+        msg: &jetstream::Message,
         result: &AnalysisResult,
         reply_to: Option<&str>,
         incoming: &HeaderMap,
+        stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let headers = crate::telemetry::propagation::outgoing_headers(incoming);
-        // A publish that fails (NATS restarting) is retried while we still hold the message.
-        let mut wait = Duration::from_millis(100);
-        for attempt in 1..=8 {
-            match self
-                .publisher
-                .result(result, reply_to, headers.clone())
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt == 8 => return Err(e.into()),
-                Err(e) => {
-                    tracing::debug!(error = %e, attempt, "result publish failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        unreachable!("the loop returns")
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "publish_result",
+            |_| true,
+            || self.publisher.result(result, reply_to, headers.clone()),
+        )
+        .await?;
+        Ok(())
     }
 
-    async fn ack(&self, msg: &jetstream::Message) -> anyhow::Result<()> {
-        msg.double_ack()
-            .await
-            .map_err(|e| anyhow::anyhow!("ack: {e}"))
+    async fn ack(&self, msg: &jetstream::Message, stop: &CancellationToken) -> anyhow::Result<()> {
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "ack",
+            |_| true,
+            || msg.double_ack(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("ack: {e}"))
     }
+}
+
+/// Failures of the outcomes bucket itself (worth retrying), as opposed to a lost claim or a
+/// corrupt record.
+fn is_bus_error(e: &OutcomeError) -> bool {
+    matches!(e, OutcomeError::Kv(_))
 }
 
 /// The request kind token of a subject (re-exported for tools).

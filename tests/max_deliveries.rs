@@ -1,0 +1,131 @@
+//! Requests that use up their deliveries without any worker finishing them (each delivery
+//! died with its worker) are settled from JetStream's MAX_DELIVERIES advisory: one that had
+//! in fact been answered gets its stored result published, the other is dead-lettered, and
+//! neither stays stranded in the work queue or costs a provider call.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ai_failover::bus::outcomes::{Claim, Outcomes};
+use ai_failover::bus::{runtime, setup};
+use ai_failover::config::Api;
+use ai_failover::contract::{AnalysisResult, DeadLetterClass, Names};
+use async_nats::jetstream;
+use common::fleet;
+use common::nats::NatsServer;
+use futures::StreamExt;
+
+const TWO: &[(&str, Api)] = &[("alpha", Api::Openai), ("beta", Api::Anthropic)];
+
+/// A stored result for `request_id`, from the schema examples.
+fn result_for(request_id: &str) -> AnalysisResult {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/examples/valid/analysis_result.ok.json"
+    ))
+    .unwrap();
+    let mut result: AnalysisResult = serde_json::from_str(&text).unwrap();
+    result.request_id = request_id.to_string();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
+    let server = NatsServer::start();
+    let sim = fleet::simulator(TWO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[worker]\nack_wait_ms = 1000\nmax_deliver = 2\n";
+    let cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), extra);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let bus = setup::ensure(&client, &cfg).await.unwrap();
+    let names = Names::default();
+
+    let died = fleet::request("DIED");
+    let acked_late = fleet::request("ACKLOST");
+    fleet::publish(&js, &names, &died).await;
+    fleet::publish(&js, &names, &acked_late).await;
+    // Play the workers that die holding the messages: take every delivery, answer none.
+    for delivery in 1..=2 {
+        let mut batch = bus
+            .consumer
+            .batch()
+            .max_messages(2)
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .unwrap();
+        let mut taken = 0;
+        while let Some(msg) = batch.next().await {
+            assert_eq!(msg.unwrap().info().unwrap().delivered, delivery);
+            taken += 1;
+        }
+        assert_eq!(taken, 2, "delivery {delivery} of both requests");
+    }
+    // One of them had been answered before its worker died: the outcome was stored, the ack
+    // never landed.
+    let outcomes = Outcomes::new(bus.outcomes.clone(), Duration::from_secs(1));
+    let Claim::Owned { revision, .. } = outcomes
+        .claim(&acked_late.request_id, "ghost", chrono::Utc::now())
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh claim")
+    };
+    outcomes
+        .complete(&result_for(&acked_late.request_id), revision)
+        .await
+        .unwrap();
+
+    // A healthy worker's first pull makes the server give up on both and raise the advisories.
+    let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
+    let results = fleet::await_results(
+        &js,
+        std::slice::from_ref(&acked_late.request_id),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(results[&acked_late.request_id].len(), 1);
+    fleet::eventually(
+        Duration::from_secs(20),
+        "the dead letter of the request nobody answered",
+        async || {
+            fleet::dead_letters(&js)
+                .await
+                .iter()
+                .any(|d| d.request_id.as_deref() == Some(died.request_id.as_str()))
+        },
+    )
+    .await;
+    let letters = fleet::dead_letters(&js).await;
+    assert_eq!(letters.len(), 1, "only the unanswered request: {letters:?}");
+    assert_eq!(letters[0].error.class, DeadLetterClass::MaxDeliveries);
+    assert_eq!(letters[0].delivery_count, 2);
+    assert!(
+        letters[0].error.message.contains("2 deliveries"),
+        "{}",
+        letters[0].error.message
+    );
+    fleet::eventually(
+        Duration::from_secs(20),
+        "the work queue to be empty",
+        async || {
+            let mut stream = js.get_stream("AI_REQUESTS").await.unwrap();
+            stream.info().await.unwrap().state.messages == 0
+        },
+    )
+    .await;
+    let stored = fleet::stored::<AnalysisResult>(&js, "AI_RESULTS").await;
+    assert!(
+        stored.iter().all(|r| r.request_id != died.request_id),
+        "the dead-lettered request has no result"
+    );
+    let calls: Vec<_> = sim.log().into_iter().filter(|c| !c.probe).collect();
+    assert!(
+        calls.is_empty(),
+        "no provider was called for either: {calls:?}"
+    );
+    worker.stop().await;
+}
