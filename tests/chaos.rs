@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use ai_failover::config::Api;
@@ -25,15 +25,10 @@ const PROVIDERS: &[(&str, Api)] = &[
     ("gamma", Api::Gemini),
 ];
 
+/// Worker `id` as a process, logging into `<dir>/<id>.log`.
 fn spawn(config: &std::path::Path, id: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["worker", "--id", id, "--config"])
-        .arg(config)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker")
+    let log = config.with_file_name(format!("{id}.log"));
+    fleet::worker_process(config, id, &log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,5 +139,12 @@ async fn kills_and_provider_faults_lose_nothing_and_pay_twice_only_at_a_kill() {
             .args(["-TERM", &w.id().to_string()])
             .status();
         let _ = w.wait();
+    }
+    // Every worker's log, killed ones included, at debug level: no API key.
+    for g in 0..generation {
+        common::logs::assert_not_in_file(
+            &dir.path().join(format!("chaos-{g}.log")),
+            fleet::CANARY_KEY,
+        );
     }
 }

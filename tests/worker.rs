@@ -15,6 +15,7 @@ use ai_failover::contract::{
 use ai_failover::simulator::{Faults, SimHandle};
 use async_nats::jetstream;
 use common::fleet::{self, CANARY_KEY};
+use common::logs;
 use common::nats::NatsServer;
 
 const TWO: &[(&str, Api)] = &[("alpha", Api::Openai), ("beta", Api::Anthropic)];
@@ -93,13 +94,7 @@ fn slow_alpha_worker_process(
         fleet::config_toml(&rig.server.url(), &rig.sim, TWO, dir, extra),
     )
     .unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["worker", "--id", id, "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn a worker process")
+    fleet::worker_process(&path, id, &dir.join("worker.log"))
 }
 
 fn exactly_one(results: &HashMap<String, Vec<AnalysisResult>>, ids: &[String]) {
@@ -443,6 +438,12 @@ async fn the_api_key_never_leaks_into_results_events_kv_or_dead_letters() {
     assert!(!everything.contains(CANARY_KEY), "the API key leaked");
     assert!(!everything.contains("CANARY"), "part of the API key leaked");
     w.stop().await;
+    // And not in a log line, even at debug level.
+    assert!(
+        logs::logged("quarantined"),
+        "the check looked at real log lines"
+    );
+    logs::assert_not_logged("CANARY");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,6 +475,7 @@ async fn a_worker_killed_mid_request_loses_nothing() {
         assert!((1..=2).contains(&n), "{id} called {n} times");
     }
     survivor.stop().await;
+    logs::assert_not_in_file(&dir.path().join("worker.log"), CANARY_KEY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,4 +515,5 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         0,
         "nothing left unacknowledged"
     );
+    logs::assert_not_in_file(&dir.path().join("worker.log"), CANARY_KEY);
 }

@@ -13,8 +13,10 @@ use futures::StreamExt;
 /// The fake key every simulated provider expects; it must never appear anywhere.
 pub const CANARY_KEY: &str = "sk-CANARY-9f8e7d6c5b4a";
 
-/// A simulator serving `providers` (name, api), all expecting [`CANARY_KEY`].
+/// A simulator serving `providers` (name, api), all expecting [`CANARY_KEY`]. Log lines are
+/// captured from here on, so [`await_results`] can check that the key was never logged.
 pub async fn simulator(providers: &[(&str, Api)]) -> SimHandle {
+    super::logs::capture();
     let mut cfg = SimConfig::local();
     cfg.seed = Some(42);
     for (name, api) in providers {
@@ -74,6 +76,28 @@ pub fn config_toml(
         );
     }
     toml
+}
+
+/// Starts `ai-failover worker --id <id> --config <config>` as its own process (so a test can
+/// SIGKILL or SIGTERM it), logging at debug level into `log` for [`super::logs::assert_not_in_file`].
+pub fn worker_process(
+    config: &std::path::Path,
+    id: &str,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log file");
+    std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .args(["worker", "--id", id, "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,ai_failover=debug")
+        .stdout(file.try_clone().expect("log file handle"))
+        .stderr(file)
+        .spawn()
+        .expect("spawn a worker process")
 }
 
 /// A signal request for `symbol` with a rising price series.
@@ -170,7 +194,8 @@ pub async fn stored<T: serde::de::DeserializeOwned>(
 }
 
 /// Waits until `AI_RESULTS` holds results for every id in `ids` (bounded by `within`), and
-/// returns the stored results grouped by request id.
+/// returns the stored results grouped by request id. Also checks that no log line written so
+/// far holds [`CANARY_KEY`].
 pub async fn await_results(
     js: &jetstream::Context,
     ids: &[String],
@@ -187,16 +212,71 @@ pub async fn await_results(
                 by_id.entry(r.request_id.clone()).or_default().push(r);
             }
             if ids.iter().all(|id| by_id.contains_key(id)) {
+                super::logs::assert_not_logged(CANARY_KEY);
                 return by_id;
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every request got a result within {within:?}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "not every request got a result within {within:?}\n{}",
+                explain_missing(js, ids).await
+            );
+        }
         // Polling a stream's state: results arrive from other tasks and processes.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Why requests have no result: for each missing id, its `ai_outcomes` record and any dead
+/// letter naming it. Written for failure messages, so it never panics itself.
+async fn explain_missing(js: &jetstream::Context, ids: &[String]) -> String {
+    let mut answered = std::collections::HashSet::new();
+    if let Ok(Ok(results)) = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::spawn({
+            let js = js.clone();
+            async move { stored::<AnalysisResult>(&js, "AI_RESULTS").await }
+        }),
+    )
+    .await
+    {
+        answered.extend(results.into_iter().map(|r| r.request_id));
+    }
+    let dead: Vec<DeadLetter> = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::spawn({
+            let js = js.clone();
+            async move { dead_letters(&js).await }
+        }),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    let outcomes = js.get_key_value("ai_outcomes").await.ok();
+    let mut out = String::new();
+    for id in ids.iter().filter(|id| !answered.contains(*id)) {
+        let record = match &outcomes {
+            Some(kv) => match kv.entry(id.as_str()).await {
+                Ok(Some(e)) => format!(
+                    "{:?} rev {}: {}",
+                    e.operation,
+                    e.revision,
+                    String::from_utf8_lossy(&e.value)
+                ),
+                Ok(None) => "no outcome record".into(),
+                Err(e) => format!("outcome unreadable: {e}"),
+            },
+            None => "outcomes bucket unreachable".into(),
+        };
+        let letters: Vec<String> = dead
+            .iter()
+            .filter(|d| d.request_id.as_deref() == Some(id.as_str()))
+            .map(|d| format!("{:?}: {}", d.error.class, d.error.message))
+            .collect();
+        out += &format!("  {id}: {record}; dead letters: {letters:?}\n");
+    }
+    format!("missing:\n{out}{} dead letters in all", dead.len())
 }
 
 /// Every dead letter stored so far.

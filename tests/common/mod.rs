@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod logs;
 pub mod nats;
 pub mod workers;
 
