@@ -106,7 +106,7 @@ pub async fn announce(task: &EventTask, change: &Change) {
 /// Drains engine events until the sink side is dropped.
 pub async fn run(task: Arc<EventTask>, mut rx: mpsc::Receiver<EngineEvent>) {
     let mut pending: HashMap<String, Vec<CallOutcome>> = HashMap::new();
-    let mut spend: HashMap<String, f64> = HashMap::new();
+    let mut spend: HashMap<String, Spent> = HashMap::new();
     let mut cached_at: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,7 +140,7 @@ async fn handle(
     task: &EventTask,
     event: EngineEvent,
     pending: &mut HashMap<String, Vec<CallOutcome>>,
-    spend: &mut HashMap<String, f64>,
+    spend: &mut HashMap<String, Spent>,
     cached_at: &mut HashMap<String, tokio::time::Instant>,
 ) -> Option<String> {
     match event {
@@ -151,11 +151,9 @@ async fn handle(
             synthetic,
             ..
         } => {
-            let labels = [
-                ("provider", attempt.provider.clone()),
-                ("outcome", format!("{:?}", attempt.outcome).to_lowercase()),
-            ];
-            metrics::counter!("ai_failover_attempts_total", &labels).increment(1);
+            metrics::counter!("ai_failover_attempts_total",
+                "provider" => attempt.provider.clone(), "outcome" => attempt.outcome.as_str())
+            .increment(1);
             if synthetic {
                 return None;
             }
@@ -229,7 +227,9 @@ async fn handle(
         EngineEvent::Spend { provider, usd } => {
             metrics::counter!("ai_failover_spend_usd_micros_total", "provider" => provider.clone())
                 .increment((usd * 1e6) as u64);
-            *spend.entry(provider).or_default() += usd;
+            let spent = spend.entry(provider).or_default();
+            spent.usd += usd;
+            spent.calls += 1;
             None
         }
         EngineEvent::Cacheable(result) => {
@@ -295,72 +295,96 @@ async fn flush_provider(
     report(task, changed).await;
 }
 
+/// Spend booked since the last flush, for one provider.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    usd: f64,
+    calls: u64,
+}
+
 /// `<provider>.<yyyy-mm-dd>` in `ai_budget`.
 pub fn budget_key(provider: &str, day: Timestamp) -> String {
     format!("{provider}.{}", day.format("%Y-%m-%d"))
 }
 
-async fn flush_spend(task: &EventTask, spend: &mut HashMap<String, f64>) {
-    use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+async fn flush_spend(task: &EventTask, spend: &mut HashMap<String, Spent>) {
     let now = chrono::Utc::now();
     let providers: Vec<String> = task.cfg.providers.iter().map(|p| p.id.clone()).collect();
     for provider in providers {
-        let add = spend.remove(&provider).unwrap_or(0.0);
-        let key = budget_key(&provider, now);
-        for _ in 0..8 {
-            let entry = match task.budget.entry(key.clone()).await {
-                Ok(e) => e.filter(|e| e.operation == Operation::Put),
-                Err(e) => {
-                    tracing::warn!(error = %e, "budget not read");
-                    break;
-                }
-            };
-            let (mut record, revision) = match &entry {
-                Some(e) => match serde_json::from_slice::<BudgetRecord>(&e.value) {
-                    Ok(r) => (r, e.revision),
-                    Err(_) => break,
-                },
-                None => (
-                    BudgetRecord {
-                        provider: provider.clone(),
-                        date: now.format("%Y-%m-%d").to_string(),
-                        spend_usd: 0.0,
-                        calls: 0,
-                        updated_at: now,
-                    },
-                    0,
-                ),
-            };
-            if add == 0.0 {
-                task.fleet.set_spend(&provider, record.spend_usd);
-                break;
-            }
-            record.spend_usd += add;
-            record.calls += 1;
-            record.updated_at = now;
-            let body: bytes::Bytes = serde_json::to_vec(&record).expect("budget").into();
-            let res = if revision == 0 {
-                task.budget
-                    .create(&key, body)
-                    .await
-                    .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists)
-            } else {
-                task.budget
-                    .update(&key, body, revision)
-                    .await
-                    .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision)
-            };
-            match res {
-                Ok(_) => {
-                    task.fleet.set_spend(&provider, record.spend_usd);
-                    break;
-                }
-                Err(true) => continue,
-                Err(false) => {
-                    tracing::warn!(%provider, "budget not updated");
-                    break;
+        let add = spend.remove(&provider).unwrap_or_default();
+        match book_spend(task, &provider, add, now).await {
+            Ok(total) => task.fleet.set_spend(&provider, total),
+            Err(why) => {
+                tracing::warn!(%provider, error = %why, "budget not updated; retrying at the next flush");
+                // Kept for the next flush: a lost write must not make spend disappear (a
+                // write that did land but timed out counts twice, the safe side for a budget).
+                if add.calls > 0 {
+                    let kept = spend.entry(provider).or_default();
+                    kept.usd += add.usd;
+                    kept.calls += add.calls;
                 }
             }
         }
     }
+}
+
+/// Adds `add` to today's record of `provider` (compare-and-set, retried on races) and returns
+/// the fleet's total spend today; with nothing to add it only reads.
+async fn book_spend(
+    task: &EventTask,
+    provider: &str,
+    add: Spent,
+    now: Timestamp,
+) -> Result<f64, String> {
+    use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+    let key = budget_key(provider, now);
+    for _ in 0..8 {
+        let entry = task
+            .budget
+            .entry(key.clone())
+            .await
+            .map_err(|e| format!("read: {e}"))?
+            .filter(|e| e.operation == Operation::Put);
+        let (mut record, revision) = match &entry {
+            Some(e) => (
+                serde_json::from_slice::<BudgetRecord>(&e.value)
+                    .map_err(|e| format!("record {key} is not valid: {e}"))?,
+                e.revision,
+            ),
+            None => (
+                BudgetRecord {
+                    provider: provider.to_string(),
+                    date: now.format("%Y-%m-%d").to_string(),
+                    spend_usd: 0.0,
+                    calls: 0,
+                    updated_at: now,
+                },
+                0,
+            ),
+        };
+        if add.calls == 0 {
+            return Ok(record.spend_usd);
+        }
+        record.spend_usd += add.usd;
+        record.calls += add.calls;
+        record.updated_at = now;
+        let body: bytes::Bytes = serde_json::to_vec(&record).expect("budget").into();
+        let raced = if revision == 0 {
+            match task.budget.create(&key, body).await {
+                Ok(_) => false,
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => true,
+                Err(e) => return Err(format!("create: {e}")),
+            }
+        } else {
+            match task.budget.update(&key, body, revision).await {
+                Ok(_) => false,
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => true,
+                Err(e) => return Err(format!("update: {e}")),
+            }
+        };
+        if !raced {
+            return Ok(record.spend_usd);
+        }
+    }
+    Err("lost eight races in a row".into())
 }

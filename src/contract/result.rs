@@ -144,6 +144,30 @@ pub enum AttemptOutcome {
     Suspended,
 }
 
+impl AttemptOutcome {
+    /// The wire name (`ok`, `rate_limited`, …), also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::RateLimited => "rate_limited",
+            AttemptOutcome::Overloaded => "overloaded",
+            AttemptOutcome::ServerError => "server_error",
+            AttemptOutcome::Network => "network",
+            AttemptOutcome::Auth => "auth",
+            AttemptOutcome::BadRequest => "bad_request",
+            AttemptOutcome::ContextLength => "context_length",
+            AttemptOutcome::InvalidResponse => "invalid_response",
+            AttemptOutcome::ContentFiltered => "content_filtered",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::DeadlineExceeded => "deadline_exceeded",
+            AttemptOutcome::BudgetExceeded => "budget_exceeded",
+            AttemptOutcome::NoProvider => "no_provider",
+            AttemptOutcome::Suspended => "suspended",
+        }
+    }
+}
+
 impl From<ErrorClass> for AttemptOutcome {
     fn from(c: ErrorClass) -> Self {
         match c {
@@ -220,4 +244,38 @@ pub struct AnalysisResult {
     pub error: Option<ErrorInfo>,
     pub worker_id: String,
     pub completed_at: Timestamp,
+}
+
+#[cfg(test)]
+mod attempt_outcome_tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_are_the_wire_names() {
+        use AttemptOutcome::*;
+        let all = [
+            Ok,
+            Timeout,
+            RateLimited,
+            Overloaded,
+            ServerError,
+            Network,
+            Auth,
+            BadRequest,
+            ContextLength,
+            InvalidResponse,
+            ContentFiltered,
+            Cancelled,
+            DeadlineExceeded,
+            BudgetExceeded,
+            NoProvider,
+            Suspended,
+        ];
+        for outcome in all {
+            assert_eq!(
+                serde_json::to_value(outcome).unwrap(),
+                serde_json::Value::from(outcome.as_str())
+            );
+        }
+    }
 }
