@@ -10,13 +10,44 @@ use crate::contract::{Action, ErrorClass, Signal, Usage};
 use crate::engine::clock::Instant;
 use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
 
+/// CPU time this thread has run so far: unlike a wall clock, it does not count the time the
+/// VM or the OS kept the thread off the CPU.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant Linux knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// When something happened, by the wall clock and by the calling thread's CPU clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub wall: Instant,
+    pub cpu: Duration,
+}
+
+impl Stamp {
+    fn now() -> Self {
+        Stamp {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+}
+
 /// Answers instantly with a fixed signal, or fails with `server_error` while `failing`.
 pub struct Instant0 {
     pub id: String,
     pub failing: AtomicBool,
     /// When the last call started / the last failure was returned.
-    pub last_call: Mutex<Option<Instant>>,
-    pub last_failure: Mutex<Option<Instant>>,
+    pub last_call: Mutex<Option<Stamp>>,
+    pub last_failure: Mutex<Option<Stamp>>,
 }
 
 impl Instant0 {
@@ -37,9 +68,9 @@ impl Provider for Instant0 {
         &self.id
     }
     async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
-        *self.last_call.lock().unwrap() = Some(Instant::now());
+        *self.last_call.lock().unwrap() = Some(Stamp::now());
         if self.failing.load(Ordering::Relaxed) {
-            *self.last_failure.lock().unwrap() = Some(Instant::now());
+            *self.last_failure.lock().unwrap() = Some(Stamp::now());
             return Err(
                 ProviderError::new(ErrorClass::ServerError, "bench failure").with_status(503)
             );
