@@ -30,6 +30,9 @@ use super::retry_budget::RetryBudget;
 use super::selection::{self, Candidate, Inputs};
 use super::slot::Slot;
 
+/// The name of the tracing span around one provider call (a child of the request's span).
+pub const PROVIDER_CALL_SPAN: &str = "provider_call";
+
 /// A request as taken from the bus.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -781,7 +784,7 @@ impl Engine {
         let injected = injected.get(slot.id()).copied();
         let clock = self.clock.clone();
         let span = tracing::info_span!(
-            "provider_call",
+            PROVIDER_CALL_SPAN,
             provider = slot.id(),
             model = %call.model,
             attempt,
