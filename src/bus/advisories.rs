@@ -1,23 +1,30 @@
-//! Requests JetStream gave up on.
+//! Settling requests that JetStream will not deliver again.
 //!
-//! When a request reaches `worker.max_deliver` without any worker finishing it (every delivery
-//! died with its worker, or the last one could not even be dead-lettered), the server stops
-//! delivering it, leaves it in the work queue and sends a MAX_DELIVERIES advisory. One worker
-//! (a queue group) takes each advisory, fetches the message by sequence and settles it: the
-//! stored result is published again if the request was in fact answered, otherwise the message
-//! is dead-lettered; then it is deleted from the stream. Nothing is stranded unseen.
+//! A request that fails on its last delivery (`worker.max_deliver`) is settled by the worker
+//! holding it; one whose last delivery died with its worker is left in the work queue by the
+//! server, which sends a MAX_DELIVERIES advisory: one worker (a queue group) takes it, fetches
+//! the message by sequence, settles it and deletes it. Settling takes the request's
+//! `ai_outcomes` record first (waiting while a live worker still owns it): a stored result is
+//! published again; otherwise the request is dead-lettered, and the taken record makes a late
+//! `complete` by a presumed-dead owner fail, so no request ends with both.
+//!
+//! Advisories are core NATS messages: one raised while no worker is connected is not seen, and
+//! that request stays in `AI_REQUESTS` (visible as a pending message) until an operator acts.
 
 use std::time::Duration;
 
 use async_nats::Subscriber;
-use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use serde::Deserialize;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{DeadLetterClass, Names, OutcomeRecord, WORKER_CONSUMER};
+use crate::contract::{AnalysisResult, DeadLetterClass, Names, WORKER_CONSUMER};
 
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
+use super::hold::hold_limit;
+use super::outcomes::Claim;
 use super::worker::Worker;
 
 /// The fields of `io.nats.jetstream.advisory.v1.max_deliver` this module uses.
@@ -27,14 +34,36 @@ struct MaxDeliveries {
     deliveries: u64,
 }
 
-/// How an advisory was settled.
+/// How a request was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
-    /// The request had been answered: its stored result was published again.
+pub enum Settled {
+    /// It had been answered: its stored result was published again.
     Answered,
     DeadLettered,
     /// The message had already left the stream (a late ack landed).
     Gone,
+}
+
+impl Settled {
+    /// The `how` label of `ai_failover_max_deliveries_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Answered => "answered",
+            Settled::DeadLettered => "deadlettered",
+            Settled::Gone => "gone",
+        }
+    }
+}
+
+/// The request message being settled.
+pub struct Undeliverable<'a> {
+    pub subject: &'a str,
+    pub payload: &'a [u8],
+    pub deliveries: u64,
+    pub stream_seq: u64,
+    /// The delivery still held, when the worker settles its own last one: kept alive with
+    /// progress acks while settling waits.
+    pub held: Option<&'a jetstream::Message>,
 }
 
 /// The advisory subject for the workers' consumer on the requests stream.
@@ -56,7 +85,7 @@ pub async fn subscribe(client: &async_nats::Client, names: &Names) -> anyhow::Re
 
 /// Settles advisories until `shutdown` fires; each one in its own task, since settling may
 /// wait for a live owner to finish.
-pub async fn run(worker: Worker, mut advisories: Subscriber, shutdown: CancellationToken) {
+pub async fn run(worker: Arc<Worker>, mut advisories: Subscriber, shutdown: CancellationToken) {
     loop {
         let msg = tokio::select! {
             m = advisories.next() => m,
@@ -70,17 +99,16 @@ pub async fn run(worker: Worker, mut advisories: Subscriber, shutdown: Cancellat
                 continue;
             }
         };
-        let worker = worker.clone();
+        let (worker, stop) = (worker.clone(), shutdown.clone());
         tokio::spawn(async move {
             let seq = advisory.stream_seq;
-            match settle(&worker, &advisory).await {
-                Ok(how) => {
-                    tracing::warn!(stream_seq = seq, deliveries = advisory.deliveries, how = ?how,
-                        "settled a request JetStream stopped delivering");
-                    metrics::counter!("ai_failover_max_deliveries_total",
-                        "how" => format!("{how:?}").to_lowercase())
-                    .increment(1);
-                }
+            match from_advisory(&worker, &advisory, &stop).await {
+                Ok(how) => tracing::warn!(
+                    stream_seq = seq,
+                    deliveries = advisory.deliveries,
+                    how = how.as_str(),
+                    "settled a request JetStream stopped delivering"
+                ),
                 Err(e) => tracing::error!(stream_seq = seq, error = %e,
                     "could not settle a request JetStream stopped delivering; it stays in the stream"),
             }
@@ -88,27 +116,53 @@ pub async fn run(worker: Worker, mut advisories: Subscriber, shutdown: Cancellat
     }
 }
 
-async fn settle(worker: &Worker, advisory: &MaxDeliveries) -> anyhow::Result<Settled> {
+async fn from_advisory(
+    worker: &Worker,
+    advisory: &MaxDeliveries,
+    stop: &CancellationToken,
+) -> anyhow::Result<Settled> {
     let seq = advisory.stream_seq;
     let message = match worker.bus.requests.get_raw_message(seq).await {
         Ok(m) => m,
         Err(e)
             if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
         {
+            count(Settled::Gone);
             return Ok(Settled::Gone);
         }
         Err(e) => anyhow::bail!("fetch message {seq}: {e}"),
     };
-    let settled = match decode(
-        &message.subject,
-        &message.payload,
-        worker.cfg.worker.max_request_bytes,
-    ) {
+    let undeliverable = Undeliverable {
+        subject: &message.subject,
+        payload: &message.payload,
+        deliveries: advisory.deliveries,
+        stream_seq: seq,
+        held: None,
+    };
+    let settled = settle(worker, &undeliverable, stop).await?;
+    worker
+        .bus
+        .requests
+        .delete_message(seq)
+        .await
+        .map_err(|e| anyhow::anyhow!("delete message {seq}: {e}"))?;
+    Ok(settled)
+}
+
+/// Publishes the stored result of the request in `message`, or dead-letters it; the caller
+/// then removes the message from the queue.
+pub async fn settle(
+    worker: &Worker,
+    message: &Undeliverable<'_>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Settled> {
+    let max_bytes = worker.cfg.worker.max_request_bytes;
+    let settled = match decode(message.subject, message.payload, max_bytes) {
         Err(rejection) => {
-            publish_dead_letter(worker, &message, advisory, rejection).await?;
+            publish_dead_letter(worker, message, rejection).await?;
             Settled::DeadLettered
         }
-        Ok(request) => match answered(worker, &request.request_id).await? {
+        Ok(request) => match take(worker, &request.request_id, message.held, stop).await? {
             Some(result) => {
                 worker
                     .publisher
@@ -121,68 +175,76 @@ async fn settle(worker: &Worker, advisory: &MaxDeliveries) -> anyhow::Result<Set
                     class: DeadLetterClass::MaxDeliveries,
                     message: format!(
                         "no worker finished it in {} deliveries (workers died or failed on each)",
-                        advisory.deliveries
+                        message.deliveries
                     ),
                     request_id: Some(request.request_id),
                 };
-                publish_dead_letter(worker, &message, advisory, rejection).await?;
+                publish_dead_letter(worker, message, rejection).await?;
                 Settled::DeadLettered
             }
         },
     };
-    worker
-        .bus
-        .requests
-        .delete_message(seq)
-        .await
-        .map_err(|e| anyhow::anyhow!("delete message {seq}: {e}"))?;
+    count(settled);
     Ok(settled)
 }
 
-/// The stored result of `request_id`; while a live worker still owns the request, waits (up
-/// to two heartbeat periods past its last heartbeat) for it to finish.
-async fn answered(
+fn count(settled: Settled) {
+    metrics::counter!("ai_failover_max_deliveries_total", "how" => settled.as_str()).increment(1);
+}
+
+/// Takes the request's outcome record: its stored result if it was answered, `None` once the
+/// record is ours (nobody owned it, or its owner stopped heartbeating). While a live worker
+/// owns it, waits, up to twice the hold limit.
+async fn take(
     worker: &Worker,
     request_id: &str,
-) -> anyhow::Result<Option<crate::contract::AnalysisResult>> {
-    let stale_after = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+    held: Option<&jetstream::Message>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<AnalysisResult>> {
+    let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+    let give_up = tokio::time::Instant::now() + hold_limit(ack_wait) * 2;
+    // Not the worker's own id: a request this worker still runs elsewhere is someone else's.
+    let settler = format!("{}/settle", worker.worker_id);
     loop {
-        match worker.outcomes.get(request_id).await? {
-            Some((OutcomeRecord::Done { result }, _)) => return Ok(Some(*result)),
-            Some((OutcomeRecord::InProgress { heartbeat_at, .. }, _))
-                if beat_within(heartbeat_at, stale_after * 2) =>
-            {
+        match worker
+            .outcomes
+            .claim(request_id, &settler, chrono::Utc::now())
+            .await?
+        {
+            Claim::Done(result) => return Ok(Some(*result)),
+            Claim::Owned { .. } => return Ok(None),
+            Claim::Busy { worker_id } => {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < give_up && !stop.is_cancelled(),
+                    "{worker_id} still owns request {request_id}"
+                );
+                if let Some(msg) = held {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
                 // Polling the record: the owner's completion has no event of its own here.
-                tokio::time::sleep(stale_after / 4).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ack_wait / 4) => {}
+                    _ = stop.cancelled() => {}
+                }
             }
-            _ => return Ok(None),
         }
     }
 }
 
-/// True if the owner's last heartbeat is younger than `within` (or in the future: clocks
-/// differ between workers).
-fn beat_within(heartbeat_at: crate::contract::Timestamp, within: Duration) -> bool {
-    (chrono::Utc::now() - heartbeat_at)
-        .to_std()
-        .map_or(true, |age| age < within)
-}
-
 async fn publish_dead_letter(
     worker: &Worker,
-    message: &StreamMessage,
-    advisory: &MaxDeliveries,
+    message: &Undeliverable<'_>,
     rejection: Rejection,
 ) -> anyhow::Result<()> {
     let dl = dead_letter(
-        &message.subject,
-        &message.payload,
+        message.subject,
+        message.payload,
         rejection,
-        advisory.deliveries,
+        message.deliveries,
         &worker.worker_id,
         chrono::Utc::now(),
     );
-    let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), advisory.stream_seq);
+    let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), message.stream_seq);
     worker.publisher.dead_letter(&dl, Some(&msg_id)).await?;
     metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
         .increment(1);

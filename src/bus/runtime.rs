@@ -145,7 +145,7 @@ pub async fn start(
     background.extend(served.map(|(_, h)| h));
     let advisories = advisories::subscribe(&bus.client, &bus.names).await?;
     background.push(tokio::spawn(advisories::run(
-        worker.clone(),
+        Arc::new(worker.clone()),
         advisories,
         shutdown.clone(),
     )));

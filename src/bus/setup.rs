@@ -159,6 +159,9 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         subjects: vec![names.dead_letter_filter()],
         storage: stream::StorageType::File,
         num_replicas: replicas,
+        // A request's letter is keyed by its stream sequence and may be written both by the
+        // worker on its last delivery and from the advisory: as long as requests come back.
+        duplicate_window: results_duplicate_window(cfg),
         max_age: 30 * day,
         ..Default::default()
     };

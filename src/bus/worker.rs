@@ -18,14 +18,14 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, DeadLetterClass, Timestamp};
+use crate::contract::{AnalysisResult, Timestamp};
 use crate::engine::{Engine, Job, Outcome};
 
 use super::decode::{Rejection, dead_letter, decode, kind_token};
-use super::hold;
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::Publisher;
 use super::setup::Bus;
+use super::{advisories, hold};
 
 /// What a worker needs to serve requests.
 #[derive(Clone)]
@@ -76,8 +76,13 @@ fn published_at(msg: &jetstream::Message) -> Timestamp {
 
 /// The request's span, a child of the publisher's trace when the message carries one. Its
 /// fields are filled in as they become known (after decoding, and at the end).
+///
+/// At debug level: traces always get it (see `telemetry::init`), log lines only with
+/// `RUST_LOG=…debug`, because the log layer formats a span's fields whether or not a line is
+/// ever written, a cost that showed in the throughput benchmark. Lines logged while serving a
+/// request name its `request_id` themselves.
 fn request_span(msg: &jetstream::Message) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "request",
         subject = %msg.subject,
         request_id = Empty,
@@ -208,17 +213,12 @@ impl Worker {
             Err(e) => {
                 let n = delivered(&msg);
                 if n >= self.cfg.worker.max_deliver as u64 {
-                    let rejection = Rejection {
-                        class: DeadLetterClass::MaxDeliveries,
-                        message: format!("failed on all {n} deliveries; last error: {e}"),
-                        request_id: None,
-                    };
                     // Boxed: a rare path whose future would otherwise swell every request's.
-                    let dead = Box::pin(self.dead_letter(&msg, &subject, rejection, &stop));
-                    if let Err(dl) = dead.await {
-                        // Left to the MAX_DELIVERIES advisory (`advisories`): nothing is lost.
-                        tracing::error!(error = %e, dead_letter_error = %dl, subject, delivered = n,
-                            "request failed on its last delivery and could not be dead-lettered");
+                    let settled = Box::pin(self.settle_last_delivery(&msg, n, &stop)).await;
+                    if let Err(why) = settled {
+                        // Left to the MAX_DELIVERIES advisory (`advisories`).
+                        tracing::error!(error = %e, settle_error = %why, subject, delivered = n,
+                            "request failed on its last delivery and could not be settled");
                         let _ = msg.ack_with(AckKind::Nak(None)).await;
                     }
                 } else {
@@ -232,6 +232,38 @@ impl Worker {
         };
         metrics::histogram!("ai_failover_handle_seconds", "how" => handled.as_str())
             .record(started.elapsed().as_secs_f64());
+    }
+
+    /// A request that failed on its last delivery: published from its stored result or
+    /// dead-lettered (see `advisories`), then taken off the queue.
+    async fn settle_last_delivery(
+        &self,
+        msg: &jetstream::Message,
+        delivered: u64,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let info = msg
+            .info()
+            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+        let undeliverable = advisories::Undeliverable {
+            subject: &msg.subject,
+            payload: &msg.payload,
+            deliveries: delivered,
+            stream_seq: info.stream_sequence,
+            held: Some(msg),
+        };
+        let how = advisories::settle(self, &undeliverable, stop).await?;
+        tracing::warn!(subject = %msg.subject, delivered, how = how.as_str(), "settled a request on its last delivery");
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "terminate",
+            |_| true,
+            || msg.double_ack_with(AckKind::Term),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("terminate: {e}"))
     }
 
     /// The consumer's ack wait.
@@ -305,35 +337,27 @@ impl Worker {
         }
         let n = delivered(msg);
         let last_delivery = n >= self.cfg.worker.max_deliver as u64;
-        let (revision, run) = loop {
-            match self.claim(msg, &id, stop).await? {
-                Claim::Done(result) => {
-                    // Answered before (a redelivery or a duplicate publish): never pay twice.
-                    self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
-                        .await?;
-                    self.ack(msg, stop).await?;
-                    metrics::counter!("ai_failover_replayed_total").increment(1);
-                    return Ok(Handled::Replayed);
-                }
-                Claim::Busy { worker_id } if last_delivery && !stop.is_cancelled() => {
-                    // JetStream will not deliver this again: wait for the owner to answer (or
-                    // to die, and take over) instead of giving the message back.
-                    tracing::debug!(request_id = %id, owner = %worker_id, "last delivery; waiting for the owner");
-                    let _ = msg.ack_with(AckKind::Progress).await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.ack_wait() / 4) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                }
-                Claim::Busy { worker_id } => {
-                    tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
-                    msg.ack_with(AckKind::Nak(Some(self.ack_wait() / 2)))
-                        .await
-                        .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
-                    return Ok(Handled::Busy);
-                }
-                Claim::Owned { revision, run } => break (revision, run),
+        let (revision, run) = match self.claim(msg, &id, stop).await? {
+            Claim::Done(result) => {
+                // Answered before (a redelivery or a duplicate publish): never pay twice.
+                self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+                    .await?;
+                self.ack(msg, stop).await?;
+                metrics::counter!("ai_failover_replayed_total").increment(1);
+                return Ok(Handled::Replayed);
             }
+            Claim::Busy { worker_id } if last_delivery => {
+                // Not given back: settling it (`serve`) waits for the owner's answer.
+                anyhow::bail!("{worker_id} owns it on its last delivery");
+            }
+            Claim::Busy { worker_id } => {
+                tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
+                msg.ack_with(AckKind::Nak(Some(self.ack_wait() / 2)))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                return Ok(Handled::Busy);
+            }
+            Claim::Owned { revision, run } => (revision, run),
         };
         if run > 1 {
             // The one case where a provider may be paid twice: the first owner died mid-call.
@@ -348,7 +372,7 @@ impl Worker {
         };
         let started_at = chrono::Utc::now();
         let mut revision = revision;
-        let beat = Duration::from_millis(self.cfg.worker.ack_wait_ms / 3);
+        let beat = self.ack_wait() / 3;
         let engine = self.engine.handle(job);
         tokio::pin!(engine);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);

@@ -17,4 +17,4 @@ pub mod selection;
 pub mod slot;
 pub mod stats;
 
-pub use run::{Engine, Job, Outcome, PROVIDER_CALL_SPAN};
+pub use run::{Engine, Job, Outcome};

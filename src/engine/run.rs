@@ -29,10 +29,6 @@ use super::ports::{EngineEvent, EventSink, Fleet};
 use super::retry_budget::RetryBudget;
 use super::selection::{self, Candidate, Inputs};
 use super::slot::Slot;
-
-/// The name of the tracing span around one provider call (a child of the request's span).
-pub const PROVIDER_CALL_SPAN: &str = "provider_call";
-
 /// A request as taken from the bus.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -783,8 +779,9 @@ impl Engine {
         let provider = slot.provider.clone();
         let injected = injected.get(slot.id()).copied();
         let clock = self.clock.clone();
-        let span = tracing::info_span!(
-            PROVIDER_CALL_SPAN,
+        // Debug level, like the request span it sits in (see `bus::worker::request_span`).
+        let span = tracing::debug_span!(
+            "provider_call",
             provider = slot.id(),
             model = %call.model,
             attempt,

@@ -11,8 +11,9 @@ pub mod otel;
 pub mod propagation;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -53,27 +54,29 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber: log lines on stderr filtered by `RUST_LOG`, and the
-/// OpenTelemetry layer. The OpenTelemetry layer has its own filter (this crate's spans at
-/// info and above) so `RUST_LOG=warn` quiets logs without breaking trace propagation.
+/// OpenTelemetry layer. The OpenTelemetry layer has its own filter (all of this crate's
+/// spans, its events at info and above) so `RUST_LOG=warn` quiets logs without breaking
+/// trace propagation.
 /// A second call (tests) installs nothing and returns an inert guard.
 pub fn init(opts: Options) -> TelemetryGuard {
     let tracing = otel::provider();
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(otel::tracer(&tracing.provider))
-        .with_filter(Targets::new().with_target("ai_failover", LevelFilter::INFO));
+        .with_filter(
+            filter_fn(|m| {
+                // Every span of this crate (the per-request ones are at debug level, to keep them
+                // out of log lines by default), and events at info and above.
+                m.target().starts_with("ai_failover") && (m.is_span() || *m.level() <= Level::INFO)
+            })
+            .with_max_level_hint(Level::DEBUG),
+        );
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match opts.log_format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().with_current_span(true).boxed(),
     };
-    // Log lines do not show provider-call spans (their fields would be formatted on every
-    // attempt, a cost that showed in the throughput benchmark); the request span they sit
-    // in, with its request id, still frames every line.
-    let logged = logging::env_filter(opts.default_filter).and(filter_fn(|m| {
-        !(m.is_span() && m.name() == crate::engine::PROVIDER_CALL_SPAN)
-    }));
     let installed = tracing_subscriber::registry()
-        .with(fmt.with_filter(logged))
+        .with(fmt.with_filter(logging::env_filter(opts.default_filter)))
         .with(otel_layer)
         .try_init()
         .is_ok();

@@ -52,11 +52,12 @@ pub fn capture() {
     INSTALL.call_once(|| {
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("info,ai_failover=debug"));
-        let _ = tracing_subscriber::fmt()
+        tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)
             .with_writer(MakeCapture)
-            .try_init();
+            .try_init()
+            .expect("no other subscriber: the canary must see every log line");
     });
 }
 
@@ -66,9 +67,11 @@ pub fn logged(needle: &str) -> bool {
     String::from_utf8_lossy(&lines).contains(needle)
 }
 
-/// Panics with the offending line if `secret` appears in a captured log line.
+/// Panics with the offending line if `secret` appears in a captured log line (and if nothing
+/// was captured at all: that would prove nothing).
 pub fn assert_not_logged(secret: &str) {
     let lines = LINES.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(!lines.is_empty(), "no log line was captured");
     assert_not_in(
         &String::from_utf8_lossy(&lines),
         secret,
