@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::runtime;
 use crate::contract::{BreakerState, Status};
-use crate::engine::clock::SystemClock;
-use crate::engine::ports::{LocalFleet, NullSink};
-use crate::engine::{Engine, Job, Outcome};
+use crate::engine::{Job, Outcome};
 use crate::providers::Provider;
 
 use super::fakes::{self, Instant0};
@@ -25,25 +23,7 @@ fn job() -> Job {
 /// µs from provider A's error to provider B's call over `n` requests (engine only, on one
 /// thread), as (wall clock, thread CPU time).
 pub async fn engine_failover_us(n: usize) -> (Vec<f64>, Vec<f64>) {
-    let a = Instant0::new("a");
-    let b = Instant0::new("b");
-    a.failing.store(true, Ordering::Relaxed);
-    // A breaker that never opens: every request must fail over.
-    let cfg = fakes::config(
-        "nats://127.0.0.1:4222",
-        "x",
-        &["a", "b"],
-        "[engine]\nhedging = false\n[breaker]\nconsecutive_failures = 1000000000\nfailure_rate = 1.0\nmin_calls = 1000000000\nwindow = 1000000000\n",
-    );
-    let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), b.clone()];
-    let engine = Engine::new(
-        Arc::new(cfg),
-        providers,
-        Arc::new(SystemClock),
-        Arc::new(NullSink),
-        Arc::new(LocalFleet),
-        "bench",
-    );
+    let (engine, a, b) = fakes::engine_a_then_b(true);
     let (mut wall, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         *a.last_failure.lock().unwrap() = None;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::contract::{Action, ErrorClass, Signal, Usage};
+use crate::engine::Engine;
 use crate::engine::clock::Instant;
+use crate::engine::clock::SystemClock;
+use crate::engine::ports::{LocalFleet, NullSink};
 use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
 
 /// CPU time this thread has run so far: unlike a wall clock, it does not count the time the
@@ -108,4 +111,28 @@ pub fn config(nats: &str, prefix: &str, ids: &[&str], extra: &str) -> crate::con
         );
     }
     crate::config::load_str(&toml).expect("bench config is valid")
+}
+
+/// An engine with no NATS over instant providers `a` (priority 1, failing every call when
+/// `a_fails`) and `b`, and a breaker that never trips, so that with `a` failing every request
+/// really fails over (a tripped breaker would skip `a` and measure nothing).
+pub fn engine_a_then_b(a_fails: bool) -> (Engine, Arc<Instant0>, Arc<Instant0>) {
+    let cfg = config(
+        "nats://127.0.0.1:4222",
+        "bench",
+        &["a", "b"],
+        "[engine]\nhedging = false\n[breaker]\nconsecutive_failures = 1000000000\nfailure_rate = 1.0\nmin_calls = 1000000000\nwindow = 1000000000\n",
+    );
+    let (a, b) = (Instant0::new("a"), Instant0::new("b"));
+    a.failing.store(a_fails, Ordering::Relaxed);
+    let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), b.clone()];
+    let engine = Engine::new(
+        Arc::new(cfg),
+        providers,
+        Arc::new(SystemClock),
+        Arc::new(NullSink),
+        Arc::new(LocalFleet),
+        "bench",
+    );
+    (engine, a, b)
 }
