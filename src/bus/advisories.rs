@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::contract::{AnalysisResult, DeadLetterClass, Names, WORKER_CONSUMER};
 
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
-use super::hold::hold_limit;
+use super::hold::{self, hold_limit};
 use super::outcomes::Claim;
 use super::worker::Worker;
 
@@ -159,7 +159,7 @@ pub async fn settle(
     let max_bytes = worker.cfg.worker.max_request_bytes;
     let settled = match decode(message.subject, message.payload, max_bytes) {
         Err(rejection) => {
-            publish_dead_letter(worker, message, rejection).await?;
+            publish_dead_letter(worker, message, rejection, stop).await?;
             Settled::DeadLettered
         }
         Ok(request) => match take(worker, &request.request_id, message.held, stop).await? {
@@ -179,7 +179,7 @@ pub async fn settle(
                     ),
                     request_id: Some(request.request_id),
                 };
-                publish_dead_letter(worker, message, rejection).await?;
+                publish_dead_letter(worker, message, rejection, stop).await?;
                 Settled::DeadLettered
             }
         },
@@ -231,10 +231,15 @@ async fn take(
     }
 }
 
-async fn publish_dead_letter(
+/// Publishes the dead letter of `message` (keyed by its stream sequence, so writing it twice
+/// stores one letter). A delivery the caller still holds rides out a bus outage like every
+/// other write of the worker; without one (the advisory path) a failure returns at once and
+/// the message stays in the stream.
+pub async fn publish_dead_letter(
     worker: &Worker,
     message: &Undeliverable<'_>,
     rejection: Rejection,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let dl = dead_letter(
         message.subject,
@@ -245,7 +250,14 @@ async fn publish_dead_letter(
         chrono::Utc::now(),
     );
     let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), message.stream_seq);
-    worker.publisher.dead_letter(&dl, Some(&msg_id)).await?;
+    let publish = || worker.publisher.dead_letter(&dl, Some(&msg_id));
+    match message.held {
+        Some(msg) => {
+            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+            hold::holding(msg, ack_wait, stop, "dead_letter", |_| true, publish).await?
+        }
+        None => publish().await?,
+    }
     metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
         .increment(1);
     Ok(())

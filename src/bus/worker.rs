@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::contract::{AnalysisResult, Timestamp};
 use crate::engine::{Engine, Job, Outcome};
 
-use super::decode::{Rejection, dead_letter, decode, kind_token};
+use super::decode::{Rejection, decode, kind_token};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::Publisher;
 use super::setup::Bus;
@@ -254,16 +254,7 @@ impl Worker {
         };
         let how = advisories::settle(self, &undeliverable, stop).await?;
         tracing::warn!(subject = %msg.subject, delivered, how = how.as_str(), "settled a request on its last delivery");
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            "terminate",
-            |_| true,
-            || msg.double_ack_with(AckKind::Term),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))
+        self.terminate(msg, stop).await
     }
 
     /// The consumer's ack wait.
@@ -278,40 +269,19 @@ impl Worker {
         rejection: Rejection,
         stop: &CancellationToken,
     ) -> anyhow::Result<Handled> {
-        let class = rejection.class;
-        tracing::warn!(subject, class = class.as_str(), reason = %rejection.message, "dead-lettering a request");
-        let dl = dead_letter(
-            subject,
-            &msg.payload,
-            rejection,
-            delivered(msg),
-            &self.worker_id,
-            chrono::Utc::now(),
-        );
-        let msg_id = msg
+        tracing::warn!(subject, class = rejection.class.as_str(), reason = %rejection.message, "dead-lettering a request");
+        let info = msg
             .info()
-            .ok()
-            .map(|i| super::decode::dead_letter_msg_id(i.stream, i.stream_sequence));
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            "dead_letter",
-            |_| true,
-            || self.publisher.dead_letter(&dl, msg_id.as_deref()),
-        )
-        .await?;
-        metrics::counter!("ai_failover_dead_letters_total", "class" => class.as_str()).increment(1);
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            "terminate",
-            |_| true,
-            || msg.double_ack_with(AckKind::Term),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+        let undeliverable = advisories::Undeliverable {
+            subject,
+            payload: &msg.payload,
+            deliveries: delivered(msg),
+            stream_seq: info.stream_sequence,
+            held: Some(msg),
+        };
+        advisories::publish_dead_letter(self, &undeliverable, rejection, stop).await?;
+        self.terminate(msg, stop).await?;
         Ok(Handled::DeadLettered)
     }
 
@@ -480,6 +450,25 @@ impl Worker {
         )
         .await?;
         Ok(())
+    }
+
+    /// Takes a message off the queue for good (dead-lettered or settled), held through a bus
+    /// outage like every other acknowledgement.
+    async fn terminate(
+        &self,
+        msg: &jetstream::Message,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "terminate",
+            |_| true,
+            || msg.double_ack_with(AckKind::Term),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("terminate: {e}"))
     }
 
     async fn ack(&self, msg: &jetstream::Message, stop: &CancellationToken) -> anyhow::Result<()> {
