@@ -39,24 +39,42 @@ pub fn decode(
             None,
         ));
     }
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|e| reject(DeadLetterClass::InvalidJson, format!("not JSON: {e}"), None))?;
+    // The common case in one pass; only a payload that fails is parsed again, as a JSON
+    // value, to tell bad JSON from a bad request and to find its id.
+    let request = match serde_json::from_slice::<AnalysisRequest>(payload) {
+        Ok(r) => r,
+        Err(e) => return Err(diagnose(payload, &e)),
+    };
+    request.validate(Some(kind_token(subject))).map_err(|e| {
+        let id = crate::contract::is_valid_request_id(&request.request_id)
+            .then(|| request.request_id.clone());
+        reject(DeadLetterClass::InvalidRequest, e.to_string(), id)
+    })?;
+    Ok(request)
+}
+
+/// Why `payload`, which did not parse as an analysis request (`error`), was rejected.
+fn diagnose(payload: &[u8], error: &serde_json::Error) -> Rejection {
+    let value: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            return Rejection {
+                class: DeadLetterClass::InvalidJson,
+                message: format!("not JSON: {e}"),
+                request_id: None,
+            };
+        }
+    };
     let request_id = value
         .get("request_id")
         .and_then(|v| v.as_str())
         .filter(|id| crate::contract::is_valid_request_id(id))
         .map(str::to_string);
-    let request: AnalysisRequest = serde_json::from_value(value).map_err(|e| {
-        reject(
-            DeadLetterClass::InvalidRequest,
-            format!("not an analysis request: {e}"),
-            request_id.clone(),
-        )
-    })?;
-    request
-        .validate(Some(kind_token(subject)))
-        .map_err(|e| reject(DeadLetterClass::InvalidRequest, e.to_string(), request_id))?;
-    Ok(request)
+    Rejection {
+        class: DeadLetterClass::InvalidRequest,
+        message: format!("not an analysis request: {error}"),
+        request_id,
+    }
 }
 
 /// The `Nats-Msg-Id` of the dead letter for message `seq` of `stream`: whoever writes it (the
@@ -128,6 +146,33 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_request_that_does_not_parse_keeps_its_id_and_the_reason() {
+        let e = decode(
+            S,
+            br#"{"request_id":"r2","kind":"signal","symbol":"A","deadline_ms":"soon"}"#,
+            1024,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, DeadLetterClass::InvalidRequest);
+        assert_eq!(e.request_id.as_deref(), Some("r2"));
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        // An ambiguous request (which symbol?) is refused, not read last-key-wins.
+        let e = decode(
+            S,
+            br#"{"request_id":"r3","kind":"signal","symbol":"A","symbol":"B"}"#,
+            1024,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, DeadLetterClass::InvalidRequest);
+        assert!(
+            e.message.contains("duplicate field `symbol`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.request_id.as_deref(), Some("r3"));
     }
 
     #[test]
