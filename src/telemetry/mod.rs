@@ -1,9 +1,9 @@
 //! Logs, traces and metrics.
 //!
-//! [`init`] sets up logging (text or JSON, filtered by `RUST_LOG`) and an OpenTelemetry
-//! layer so every span has W3C ids that [`propagation`] carries over NATS; spans are exported
-//! over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. [`metrics::install`] sets
-//! up the Prometheus recorder that `/metrics` renders.
+//! [`init`] sets up logging (text or JSON, filtered by `RUST_LOG`) and, when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, an OpenTelemetry layer exporting spans over
+//! OTLP/HTTP; [`propagation`] carries W3C trace context over NATS either way.
+//! [`metrics::install`] sets up the Prometheus recorder that `/metrics` renders.
 
 pub mod logging;
 pub mod metrics;
@@ -53,23 +53,36 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: log lines on stderr filtered by `RUST_LOG`, and the
-/// OpenTelemetry layer. The OpenTelemetry layer has its own filter (all of this crate's
-/// spans, its events at info and above) so `RUST_LOG=warn` quiets logs without breaking
-/// trace propagation.
+/// Installs the global subscriber: log lines on stderr filtered by `RUST_LOG` and, when traces
+/// are exported, the OpenTelemetry layer. That layer has its own filter (all of this crate's
+/// spans, its events at info and above) so `RUST_LOG=warn` quiets logs without thinning traces.
+///
+/// Without an exporter there is no OpenTelemetry layer: building spans nobody receives cost
+/// the worker about a tenth of its CPU per request. Trace context still flows (see
+/// [`propagation::outgoing_headers`]).
 /// A second call (tests) installs nothing and returns an inert guard.
 pub fn init(opts: Options) -> TelemetryGuard {
     let tracing = otel::provider();
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(otel::tracer(&tracing.provider))
-        .with_filter(
-            filter_fn(|m| {
-                // Every span of this crate (the per-request ones are at debug level, to keep them
-                // out of log lines by default), and events at info and above.
-                m.target().starts_with("ai_failover") && (m.is_span() || *m.level() <= Level::INFO)
-            })
-            .with_max_level_hint(Level::DEBUG),
-        );
+    // Entering a span (every poll of an instrumented future) would also activate its
+    // OpenTelemetry context and time it: for other OpenTelemetry instrumentation (there is
+    // none here; propagation reads the span itself) and `busy_ns`/`idle_ns` attributes, at a
+    // third of the layer's cost. Thread ids mean little on a work-stealing runtime.
+    let otel_layer = tracing.exporting.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(otel::tracer(&tracing.provider))
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_filter(
+                filter_fn(|m| {
+                    // Every span of this crate (the per-request ones are at debug level, to keep
+                    // them out of log lines by default), and events at info and above.
+                    m.target().starts_with("ai_failover")
+                        && (m.is_span() || *m.level() <= Level::INFO)
+                })
+                .with_max_level_hint(Level::DEBUG),
+            )
+    });
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match opts.log_format {
         LogFormat::Text => fmt.boxed(),
@@ -92,6 +105,6 @@ pub fn init(opts: Options) -> TelemetryGuard {
         );
     }
     TelemetryGuard {
-        provider: Some(tracing.provider),
+        provider: tracing.exporting.then_some(tracing.provider),
     }
 }

@@ -1,9 +1,9 @@
-//! The OpenTelemetry tracer: always present so spans have W3C ids to propagate, exporting
-//! over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! The OpenTelemetry tracer, exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set (without it, `telemetry::init` installs no tracing layer at all).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// The variable that turns export on (the standard OTLP one; the exporter also honours
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_HEADERS` and `…_TIMEOUT`).
@@ -44,12 +44,6 @@ pub fn provider() -> Tracing {
             }
             Err(e) => export_error = Some(e.to_string()),
         }
-    }
-    if !exporting {
-        // Nothing leaves the process, so recording spans is wasted work per request. Spans
-        // still get ids (results and events carry a traceparent), and a caller that samples
-        // its trace (a `-01` traceparent) is still honoured.
-        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
     }
     Tracing {
         provider: builder.build(),

@@ -7,8 +7,9 @@
 use async_nats::HeaderMap;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Reads NATS headers for a propagator.
@@ -59,11 +60,11 @@ pub fn set_parent(span: &tracing::Span, headers: &HeaderMap) {
 /// Headers for everything published because of a message that carried `incoming`.
 ///
 /// When `incoming` has a valid `traceparent`, the result carries one with the same trace id
-/// whose parent is the current span (the worker's), plus any valid `tracestate`. Without a
-/// valid incoming context there is no trace to continue and no header is written: values
-/// that do not parse are dropped instead of failing the publish. If the current span is not
-/// part of the incoming trace (no OpenTelemetry layer, or the span is filtered out), the
-/// incoming context is passed on re-encoded, so the trace is at least not broken.
+/// whose parent is the worker's span, plus any valid `tracestate`. Without a valid incoming
+/// context there is no trace to continue and no header is written: values that do not parse
+/// are dropped instead of failing the publish. The worker's span is the current span when
+/// traces are exported; otherwise (no OpenTelemetry layer, so spans have no ids) it is a
+/// fresh span id in the same trace, so the trace is continued and never copied verbatim.
 pub fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     let parent = extract(incoming);
@@ -76,7 +77,18 @@ pub fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
         let sc = current.span().span_context().clone();
         sc.is_valid() && sc.trace_id() == parent_ctx.trace_id()
     };
-    let cx = if continues { current } else { parent };
+    let cx = if continues {
+        current
+    } else {
+        let worker_span = SpanContext::new(
+            parent_ctx.trace_id(),
+            RandomIdGenerator::default().new_span_id(),
+            parent_ctx.trace_flags(),
+            false,
+            parent_ctx.trace_state().clone(),
+        );
+        Context::new().with_remote_span_context(worker_span)
+    };
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut out));
     out
 }
@@ -155,9 +167,25 @@ mod tests {
     }
 
     #[test]
-    fn without_a_span_the_incoming_context_passes_through() {
-        let incoming = headers(&[("traceparent", PARENT)]);
-        let out = outgoing_headers(&incoming);
-        assert_eq!(ids(&out), ids(&incoming));
+    fn without_a_tracing_layer_the_trace_continues_under_a_fresh_span() {
+        // As a worker runs when traces are not exported: no OpenTelemetry layer at all.
+        let incoming = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
+        let first = outgoing_headers(&incoming);
+        let second = outgoing_headers(&incoming);
+        let (trace_in, span_in) = ids(&incoming);
+        let (trace_out, span_out) = ids(&first);
+        assert_eq!(trace_out, trace_in, "same trace");
+        assert_ne!(span_out, span_in, "not copied verbatim");
+        assert_ne!(ids(&second).1, span_out, "a new span id each time");
+        let flags = |h: &HeaderMap| {
+            h.get("traceparent")
+                .unwrap()
+                .as_str()
+                .rsplit('-')
+                .next()
+                .map(str::to_string)
+        };
+        assert_eq!(flags(&first), flags(&incoming), "sampling decision kept");
+        assert_eq!(first.get("tracestate").unwrap().as_str(), "vendor=abc");
     }
 }
