@@ -1,6 +1,7 @@
 //! `ai-failover bench`: the numbers behind the README's claims, measured in one run so that
 //! ratios hold on a noisy machine. Prints a table and writes JSON.
 
+mod cpu;
 mod failover;
 pub mod fakes;
 mod memory;
@@ -65,6 +66,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .tempdir()?;
     let mut children = Children(Vec::new());
     let nats = start_nats(dir.path(), &mut children).await?;
+    let server_pid = children.0.last().map_or(0, |(_, c)| c.id());
     let mut lines = Vec::new();
     let n = args.requests;
 
@@ -115,12 +117,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Alternating rounds, each on fresh streams: a noisy spell on the machine then hits one
     // pair, not the whole comparison, and the median pair ratio is reported.
     let (mut pass, mut one, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU µs per request: [pass-through, worker] × [this process, server].
+    let mut cpu: [[Vec<f64>; 2]; 2] = Default::default();
     for round in 0..ROUNDS {
-        let p = throughput::passthrough(&nats, &format!("bpass{round}"), n).await?;
-        let w = throughput::workers(&nats, &format!("bw1r{round}"), n, 1).await?;
+        let p = throughput::passthrough(&nats, server_pid, &format!("bpass{round}"), n).await?;
+        let w = throughput::workers(&nats, server_pid, &format!("bw1r{round}"), n, 1).await?;
         ratios.push(w.rps / p.rps);
         pass.push(p.rps);
         one.push(w.rps);
+        for (i, t) in [&p, &w].into_iter().enumerate() {
+            cpu[i][0].push(t.cpu.client_us);
+            cpu[i][1].push(t.cpu.server_us);
+        }
     }
     let ratio_note = format!(
         "median of {ROUNDS} alternating rounds; each round: {}",
@@ -152,6 +160,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(">= 0.8"),
         ratio_note,
     ));
+
+    for (i, who) in ["pass-through", "worker"].into_iter().enumerate() {
+        lines.push(line(
+            &format!("CPU per request, {who}: this process"),
+            percentile(&mut cpu[i][0], 0.5),
+            "µs",
+            None,
+            "median of the rounds; the load generator (publish, await acks, read results) included"
+                .into(),
+        ));
+        lines.push(line(
+            &format!("CPU per request, {who}: nats-server"),
+            percentile(&mut cpu[i][1], 0.5),
+            "µs",
+            None,
+            "median of the rounds; at the kernel's clock-tick resolution".into(),
+        ));
+    }
 
     let rate = (one_rps / 2.0).max(10.0);
     eprintln!("added latency at half of peak ({rate:.0} req/s)…");
@@ -210,7 +236,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     for workers in [2, 4] {
         eprintln!("scale: {workers} workers…");
-        let r = throughput::workers(&nats, &format!("bw{workers}"), n, workers).await?;
+        let r = throughput::workers(&nats, server_pid, &format!("bw{workers}"), n, workers).await?;
         lines.push(line(
             &format!("worker throughput ({workers} workers)"),
             r.rps,

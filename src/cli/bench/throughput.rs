@@ -16,11 +16,13 @@ use crate::contract::{
 };
 use crate::providers::Provider;
 
-use super::fakes;
+use super::{cpu, fakes};
 
 /// A throughput measurement.
 pub struct Throughput {
     pub rps: f64,
+    /// CPU per request, of this process (including the load generator) and of the server.
+    pub cpu: cpu::PerRequest,
 }
 
 fn requests(n: usize) -> Vec<AnalysisRequest> {
@@ -59,12 +61,13 @@ async fn publish_all(
 }
 
 /// Publishes `n` requests and waits for `n` results; returns the rate.
-async fn drive(nats: &str, names: &Names, n: usize) -> anyhow::Result<Throughput> {
+async fn drive(nats: &str, server_pid: u32, names: &Names, n: usize) -> anyhow::Result<Throughput> {
     let client = async_nats::connect(nats).await?;
     let js = jetstream::new(client.clone());
     let mut results = client.subscribe(names.results_filter()).await?;
     let reqs = requests(n);
     let start = Instant::now();
+    let meter = cpu::Meter::start(server_pid);
     let publisher = tokio::spawn({
         let js = js.clone();
         let names = names.clone();
@@ -80,6 +83,7 @@ async fn drive(nats: &str, names: &Names, n: usize) -> anyhow::Result<Throughput
     publisher.await??;
     Ok(Throughput {
         rps: n as f64 / start.elapsed().as_secs_f64(),
+        cpu: meter.stop(n),
     })
 }
 
@@ -170,14 +174,19 @@ async fn passthrough_loop(
 }
 
 /// Throughput of the pass-through loop.
-pub async fn passthrough(nats: &str, prefix: &str, n: usize) -> anyhow::Result<Throughput> {
+pub async fn passthrough(
+    nats: &str,
+    server_pid: u32,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Throughput> {
     let stop = tokio_util::sync::CancellationToken::new();
     let names = Names::new(prefix);
     // Set-up first, so the measurement starts with the streams in place.
     let cfg = fakes::config(nats, prefix, &["a"], "");
     setup::ensure(&setup::connect(&cfg.nats).await?, &cfg).await?;
     let task = tokio::spawn(passthrough_loop(nats.into(), prefix.into(), stop.clone()));
-    let t = drive(nats, &names, n).await?;
+    let t = drive(nats, server_pid, &names, n).await?;
     stop.cancel();
     let _ = task.await;
     Ok(t)
@@ -186,6 +195,7 @@ pub async fn passthrough(nats: &str, prefix: &str, n: usize) -> anyhow::Result<T
 /// Throughput of `count` workers (in this process) with an instant provider.
 pub async fn workers(
     nats: &str,
+    server_pid: u32,
     prefix: &str,
     n: usize,
     count: usize,
@@ -197,7 +207,7 @@ pub async fn workers(
         let p: Arc<dyn Provider> = fakes::Instant0::new("a");
         running.push(runtime::start(Arc::new(cfg), Some(vec![p])).await?);
     }
-    let t = drive(nats, &Names::new(prefix), n).await?;
+    let t = drive(nats, server_pid, &Names::new(prefix), n).await?;
     for r in running {
         r.stop().await;
     }

@@ -1,0 +1,97 @@
+//! CPU time spent by this process and by the nats-server, to say where a measurement's CPU
+//! went (on two cores the worker, the load generator and the server share them).
+
+use std::time::Duration;
+
+/// CPU time (user + system) of this whole process so far.
+pub fn process() -> Duration {
+    // SAFETY: `usage` is a valid, writable rusage and RUSAGE_SELF a constant Linux knows.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time (user + system) of process `pid` so far, at the kernel's clock-tick resolution
+/// (10 ms on most systems); zero when it cannot be read.
+pub fn of_pid(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start at field 3, so utime and stime (fields 14 and 15) are the 12th and 13th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / per_second)
+}
+
+/// CPU used by this process and by the server between [`Meter::start`] and [`Meter::stop`].
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    server_pid: u32,
+    process: Duration,
+    server: Duration,
+}
+
+/// What a [`Meter`] measured, per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerRequest {
+    /// This process: the worker (or pass-through loop) and the load generator.
+    pub client_us: f64,
+    /// The nats-server.
+    pub server_us: f64,
+}
+
+impl Meter {
+    /// Starts measuring; `server_pid` is the nats-server's.
+    pub fn start(server_pid: u32) -> Self {
+        Meter {
+            server_pid,
+            process: process(),
+            server: of_pid(server_pid),
+        }
+    }
+
+    /// CPU per request over `requests` requests since the start.
+    pub fn stop(&self, requests: usize) -> PerRequest {
+        let n = requests.max(1) as f64;
+        PerRequest {
+            client_us: (process() - self.process).as_secs_f64() * 1e6 / n,
+            server_us: (of_pid(self.server_pid).saturating_sub(self.server)).as_secs_f64() * 1e6
+                / n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_and_its_pid_agree() {
+        // Burn some CPU so both clocks move.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let mine = process();
+        let by_pid = of_pid(std::process::id());
+        assert!(mine > Duration::ZERO);
+        // Tick resolution: within 50 ms of each other.
+        let diff = mine.abs_diff(by_pid);
+        assert!(diff < Duration::from_millis(50), "{mine:?} vs {by_pid:?}");
+    }
+}
