@@ -37,6 +37,47 @@ pub fn of_pid(pid: u32) -> Duration {
     Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / per_second)
 }
 
+/// The machine's CPU time so far as (stolen, total) clock ticks, from `/proc/stat`: time a
+/// virtual machine's CPUs were ready to run while the hypervisor ran someone else.
+fn host_ticks() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (f.get(7).copied().unwrap_or(0), f.iter().sum())
+}
+
+/// The share of CPU time the hypervisor took away between [`Steal::start`] and
+/// [`Steal::percent`]: a latency tail measured while it is high is the host's, not ours.
+#[derive(Debug, Clone, Copy)]
+pub struct Steal((u64, u64));
+
+impl Steal {
+    /// Starts measuring.
+    pub fn start() -> Self {
+        Steal(host_ticks())
+    }
+
+    /// Stolen time since the start, in percent of all CPU time.
+    pub fn percent(&self) -> f64 {
+        let (stolen, total) = host_ticks();
+        let total = total.saturating_sub(self.0.1);
+        if total == 0 {
+            return 0.0;
+        }
+        stolen.saturating_sub(self.0.0) as f64 * 100.0 / total as f64
+    }
+}
+
 /// CPU used by this process and by the server between [`Meter::start`] and [`Meter::stop`].
 #[derive(Debug, Clone, Copy)]
 pub struct Meter {
@@ -78,6 +119,20 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_a_share_of_the_machine() {
+        let steal = Steal::start();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let p = steal.percent();
+        assert!((0.0..=100.0).contains(&p), "{p}");
+        let (stolen, total) = host_ticks();
+        assert!(total > 0 && stolen <= total, "{stolen} of {total}");
+    }
 
     #[test]
     fn this_process_and_its_pid_agree() {

@@ -183,14 +183,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("added latency at half of peak ({rate:.0} req/s)…");
     // Alternating rounds again; each percentile is the median of the rounds' percentiles.
     let mut rounds: [[Vec<f64>; 2]; 2] = Default::default();
+    let mut steal = Vec::new();
     for round in 0..ROUNDS {
         for (i, pass) in [false, true].into_iter().enumerate() {
             let prefix = format!("blat{}{round}", if pass { "p" } else { "w" });
+            let stolen = cpu::Steal::start();
             let (mut lat, _) =
                 throughput::paced_latency(&nats, &prefix, rate, Duration::from_secs(3), pass)
                     .await?;
             rounds[i][0].push(percentile(&mut lat, 0.5));
             rounds[i][1].push(percentile(&mut lat, 0.99));
+            if !pass {
+                steal.push(stolen.percent());
+            }
         }
     }
     let each = |v: &[f64]| {
@@ -218,6 +223,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ms",
         Some("< 10"),
         format!("rounds: {}", notes[1]),
+    ));
+    let steal_note = format!("worker rounds: {}", each(&steal));
+    lines.push(line(
+        "host CPU steal during the latency rounds",
+        percentile(&mut steal, 0.5),
+        "%",
+        None,
+        steal_note,
     ));
     lines.push(line(
         "latency p50 (pass-through)",
