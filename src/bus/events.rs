@@ -106,7 +106,7 @@ pub async fn announce(task: &EventTask, change: &Change) {
 /// Drains engine events until the sink side is dropped.
 pub async fn run(task: Arc<EventTask>, mut rx: mpsc::Receiver<EngineEvent>) {
     let mut pending: HashMap<String, Vec<CallOutcome>> = HashMap::new();
-    let mut spend: HashMap<String, Spent> = HashMap::new();
+    let mut spend: HashMap<SpendKey, Spent> = HashMap::new();
     let mut cached_at: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,7 +140,7 @@ async fn handle(
     task: &EventTask,
     event: EngineEvent,
     pending: &mut HashMap<String, Vec<CallOutcome>>,
-    spend: &mut HashMap<String, Spent>,
+    spend: &mut HashMap<SpendKey, Spent>,
     cached_at: &mut HashMap<String, tokio::time::Instant>,
 ) -> Option<String> {
     match event {
@@ -227,7 +227,9 @@ async fn handle(
         EngineEvent::Spend { provider, usd } => {
             metrics::counter!("ai_failover_spend_usd_micros_total", "provider" => provider.clone())
                 .increment((usd * 1e6) as u64);
-            let spent = spend.entry(provider).or_default();
+            // Booked under the day it was spent, even if its write waits past midnight.
+            let day = chrono::Utc::now().date_naive();
+            let spent = spend.entry((provider, day)).or_default();
             spent.usd += usd;
             spent.calls += 1;
             None
@@ -295,31 +297,42 @@ async fn flush_provider(
     report(task, changed).await;
 }
 
-/// Spend booked since the last flush, for one provider.
+/// Spend booked since the last flush, for one provider and day.
 #[derive(Debug, Default, Clone, Copy)]
 struct Spent {
     usd: f64,
     calls: u64,
 }
 
+/// A provider and the (UTC) day its spend belongs to.
+type SpendKey = (String, chrono::NaiveDate);
+
 /// `<provider>.<yyyy-mm-dd>` in `ai_budget`.
 pub fn budget_key(provider: &str, day: Timestamp) -> String {
+    day_key(provider, day.date_naive())
+}
+
+fn day_key(provider: &str, day: chrono::NaiveDate) -> String {
     format!("{provider}.{}", day.format("%Y-%m-%d"))
 }
 
-async fn flush_spend(task: &EventTask, spend: &mut HashMap<String, Spent>) {
+async fn flush_spend(task: &EventTask, spend: &mut HashMap<SpendKey, Spent>) {
     let now = chrono::Utc::now();
-    let providers: Vec<String> = task.cfg.providers.iter().map(|p| p.id.clone()).collect();
-    for provider in providers {
-        let add = spend.remove(&provider).unwrap_or_default();
-        match book_spend(task, &provider, add, now).await {
-            Ok(total) => task.fleet.set_spend(&provider, total),
+    let today = now.date_naive();
+    // Every configured provider is visited today, with or without new spend, to refresh
+    // the fleet's total; spend of an earlier day (its write failed before midnight) goes to
+    // that day's record.
+    let providers: Vec<&str> = task.cfg.providers.iter().map(|p| p.id.as_str()).collect();
+    for ((provider, day), add) in due(spend, &providers, today) {
+        match book_spend(task, &provider, add, day, now).await {
+            Ok(total) if day == today => task.fleet.set_spend(&provider, total),
+            Ok(_) => {}
             Err(why) => {
-                tracing::warn!(%provider, error = %why, "budget not updated; retrying at the next flush");
+                tracing::warn!(%provider, %day, error = %why, "budget not updated; retrying at the next flush");
                 // Kept for the next flush: a lost write must not make spend disappear (a
                 // write that did land but timed out counts twice, the safe side for a budget).
                 if add.calls > 0 {
-                    let kept = spend.entry(provider).or_default();
+                    let kept = spend.entry((provider, day)).or_default();
                     kept.usd += add.usd;
                     kept.calls += add.calls;
                 }
@@ -328,16 +341,33 @@ async fn flush_spend(task: &EventTask, spend: &mut HashMap<String, Spent>) {
     }
 }
 
-/// Adds `add` to today's record of `provider` (compare-and-set, retried on races) and returns
-/// the fleet's total spend today; with nothing to add it only reads.
+/// What a flush writes: everything booked (emptying `spend`), under the day it was spent,
+/// plus a read of today's record for every provider without new spend.
+fn due(
+    spend: &mut HashMap<SpendKey, Spent>,
+    providers: &[&str],
+    today: chrono::NaiveDate,
+) -> Vec<(SpendKey, Spent)> {
+    let mut due: Vec<(SpendKey, Spent)> = spend.drain().collect();
+    for p in providers {
+        if !due.iter().any(|((id, day), _)| id == p && *day == today) {
+            due.push(((p.to_string(), today), Spent::default()));
+        }
+    }
+    due
+}
+
+/// Adds `add` to `day`'s record of `provider` (compare-and-set, retried on races) and returns
+/// the fleet's total spend that day; with nothing to add it only reads.
 async fn book_spend(
     task: &EventTask,
     provider: &str,
     add: Spent,
+    day: chrono::NaiveDate,
     now: Timestamp,
 ) -> Result<f64, String> {
     use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
-    let key = budget_key(provider, now);
+    let key = day_key(provider, day);
     for _ in 0..8 {
         let entry = task
             .budget
@@ -354,7 +384,7 @@ async fn book_spend(
             None => (
                 BudgetRecord {
                     provider: provider.to_string(),
-                    date: now.format("%Y-%m-%d").to_string(),
+                    date: day.format("%Y-%m-%d").to_string(),
                     spend_usd: 0.0,
                     calls: 0,
                     updated_at: now,
@@ -387,4 +417,35 @@ async fn book_spend(
         }
     }
     Err("lost eight races in a row".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spend_waiting_past_midnight_stays_on_its_own_day() {
+        let yesterday = chrono::NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        let today = yesterday.succ_opt().unwrap();
+        let mut spend = HashMap::new();
+        let spent = |usd, calls| Spent { usd, calls };
+        spend.insert(("a".to_string(), yesterday), spent(0.5, 2));
+        spend.insert(("a".to_string(), today), spent(0.25, 1));
+        let mut due = due(&mut spend, &["a", "b"], today);
+        due.sort_by(|x, y| x.0.cmp(&y.0));
+        let got: Vec<(String, chrono::NaiveDate, f64, u64)> = due
+            .into_iter()
+            .map(|((p, d), s)| (p, d, s.usd, s.calls))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), yesterday, 0.5, 2),
+                ("a".to_string(), today, 0.25, 1),
+                ("b".to_string(), today, 0.0, 0),
+            ]
+        );
+        assert!(spend.is_empty());
+        assert_eq!(day_key("a", yesterday), "a.2026-11-21");
+    }
 }
