@@ -394,16 +394,21 @@ impl Worker {
                     })
                     .await;
                 if let Err(e) = stored {
-                    // Someone took over (we were presumed dead): defer to their answer.
-                    if let Some((crate::contract::OutcomeRecord::Done { result }, _)) =
-                        self.outcomes.get(&id).await?
-                    {
-                        self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
-                            .await?;
-                        self.ack(msg, stop).await?;
-                        return Ok(Handled::Replayed);
+                    match self.outcomes.get(&id).await? {
+                        // Our own write landed and only its reply was lost (the retry then
+                        // found the revision moved): this is our answer, not a replay.
+                        Some((crate::contract::OutcomeRecord::Done { result: done }, _))
+                            if done.worker_id == self.worker_id
+                                && done.completed_at == result.completed_at => {}
+                        // Someone took over (we were presumed dead): defer to their answer.
+                        Some((crate::contract::OutcomeRecord::Done { result }, _)) => {
+                            self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+                                .await?;
+                            self.ack(msg, stop).await?;
+                            return Ok(Handled::Replayed);
+                        }
+                        _ => return Err(e.into()),
                     }
-                    return Err(e.into());
                 }
                 self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
                     .await?;
