@@ -3,15 +3,25 @@
 
 use std::time::Duration;
 
-/// CPU time (user + system) of this whole process so far.
-pub fn process() -> Duration {
+fn usage() -> Option<libc::rusage> {
     // SAFETY: `usage` is a valid, writable rusage and RUSAGE_SELF a constant Linux knows.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
+}
+
+/// CPU time (user + system) of this whole process so far.
+pub fn process() -> Duration {
+    let Some(usage) = usage() else {
         return Duration::ZERO;
-    }
+    };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Times this process's threads went to sleep waiting (voluntary context switches): each is
+/// a wake-up later, which on a virtual machine is where the hypervisor's delays land.
+pub fn sleeps() -> u64 {
+    usage().map_or(0, |u| u.ru_nvcsw as u64)
 }
 
 /// CPU time (user + system) of process `pid` so far, at the kernel's clock-tick resolution
@@ -84,6 +94,7 @@ pub struct Meter {
     server_pid: u32,
     process: Duration,
     server: Duration,
+    sleeps: u64,
 }
 
 /// What a [`Meter`] measured, per request.
@@ -93,6 +104,8 @@ pub struct PerRequest {
     pub client_us: f64,
     /// The nats-server.
     pub server_us: f64,
+    /// This process's threads going to sleep (see [`sleeps`]).
+    pub client_sleeps: f64,
 }
 
 impl Meter {
@@ -102,6 +115,7 @@ impl Meter {
             server_pid,
             process: process(),
             server: of_pid(server_pid),
+            sleeps: sleeps(),
         }
     }
 
@@ -112,6 +126,7 @@ impl Meter {
             client_us: (process() - self.process).as_secs_f64() * 1e6 / n,
             server_us: (of_pid(self.server_pid).saturating_sub(self.server)).as_secs_f64() * 1e6
                 / n,
+            client_sleeps: sleeps().saturating_sub(self.sleeps) as f64 / n,
         }
     }
 }

@@ -118,7 +118,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // pair, not the whole comparison, and the median pair ratio is reported.
     let (mut pass, mut one, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     // CPU µs per request: [pass-through, worker] × [this process, server].
-    let mut cpu: [[Vec<f64>; 2]; 2] = Default::default();
+    let mut cpu: [[Vec<f64>; 3]; 2] = Default::default();
     for round in 0..ROUNDS {
         let p = throughput::passthrough(&nats, server_pid, &format!("bpass{round}"), n).await?;
         let w = throughput::workers(&nats, server_pid, &format!("bw1r{round}"), n, 1).await?;
@@ -128,6 +128,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         for (i, t) in [&p, &w].into_iter().enumerate() {
             cpu[i][0].push(t.cpu.client_us);
             cpu[i][1].push(t.cpu.server_us);
+            cpu[i][2].push(t.cpu.client_sleeps);
         }
     }
     let ratio_note = format!(
@@ -176,6 +177,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "µs",
             None,
             "median of the rounds; at the kernel's clock-tick resolution".into(),
+        ));
+        lines.push(line(
+            &format!("thread sleeps per request, {who}: this process"),
+            percentile(&mut cpu[i][2], 0.5),
+            "count",
+            None,
+            "voluntary context switches; each one is a wake-up the host can delay".into(),
         ));
     }
 
