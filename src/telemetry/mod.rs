@@ -63,25 +63,15 @@ impl Drop for TelemetryGuard {
 /// A second call (tests) installs nothing and returns an inert guard.
 pub fn init(opts: Options) -> TelemetryGuard {
     let tracing = otel::provider();
-    // Entering a span (every poll of an instrumented future) would also activate its
-    // OpenTelemetry context and time it: for other OpenTelemetry instrumentation (there is
-    // none here; propagation reads the span itself) and `busy_ns`/`idle_ns` attributes, at a
-    // third of the layer's cost. Thread ids mean little on a work-stealing runtime.
     let otel_layer = tracing.exporting.then(|| {
-        tracing_opentelemetry::layer()
-            .with_tracer(otel::tracer(&tracing.provider))
-            .with_context_activation(false)
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_filter(
-                filter_fn(|m| {
-                    // Every span of this crate (the per-request ones are at debug level, to keep
-                    // them out of log lines by default), and events at info and above.
-                    m.target().starts_with("ai_failover")
-                        && (m.is_span() || *m.level() <= Level::INFO)
-                })
-                .with_max_level_hint(Level::DEBUG),
-            )
+        otel::layer(&tracing.provider).with_filter(
+            filter_fn(|m| {
+                // Every span of this crate (the per-request ones are at debug level, to keep
+                // them out of log lines by default), and events at info and above.
+                m.target().starts_with("ai_failover") && (m.is_span() || *m.level() <= Level::INFO)
+            })
+            .with_max_level_hint(Level::DEBUG),
+        )
     });
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match opts.log_format {

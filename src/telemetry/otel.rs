@@ -52,6 +52,25 @@ pub fn provider() -> Tracing {
     }
 }
 
+/// The OpenTelemetry layer over `provider`, as `telemetry::init` installs it when exporting.
+///
+/// Entering a span (every poll of an instrumented future) would otherwise also activate its
+/// OpenTelemetry context and time it: for other OpenTelemetry instrumentation (there is none
+/// here; propagation reads the span itself) and `busy_ns`/`idle_ns` attributes, at a third of
+/// the layer's cost. Thread ids mean little on a work-stealing runtime.
+pub fn layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer(provider))
+        .with_context_activation(false)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+}
+
 /// A tracer of `provider` for this crate's spans.
 pub fn tracer(provider: &SdkTracerProvider) -> opentelemetry_sdk::trace::Tracer {
     provider.tracer(SERVICE_NAME)

@@ -2,7 +2,8 @@
 //!
 //! A request's `traceparent` becomes the parent of the worker's request span; everything the
 //! worker publishes because of that request carries a `traceparent` with the same trace id
-//! and the worker's current span as parent, so the trace continues through the fleet.
+//! and the worker's span as parent (the exported request span, or a fresh span id when traces
+//! are not exported), so the trace continues through the fleet.
 
 use async_nats::HeaderMap;
 use opentelemetry::Context;
@@ -116,12 +117,11 @@ mod tests {
         (sc.trace_id(), sc.span_id())
     }
 
-    /// Runs `f` inside a worker-like span whose parent came from `incoming`, with an
-    /// OpenTelemetry layer installed (no exporter), as the worker runs.
+    /// Runs `f` inside a worker-like span whose parent came from `incoming`, with the
+    /// OpenTelemetry layer the worker installs when it exports traces.
     fn in_worker_span<T>(incoming: &HeaderMap, f: impl FnOnce() -> T) -> T {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let layer =
-            tracing_opentelemetry::layer().with_tracer(super::super::otel::tracer(&provider));
+        let layer = super::super::otel::layer(&provider);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request");
@@ -133,13 +133,23 @@ mod tests {
     #[test]
     fn trace_continues_with_the_current_span_as_parent() {
         let incoming = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
-        let out = in_worker_span(&incoming, || outgoing_headers(&incoming));
+        let (out, worker_span) = in_worker_span(&incoming, || {
+            let current = tracing::Span::current().context();
+            (
+                outgoing_headers(&incoming),
+                current.span().span_context().span_id(),
+            )
+        });
         let (trace_in, span_in) = ids(&incoming);
         let (trace_out, span_out) = ids(&out);
         assert_eq!(trace_out, trace_in, "same trace");
         assert_ne!(
             span_out, span_in,
             "the parent is the worker's span, not the publisher's"
+        );
+        assert_eq!(
+            span_out, worker_span,
+            "the span the layer built and exports"
         );
         assert_ne!(out.get("traceparent").unwrap().as_str(), PARENT);
         assert_eq!(out.get("tracestate").unwrap().as_str(), "vendor=abc");
