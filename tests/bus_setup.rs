@@ -25,6 +25,17 @@ async fn setup_is_idempotent_and_survives_a_restart() {
         vec!["ai.analysis.request.>".to_string()]
     );
     assert!(info.config.duplicate_window >= std::time::Duration::from_secs(120));
+    let mut advisories = first.js.get_stream("AI_ADVISORIES").await.unwrap();
+    let ainfo = advisories.info().await.unwrap().clone();
+    assert_eq!(ainfo.config.retention, RetentionPolicy::WorkQueue);
+    assert_eq!(
+        ainfo.config.subjects,
+        vec!["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.AI_REQUESTS.workers".to_string()]
+    );
+    let mut settlers = second.settlers.clone();
+    let sinfo = settlers.info().await.unwrap().clone();
+    assert_eq!(sinfo.config.durable_name.as_deref(), Some("settlers"));
+    assert_eq!(sinfo.config.max_deliver, -1, "retried until settled");
     for name in ["AI_RESULTS", "AI_EVENTS", "AI_DEADLETTER"] {
         first
             .js
@@ -49,6 +60,7 @@ async fn setup_is_idempotent_and_survives_a_restart() {
     assert_eq!(
         all,
         vec![
+            "AI_ADVISORIES",
             "AI_DEADLETTER",
             "AI_EVENTS",
             "AI_REQUESTS",

@@ -1,7 +1,8 @@
 //! Requests that use up their deliveries without any worker finishing them (each delivery
 //! died with its worker) are settled from JetStream's MAX_DELIVERIES advisory: one that had
 //! in fact been answered gets its stored result published, the other is dead-lettered, and
-//! neither stays stranded in the work queue or costs a provider call.
+//! neither stays stranded in the work queue or costs a provider call, even when the advisory
+//! is raised while no worker is running.
 
 mod common;
 
@@ -127,5 +128,91 @@ async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
         calls.is_empty(),
         "no provider was called for either: {calls:?}"
     );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker() {
+    let server = NatsServer::start();
+    let sim = fleet::simulator(TWO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[worker]\nack_wait_ms = 1000\nmax_deliver = 2\n";
+    let cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), extra);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let bus = setup::ensure(&client, &cfg).await.unwrap();
+    let names = Names::default();
+    let mut advisory = client
+        .subscribe(names.max_deliveries_advisory())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let orphan = fleet::request("ORPHAN");
+    fleet::publish(&js, &names, &orphan).await;
+    // The whole fleet dies holding it, twice.
+    for delivery in 1..=2 {
+        let mut batch = bus
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .unwrap();
+        let msg = batch.next().await.expect("a delivery").unwrap();
+        assert_eq!(msg.info().unwrap().delivered, delivery);
+    }
+    // One more pull, by a worker that dies before it could do anything with the advisory its
+    // pull makes the server raise: nothing is delivered.
+    let mut batch = bus
+        .consumer
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(3))
+        .messages()
+        .await
+        .unwrap();
+    assert!(batch.next().await.is_none(), "no third delivery");
+    let raised = tokio::time::timeout(Duration::from_secs(20), advisory.next())
+        .await
+        .expect("the server gives up on the request")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&raised.payload).contains("max_deliver"),
+        "{raised:?}"
+    );
+    // Raised with no worker running, and kept.
+    let mut kept = js.get_stream("AI_ADVISORIES").await.unwrap();
+    assert_eq!(kept.info().await.unwrap().state.messages, 1);
+
+    let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
+    fleet::eventually(
+        Duration::from_secs(20),
+        "the dead letter of the orphaned request",
+        async || {
+            fleet::dead_letters(&js)
+                .await
+                .iter()
+                .any(|d| d.request_id.as_deref() == Some(orphan.request_id.as_str()))
+        },
+    )
+    .await;
+    let letters = fleet::dead_letters(&js).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].error.class, DeadLetterClass::MaxDeliveries);
+    fleet::eventually(
+        Duration::from_secs(20),
+        "the work queue and the advisories to be empty",
+        async || {
+            let mut requests = js.get_stream("AI_REQUESTS").await.unwrap();
+            let mut advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
+            requests.info().await.unwrap().state.messages == 0
+                && advisories.info().await.unwrap().state.messages == 0
+        },
+    )
+    .await;
+    let calls: Vec<_> = sim.log().into_iter().filter(|c| !c.probe).collect();
+    assert!(calls.is_empty(), "no provider was called: {calls:?}");
     worker.stop().await;
 }

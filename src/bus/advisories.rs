@@ -2,25 +2,24 @@
 //!
 //! A request that fails on its last delivery (`worker.max_deliver`) is settled by the worker
 //! holding it; one whose last delivery died with its worker is left in the work queue by the
-//! server, which sends a MAX_DELIVERIES advisory: one worker (a queue group) takes it, fetches
-//! the message by sequence, settles it and deletes it. Settling takes the request's
-//! `ai_outcomes` record first (waiting while a live worker still owns it): a stored result is
-//! published again; otherwise the request is dead-lettered, and the taken record makes a late
-//! `complete` by a presumed-dead owner fail, so no request ends with both.
-//!
-//! Advisories are core NATS messages: one raised while no worker is connected is not seen, and
-//! that request stays in `AI_REQUESTS` (visible as a pending message) until an operator acts.
+//! server, which sends a MAX_DELIVERIES advisory. The advisory is kept in `AI_ADVISORIES`
+//! (the server raises it once, as a core NATS message, even while no worker is running), and
+//! one worker takes it through the shared `settlers` consumer, fetches the message by
+//! sequence, settles it and deletes it; an advisory that cannot be settled yet is delivered
+//! again later. Settling takes the request's `ai_outcomes` record first (waiting while a live
+//! worker still owns it): a stored result is published again; otherwise the request is
+//! dead-lettered, and the taken record makes a late `complete` by a presumed-dead owner fail,
+//! so no request ends with both.
 
 use std::time::Duration;
 
-use async_nats::Subscriber;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{AnalysisResult, DeadLetterClass, Names, WORKER_CONSUMER};
+use crate::contract::{AnalysisResult, DeadLetterClass};
 
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
 use super::hold::{self, hold_limit};
@@ -61,64 +60,101 @@ pub struct Undeliverable<'a> {
     pub payload: &'a [u8],
     pub deliveries: u64,
     pub stream_seq: u64,
-    /// The delivery still held, when the worker settles its own last one: kept alive with
-    /// progress acks while settling waits.
-    pub held: Option<&'a jetstream::Message>,
+    /// What the settler holds (the request's last delivery, or the advisory): kept alive
+    /// with progress acks while settling waits and while a write rides out a bus outage.
+    pub held: &'a jetstream::Message,
 }
 
-/// The advisory subject for the workers' consumer on the requests stream.
-pub fn subject(names: &Names) -> String {
-    format!(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{WORKER_CONSUMER}",
-        names.requests_stream()
-    )
-}
-
-/// Subscribes (one queue group for the fleet) and waits until the server has the
-/// subscription, so that no advisory raised by this worker's first pulls is missed.
-pub async fn subscribe(client: &async_nats::Client, names: &Names) -> anyhow::Result<Subscriber> {
-    let group = format!("{}.advisories", names.prefix());
-    let sub = client.queue_subscribe(subject(names), group).await?;
-    client.flush().await?;
-    Ok(sub)
-}
-
-/// Settles advisories until `shutdown` fires; each one in its own task, since settling may
-/// wait for a live owner to finish.
-pub async fn run(worker: Arc<Worker>, mut advisories: Subscriber, shutdown: CancellationToken) {
-    loop {
-        let msg = tokio::select! {
-            m = advisories.next() => m,
-            _ = shutdown.cancelled() => None,
-        };
-        let Some(msg) = msg else { break };
-        let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
-            Ok(a) => a,
+/// Settles advisories from the `settlers` consumer until `shutdown` fires; each one in its
+/// own task, since settling may wait for a live owner to finish.
+pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let mut settlers = worker.bus.settlers.clone();
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut advisories = match settlers.messages().await {
+            Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory");
+                failures += 1;
+                tracing::warn!(error = %e, failures, "cannot read MAX_DELIVERIES advisories");
+                // As in the consume loop: after a server restart the consumer may be gone.
+                if failures.is_multiple_of(5)
+                    && let Ok(bus) = super::setup::ensure(&worker.bus.client, &worker.cfg).await
+                {
+                    settlers = bus.settlers;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200 * failures.min(10) as u64)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
                 continue;
             }
         };
-        let (worker, stop) = (worker.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let seq = advisory.stream_seq;
-            match from_advisory(&worker, &advisory, &stop).await {
-                Ok(how) => tracing::warn!(
-                    stream_seq = seq,
-                    deliveries = advisory.deliveries,
-                    how = how.as_str(),
-                    "settled a request JetStream stopped delivering"
-                ),
-                Err(e) => tracing::error!(stream_seq = seq, error = %e,
-                    "could not settle a request JetStream stopped delivering; it stays in the stream"),
+        failures = 0;
+        loop {
+            let next = tokio::select! {
+                m = advisories.next() => m,
+                _ = shutdown.cancelled() => None,
+            };
+            let msg = match next {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "advisory stream error");
+                    continue;
+                }
+            };
+            let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let (worker, stop) = (worker.clone(), shutdown.clone());
+            tokio::spawn(async move { settle_advisory(&worker, &advisory, &msg, &stop).await });
+        }
+    }
+}
+
+/// Settles one advisory, then acknowledges it, or leaves it to be delivered again.
+async fn settle_advisory(
+    worker: &Worker,
+    advisory: &MaxDeliveries,
+    msg: &jetstream::Message,
+    stop: &CancellationToken,
+) {
+    let seq = advisory.stream_seq;
+    match from_advisory(worker, advisory, msg, stop).await {
+        Ok(how) => {
+            tracing::warn!(
+                stream_seq = seq,
+                deliveries = advisory.deliveries,
+                how = how.as_str(),
+                "settled a request JetStream stopped delivering"
+            );
+            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+            let acked = hold::holding(msg, ack_wait, stop, "ack", |_| true, || msg.double_ack());
+            if let Err(e) = acked.await {
+                // Delivered again later: settling twice finds the message gone.
+                tracing::warn!(stream_seq = seq, error = %e, "advisory not acknowledged");
             }
-        });
+        }
+        Err(e) => {
+            let tries = msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+            let retry = hold::nak_delay(tries, hold_limit(ack_wait));
+            tracing::error!(stream_seq = seq, error = %e, tries, retry_ms = retry.as_millis() as u64,
+                "could not settle a request JetStream stopped delivering; trying again later");
+            let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
+        }
     }
 }
 
 async fn from_advisory(
     worker: &Worker,
     advisory: &MaxDeliveries,
+    held: &jetstream::Message,
     stop: &CancellationToken,
 ) -> anyhow::Result<Settled> {
     let seq = advisory.stream_seq;
@@ -137,7 +173,7 @@ async fn from_advisory(
         payload: &message.payload,
         deliveries: advisory.deliveries,
         stream_seq: seq,
-        held: None,
+        held,
     };
     let settled = settle(worker, &undeliverable, stop).await?;
     worker
@@ -198,7 +234,7 @@ fn count(settled: Settled) {
 async fn take(
     worker: &Worker,
     request_id: &str,
-    held: Option<&jetstream::Message>,
+    held: &jetstream::Message,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<AnalysisResult>> {
     let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
@@ -218,9 +254,7 @@ async fn take(
                     tokio::time::Instant::now() < give_up && !stop.is_cancelled(),
                     "{worker_id} still owns request {request_id}"
                 );
-                if let Some(msg) = held {
-                    let _ = msg.ack_with(AckKind::Progress).await;
-                }
+                let _ = held.ack_with(AckKind::Progress).await;
                 // Polling the record: the owner's completion has no event of its own here.
                 tokio::select! {
                     _ = tokio::time::sleep(ack_wait / 4) => {}
@@ -232,9 +266,8 @@ async fn take(
 }
 
 /// Publishes the dead letter of `message` (keyed by its stream sequence, so writing it twice
-/// stores one letter). A delivery the caller still holds rides out a bus outage like every
-/// other write of the worker; without one (the advisory path) a failure returns at once and
-/// the message stays in the stream.
+/// stores one letter), riding out a bus outage like every other write of the worker while
+/// the message being settled is held.
 pub async fn publish_dead_letter(
     worker: &Worker,
     message: &Undeliverable<'_>,
@@ -251,13 +284,16 @@ pub async fn publish_dead_letter(
     );
     let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), message.stream_seq);
     let publish = || worker.publisher.dead_letter(&dl, Some(&msg_id));
-    match message.held {
-        Some(msg) => {
-            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
-            hold::holding(msg, ack_wait, stop, "dead_letter", |_| true, publish).await?
-        }
-        None => publish().await?,
-    }
+    let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+    hold::holding(
+        message.held,
+        ack_wait,
+        stop,
+        "dead_letter",
+        |_| true,
+        publish,
+    )
+    .await?;
     metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
         .increment(1);
     Ok(())

@@ -143,10 +143,8 @@ pub async fn start(
         control::start(bus.clone(), task.clone(), sink.clone()).await?,
     ];
     background.extend(served.map(|(_, h)| h));
-    let advisories = advisories::subscribe(&bus.client, &bus.names).await?;
     background.push(tokio::spawn(advisories::run(
         Arc::new(worker.clone()),
-        advisories,
         shutdown.clone(),
     )));
     let consume = tokio::spawn(worker.clone().run(shutdown.clone()));

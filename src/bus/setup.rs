@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 
 use crate::config::{Config, NatsConfig};
-use crate::contract::{Names, WORKER_CONSUMER};
+use crate::contract::{Names, SETTLER_CONSUMER, WORKER_CONSUMER};
 
 /// A failure talking to NATS, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,8 @@ pub struct Bus {
     pub names: Names,
     pub requests: stream::Stream,
     pub consumer: consumer::PullConsumer,
+    /// The settlers' consumer on the advisories stream (see `advisories`).
+    pub settlers: consumer::PullConsumer,
     pub health: kv::Store,
     pub outcomes: kv::Store,
     pub budget: kv::Store,
@@ -165,7 +167,23 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         max_age: 30 * day,
         ..Default::default()
     };
-    for config in [requests, results, events, dead] {
+    // The server raises a MAX_DELIVERIES advisory once, as a core NATS message, whether or
+    // not a worker is listening (even with the whole fleet down): kept here, it waits for
+    // the next worker instead of being lost with its request.
+    let advisories = stream::Config {
+        name: names.advisories_stream(),
+        description: Some(
+            "ai-failover: requests JetStream stopped delivering, until a worker settles them"
+                .into(),
+        ),
+        subjects: vec![names.max_deliveries_advisory()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 30 * day,
+        ..Default::default()
+    };
+    for config in [requests, results, events, dead, advisories] {
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
@@ -179,6 +197,13 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         .create_consumer(consumer_config(cfg, &names))
         .await
         .map_err(|e| setup_err(format!("consumer {WORKER_CONSUMER}"))(Box::new(e)))?;
+    let settlers = js
+        .get_stream(names.advisories_stream())
+        .await
+        .map_err(|e| setup_err("advisories stream")(Box::new(e)))?
+        .create_consumer(settler_config(cfg))
+        .await
+        .map_err(|e| setup_err(format!("consumer {SETTLER_CONSUMER}"))(Box::new(e)))?;
 
     let bucket = |name: String, history: i64, max_age: Duration| kv::Config {
         bucket: name,
@@ -211,6 +236,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         names,
         requests,
         consumer,
+        settlers,
         health,
         outcomes,
         budget,
@@ -228,6 +254,20 @@ pub fn consumer_config(cfg: &Config, names: &Names) -> consumer::pull::Config {
         ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
         max_deliver: cfg.worker.max_deliver,
         max_ack_pending: cfg.worker.max_ack_pending,
+        num_replicas: cfg.nats.replicas,
+        ..Default::default()
+    }
+}
+
+/// The durable pull consumer through which workers settle advisories: redelivered until one
+/// succeeds (no delivery limit), with an ack wait that covers one held bus operation.
+pub fn settler_config(cfg: &Config) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(SETTLER_CONSUMER.to_string()),
+        description: Some("ai-failover settlers of undeliverable requests".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: super::hold::hold_limit(Duration::from_millis(cfg.worker.ack_wait_ms)),
+        max_deliver: -1,
         num_replicas: cfg.nats.replicas,
         ..Default::default()
     }

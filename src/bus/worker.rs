@@ -253,7 +253,7 @@ impl Worker {
             payload: &msg.payload,
             deliveries: delivered,
             stream_seq: info.stream_sequence,
-            held: Some(msg),
+            held: msg,
         };
         let how = advisories::settle(self, &undeliverable, stop).await?;
         tracing::warn!(subject = %msg.subject, delivered, how = how.as_str(), "settled a request on its last delivery");
@@ -281,7 +281,7 @@ impl Worker {
             payload: &msg.payload,
             deliveries: delivered(msg),
             stream_seq: info.stream_sequence,
-            held: Some(msg),
+            held: msg,
         };
         advisories::publish_dead_letter(self, &undeliverable, rejection, stop).await?;
         self.terminate(msg, stop).await?;

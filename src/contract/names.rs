@@ -19,6 +19,9 @@ impl Default for Names {
 
 /// The name of the durable pull consumer every worker shares.
 pub const WORKER_CONSUMER: &str = "workers";
+/// The durable consumer on the advisories stream through which workers settle requests
+/// JetStream stopped delivering.
+pub const SETTLER_CONSUMER: &str = "settlers";
 
 /// The name of the control micro-service.
 pub const SERVICE_NAME: &str = "ai-failover";
@@ -59,6 +62,19 @@ impl Names {
     /// `AI_DEADLETTER`: rejected requests with their reason.
     pub fn dead_letter_stream(&self) -> String {
         self.stream("DEADLETTER")
+    }
+    /// `AI_ADVISORIES`: the server's MAX_DELIVERIES advisories about the workers' consumer,
+    /// kept until a worker has settled the request (fleet-internal, not part of the contract
+    /// other programs code against).
+    pub fn advisories_stream(&self) -> String {
+        self.stream("ADVISORIES")
+    }
+    /// The subject of the MAX_DELIVERIES advisory about the workers' consumer.
+    pub fn max_deliveries_advisory(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{WORKER_CONSUMER}",
+            self.requests_stream()
+        )
     }
 
     /// `ai.analysis.request.<kind>`.
