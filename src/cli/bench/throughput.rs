@@ -188,6 +188,7 @@ async fn teardown(nats: &str, prefix: &str) -> anyhow::Result<()> {
         names.results_stream(),
         names.events_stream(),
         names.dead_letter_stream(),
+        names.advisories_stream(),
     ] {
         js.delete_stream(&stream).await?;
     }
