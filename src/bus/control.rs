@@ -50,6 +50,9 @@ pub async fn start(
             .map_err(setup)?;
         endpoints.push(endpoint.map(move |req| (name, req)).boxed());
     }
+    // Once `start` returns, a call must find the endpoints: the subscriptions have to have
+    // reached the server, not only the client's outgoing buffer.
+    bus.client.flush().await.map_err(|e| setup(e.into()))?;
     let ctx = Arc::new(handlers::Ctx { bus, task, sink });
     Ok(tokio::spawn(async move {
         // Dropping the service would close its endpoints: it lives as long as this task.
