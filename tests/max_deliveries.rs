@@ -182,9 +182,16 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
         String::from_utf8_lossy(&raised.payload).contains("max_deliver"),
         "{raised:?}"
     );
-    // Raised with no worker running, and kept.
-    let mut kept = js.get_stream("AI_ADVISORIES").await.unwrap();
-    assert_eq!(kept.info().await.unwrap().state.messages, 1);
+    // Raised with no worker running, and kept (the stream stores it on its own time).
+    fleet::eventually(
+        Duration::from_secs(10),
+        "the advisory kept in AI_ADVISORIES",
+        async || {
+            let mut kept = js.get_stream("AI_ADVISORIES").await.unwrap();
+            kept.info().await.unwrap().state.messages == 1
+        },
+    )
+    .await;
 
     let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
     fleet::eventually(
@@ -214,5 +221,43 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
     .await;
     let calls: Vec<_> = sim.log().into_iter().filter(|c| !c.probe).collect();
     assert!(calls.is_empty(), "no provider was called: {calls:?}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_settlers_consumer_is_recreated_by_the_running_worker() {
+    let server = NatsServer::start();
+    let sim = fleet::simulator(TWO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), "");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
+    let advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
+    advisories.delete_consumer("settlers").await.unwrap();
+
+    // An advisory about a message that is no longer in the stream: settled as gone.
+    let names = Names::default();
+    js.publish(
+        names.max_deliveries_advisory(),
+        r#"{"stream_seq": 999999, "deliveries": 5}"#.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    fleet::eventually(
+        Duration::from_secs(30),
+        "the consumer back and the advisory settled",
+        async || {
+            let mut stream = js.get_stream("AI_ADVISORIES").await.unwrap();
+            stream.info().await.unwrap().state.messages == 0
+                && stream
+                    .get_consumer::<jetstream::consumer::pull::Config>("settlers")
+                    .await
+                    .is_ok()
+        },
+    )
+    .await;
     worker.stop().await;
 }

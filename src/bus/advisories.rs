@@ -65,44 +65,67 @@ pub struct Undeliverable<'a> {
     pub held: &'a jetstream::Message,
 }
 
+/// Advisories settled at once by one worker: after a mass failure the rest wait in the
+/// stream for this worker or another instead of piling up as tasks here.
+const SETTLING_AT_ONCE: usize = 16;
+
 /// Settles advisories from the `settlers` consumer until `shutdown` fires; each one in its
 /// own task, since settling may wait for a live owner to finish.
 pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
     let mut settlers = worker.bus.settlers.clone();
+    let permits = Arc::new(tokio::sync::Semaphore::new(SETTLING_AT_ONCE));
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        let mut advisories = match settlers.messages().await {
+        if failures > 0 {
+            tracing::warn!(failures, "reading MAX_DELIVERIES advisories again");
+            // After a server restart the consumer may be gone: set-up recreates it.
+            if let Ok(bus) = super::setup::ensure(&worker.bus.client, &worker.cfg).await {
+                settlers = bus.settlers;
+            }
+            let wait = Duration::from_millis(200 * failures.min(10) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let advisories = settlers
+            .stream()
+            .max_messages_per_batch(SETTLING_AT_ONCE)
+            .messages()
+            .await;
+        let mut advisories = match advisories {
             Ok(m) => m,
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, failures, "cannot read MAX_DELIVERIES advisories");
-                // As in the consume loop: after a server restart the consumer may be gone.
-                if failures.is_multiple_of(5)
-                    && let Ok(bus) = super::setup::ensure(&worker.bus.client, &worker.cfg).await
-                {
-                    settlers = bus.settlers;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200 * failures.min(10) as u64)) => {}
-                    _ = shutdown.cancelled() => {}
-                }
+                tracing::warn!(error = %e, "cannot read MAX_DELIVERIES advisories");
                 continue;
             }
         };
-        failures = 0;
+        // Reading on is only trusted once a message arrives: a deleted consumer shows as a
+        // run of errors (or the end of the stream), not as a failure to subscribe.
+        let mut errors_in_a_row = 0u32;
         loop {
             let next = tokio::select! {
                 m = advisories.next() => m,
-                _ = shutdown.cancelled() => None,
+                _ = shutdown.cancelled() => return,
             };
             let msg = match next {
-                None => break,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "advisory stream error");
-                    continue;
+                    errors_in_a_row += 1;
+                    tracing::warn!(error = %e, errors_in_a_row, "advisory stream error");
+                    if errors_in_a_row < 3 {
+                        continue;
+                    }
+                    failures += 1;
+                    break;
+                }
+                None => {
+                    failures += 1;
+                    break;
                 }
             };
+            (errors_in_a_row, failures) = (0, 0);
             let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
                 Ok(a) => a,
                 Err(e) => {
@@ -111,8 +134,15 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                     continue;
                 }
             };
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = shutdown.cancelled() => return,
+            };
             let (worker, stop) = (worker.clone(), shutdown.clone());
-            tokio::spawn(async move { settle_advisory(&worker, &advisory, &msg, &stop).await });
+            tokio::spawn(async move {
+                settle_advisory(&worker, &advisory, &msg, &stop).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -133,9 +163,7 @@ async fn settle_advisory(
                 how = how.as_str(),
                 "settled a request JetStream stopped delivering"
             );
-            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
-            let acked = hold::holding(msg, ack_wait, stop, "ack", |_| true, || msg.double_ack());
-            if let Err(e) = acked.await {
+            if let Err(e) = worker.ack(msg, stop).await {
                 // Delivered again later: settling twice finds the message gone.
                 tracing::warn!(stream_seq = seq, error = %e, "advisory not acknowledged");
             }

@@ -479,7 +479,12 @@ impl Worker {
         .map_err(|e| anyhow::anyhow!("terminate: {e}"))
     }
 
-    async fn ack(&self, msg: &jetstream::Message, stop: &CancellationToken) -> anyhow::Result<()> {
+    /// Acknowledges `msg` and waits for the server to confirm, held through a bus outage.
+    pub(super) async fn ack(
+        &self,
+        msg: &jetstream::Message,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
         hold::holding(
             msg,
             self.ack_wait(),
