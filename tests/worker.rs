@@ -381,6 +381,21 @@ async fn a_restarted_nats_server_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_workers_consumer_is_recreated_and_nothing_is_lost() {
+    let rig = rig(TWO, "").await;
+    let w = rig.worker("w1").await;
+    let first = rig.send(5, "BEFORE").await;
+    fleet::await_results(&rig.js, &first, Duration::from_secs(20)).await;
+    // An operator's mistake: the shared consumer is deleted under the running worker.
+    let requests = rig.js.get_stream("AI_REQUESTS").await.unwrap();
+    requests.delete_consumer("workers").await.unwrap();
+    let second = rig.send(5, "AFTER").await;
+    let results = fleet::await_results(&rig.js, &second, Duration::from_secs(30)).await;
+    exactly_one(&results, &second);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_never_leaks_into_results_events_kv_or_dead_letters() {
     let rig = rig(TWO, "[engine]\nhedging = false\n").await;
     rig.sim

@@ -136,54 +136,64 @@ impl Worker {
                 .expires(Duration::from_secs(2))
                 .messages()
                 .await;
-            let mut batch = match batch {
-                Ok(b) => {
-                    consecutive_errors = 0;
-                    b
-                }
-                Err(e) => {
-                    consecutive_errors += 1;
-                    this.ready.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, consecutive_errors, "cannot pull requests");
-                    // Trap: after a server restart the consumer may be gone; recreate it.
-                    if consecutive_errors.is_multiple_of(5)
-                        && let Ok(bus) = super::setup::ensure(&this.bus.client, &this.cfg).await
-                    {
-                        consumer = bus.consumer;
+            // A pull that fails before delivering anything (the request itself, or the
+            // server's answer to it: a deleted consumer shows only there) backs off and, every
+            // fifth time, runs set-up again instead of pulling again at once.
+            let mut failed = None;
+            match batch {
+                Err(e) => failed = Some(e.to_string()),
+                Ok(mut batch) => {
+                    let mut delivered = 0usize;
+                    loop {
+                        let next = tokio::select! {
+                            m = batch.next() => m,
+                            _ = shutdown.cancelled() => None,
+                        };
+                        let Some(msg) = next else { break };
+                        let msg = match msg {
+                            Ok(m) => m,
+                            Err(e) if delivered == 0 => {
+                                failed = Some(e.to_string());
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "pull batch error");
+                                break;
+                            }
+                        };
+                        delivered += 1;
+                        let Some(slot) = slots.pop() else {
+                            // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
+                            let _ = msg.ack_with(AckKind::Nak(None)).await;
+                            continue;
+                        };
+                        let me = this.clone();
+                        let stop = hard_stop.clone();
+                        tokio::spawn(async move {
+                            me.serve(msg, stop).await;
+                            drop(slot);
+                        });
                     }
-                    let wait = Duration::from_millis(100 * consecutive_errors.min(20) as u64);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    continue;
                 }
+            }
+            let Some(why) = failed else {
+                consecutive_errors = 0;
+                this.ready.store(true, Ordering::Relaxed);
+                continue;
             };
-            this.ready.store(true, Ordering::Relaxed);
-            loop {
-                let next = tokio::select! {
-                    m = batch.next() => m,
-                    _ = shutdown.cancelled() => None,
-                };
-                let Some(msg) = next else { break };
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "pull batch error");
-                        break;
-                    }
-                };
-                let Some(slot) = slots.pop() else {
-                    // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let me = this.clone();
-                let stop = hard_stop.clone();
-                tokio::spawn(async move {
-                    me.serve(msg, stop).await;
-                    drop(slot);
-                });
+            consecutive_errors += 1;
+            this.ready.store(false, Ordering::Relaxed);
+            tracing::warn!(error = %why, consecutive_errors, "cannot pull requests");
+            // Trap: after a server restart the consumer may be gone; recreate it.
+            if consecutive_errors.is_multiple_of(5)
+                && let Ok(bus) = super::setup::ensure(&this.bus.client, &this.cfg).await
+            {
+                consumer = bus.consumer;
+            }
+            let wait = Duration::from_millis(100 * consecutive_errors.min(20) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
             }
         }
         this.ready.store(false, Ordering::Relaxed);
