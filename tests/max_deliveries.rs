@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ai_failover::bus::outcomes::{Claim, Outcomes};
 use ai_failover::bus::{runtime, setup};
-use ai_failover::config::Api;
-use ai_failover::contract::{AnalysisResult, DeadLetterClass, Names};
+use ai_failover::config::{Api, Config};
+use ai_failover::contract::{AnalysisResult, DeadLetter, DeadLetterClass, Names};
+use ai_failover::simulator::{CallRecord, SimHandle};
 use async_nats::jetstream;
 use common::fleet;
 use common::nats::NatsServer;
@@ -32,8 +33,19 @@ fn result_for(request_id: &str) -> AnalysisResult {
     result
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
+/// A server, the simulator and the bus set up, with two deliveries per request and a 1 s ack
+/// wait (no worker running yet).
+struct Setup {
+    _server: NatsServer,
+    sim: SimHandle,
+    _dir: tempfile::TempDir,
+    cfg: Config,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    bus: setup::Bus,
+}
+
+async fn set_up() -> Setup {
     let server = NatsServer::start();
     let sim = fleet::simulator(TWO).await;
     let dir = tempfile::tempdir().unwrap();
@@ -42,18 +54,25 @@ async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let bus = setup::ensure(&client, &cfg).await.unwrap();
-    let names = Names::default();
+    Setup {
+        _server: server,
+        sim,
+        _dir: dir,
+        cfg,
+        client,
+        js,
+        bus,
+    }
+}
 
-    let died = fleet::request("DIED");
-    let acked_late = fleet::request("ACKLOST");
-    fleet::publish(&js, &names, &died).await;
-    fleet::publish(&js, &names, &acked_late).await;
-    // Play the workers that die holding the messages: take every delivery, answer none.
+/// Plays the workers that die holding the messages: takes both deliveries of each of the
+/// `count` requests waiting, and answers none.
+async fn die_holding(bus: &setup::Bus, count: usize) {
     for delivery in 1..=2 {
         let mut batch = bus
             .consumer
             .batch()
-            .max_messages(2)
+            .max_messages(count)
             .expires(Duration::from_secs(10))
             .messages()
             .await
@@ -63,8 +82,63 @@ async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
             assert_eq!(msg.unwrap().info().unwrap().delivered, delivery);
             taken += 1;
         }
-        assert_eq!(taken, 2, "delivery {delivery} of both requests");
+        assert_eq!(taken, count, "delivery {delivery} of every request");
     }
+}
+
+/// Waits for the dead letter of `request_id` and returns it, checking it is the only one and
+/// says the deliveries ran out.
+async fn the_only_dead_letter(js: &jetstream::Context, request_id: &str) -> DeadLetter {
+    fleet::eventually(
+        Duration::from_secs(20),
+        &format!("the dead letter of {request_id}"),
+        async || {
+            fleet::dead_letters(js)
+                .await
+                .iter()
+                .any(|d| d.request_id.as_deref() == Some(request_id))
+        },
+    )
+    .await;
+    let mut letters = fleet::dead_letters(js).await;
+    assert_eq!(letters.len(), 1, "only {request_id}: {letters:?}");
+    let letter = letters.remove(0);
+    assert_eq!(letter.error.class, DeadLetterClass::MaxDeliveries);
+    letter
+}
+
+/// Waits until neither the work queue nor the advisories hold a message.
+async fn queues_end_empty(js: &jetstream::Context) {
+    fleet::eventually(
+        Duration::from_secs(20),
+        "the work queue and the advisories to be empty",
+        async || {
+            let mut requests = js.get_stream("AI_REQUESTS").await.unwrap();
+            let mut advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
+            requests.info().await.unwrap().state.messages == 0
+                && advisories.info().await.unwrap().state.messages == 0
+        },
+    )
+    .await;
+}
+
+/// Provider calls other than health probes.
+fn paid_calls(sim: &SimHandle) -> Vec<CallRecord> {
+    sim.log().into_iter().filter(|c| !c.probe).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
+    let Setup {
+        sim, cfg, js, bus, ..
+    } = &set_up().await;
+    let names = Names::default();
+
+    let died = fleet::request("DIED");
+    let acked_late = fleet::request("ACKLOST");
+    fleet::publish(js, &names, &died).await;
+    fleet::publish(js, &names, &acked_late).await;
+    die_holding(bus, 2).await;
     // One of them had been answered before its worker died: the outcome was stored, the ack
     // never landed.
     let outcomes = Outcomes::new(bus.outcomes.clone(), Duration::from_secs(1));
@@ -83,47 +157,26 @@ async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
     // A healthy worker's first pull makes the server give up on both and raise the advisories.
     let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
     let results = fleet::await_results(
-        &js,
+        js,
         std::slice::from_ref(&acked_late.request_id),
         Duration::from_secs(20),
     )
     .await;
     assert_eq!(results[&acked_late.request_id].len(), 1);
-    fleet::eventually(
-        Duration::from_secs(20),
-        "the dead letter of the request nobody answered",
-        async || {
-            fleet::dead_letters(&js)
-                .await
-                .iter()
-                .any(|d| d.request_id.as_deref() == Some(died.request_id.as_str()))
-        },
-    )
-    .await;
-    let letters = fleet::dead_letters(&js).await;
-    assert_eq!(letters.len(), 1, "only the unanswered request: {letters:?}");
-    assert_eq!(letters[0].error.class, DeadLetterClass::MaxDeliveries);
-    assert_eq!(letters[0].delivery_count, 2);
+    let letter = the_only_dead_letter(js, &died.request_id).await;
+    assert_eq!(letter.delivery_count, 2);
     assert!(
-        letters[0].error.message.contains("2 deliveries"),
+        letter.error.message.contains("2 deliveries"),
         "{}",
-        letters[0].error.message
+        letter.error.message
     );
-    fleet::eventually(
-        Duration::from_secs(20),
-        "the work queue to be empty",
-        async || {
-            let mut stream = js.get_stream("AI_REQUESTS").await.unwrap();
-            stream.info().await.unwrap().state.messages == 0
-        },
-    )
-    .await;
-    let stored = fleet::stored::<AnalysisResult>(&js, "AI_RESULTS").await;
+    queues_end_empty(js).await;
+    let stored = fleet::stored::<AnalysisResult>(js, "AI_RESULTS").await;
     assert!(
         stored.iter().all(|r| r.request_id != died.request_id),
         "the dead-lettered request has no result"
     );
-    let calls: Vec<_> = sim.log().into_iter().filter(|c| !c.probe).collect();
+    let calls = paid_calls(sim);
     assert!(
         calls.is_empty(),
         "no provider was called for either: {calls:?}"
@@ -133,14 +186,14 @@ async fn requests_whose_every_delivery_died_are_settled_from_the_advisory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker() {
-    let server = NatsServer::start();
-    let sim = fleet::simulator(TWO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let extra = "[worker]\nack_wait_ms = 1000\nmax_deliver = 2\n";
-    let cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), extra);
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
-    let bus = setup::ensure(&client, &cfg).await.unwrap();
+    let Setup {
+        sim,
+        cfg,
+        client,
+        js,
+        bus,
+        ..
+    } = &set_up().await;
     let names = Names::default();
     let mut advisory = client
         .subscribe(names.max_deliveries_advisory())
@@ -149,20 +202,9 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
     client.flush().await.unwrap();
 
     let orphan = fleet::request("ORPHAN");
-    fleet::publish(&js, &names, &orphan).await;
+    fleet::publish(js, &names, &orphan).await;
     // The whole fleet dies holding it, twice.
-    for delivery in 1..=2 {
-        let mut batch = bus
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(10))
-            .messages()
-            .await
-            .unwrap();
-        let msg = batch.next().await.expect("a delivery").unwrap();
-        assert_eq!(msg.info().unwrap().delivered, delivery);
-    }
+    die_holding(bus, 1).await;
     // One more pull, by a worker that dies before it could do anything with the advisory its
     // pull makes the server raise: nothing is delivered.
     let mut batch = bus
@@ -194,32 +236,9 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
     .await;
 
     let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
-    fleet::eventually(
-        Duration::from_secs(20),
-        "the dead letter of the orphaned request",
-        async || {
-            fleet::dead_letters(&js)
-                .await
-                .iter()
-                .any(|d| d.request_id.as_deref() == Some(orphan.request_id.as_str()))
-        },
-    )
-    .await;
-    let letters = fleet::dead_letters(&js).await;
-    assert_eq!(letters.len(), 1, "{letters:?}");
-    assert_eq!(letters[0].error.class, DeadLetterClass::MaxDeliveries);
-    fleet::eventually(
-        Duration::from_secs(20),
-        "the work queue and the advisories to be empty",
-        async || {
-            let mut requests = js.get_stream("AI_REQUESTS").await.unwrap();
-            let mut advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
-            requests.info().await.unwrap().state.messages == 0
-                && advisories.info().await.unwrap().state.messages == 0
-        },
-    )
-    .await;
-    let calls: Vec<_> = sim.log().into_iter().filter(|c| !c.probe).collect();
+    the_only_dead_letter(js, &orphan.request_id).await;
+    queues_end_empty(js).await;
+    let calls = paid_calls(sim);
     assert!(calls.is_empty(), "no provider was called: {calls:?}");
     worker.stop().await;
 }
