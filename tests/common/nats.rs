@@ -56,8 +56,18 @@ impl NatsServer {
             extra_args,
             starts: 0,
         };
-        server.launch();
-        server
+        // The port was free when picked, but until the server binds it any test's outgoing
+        // connection may take it as its own ephemeral port: then pick another.
+        for _ in 0..5 {
+            match server.try_launch() {
+                Ok(()) => return server,
+                Err(log) if log.contains("address already in use") => {
+                    server.port = free_port();
+                }
+                Err(log) => panic!("nats-server exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("nats-server found no free port in five tries");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -77,9 +87,16 @@ impl NatsServer {
     }
 
     fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("nats-server exited before it was ready:\n{log}");
+        }
+    }
+
+    /// Starts the server and waits until it is ready; its log when it exits first.
+    fn try_launch(&mut self) -> Result<(), String> {
         self.spawn();
         let log = self.log_path();
-        self.wait_ready(&log);
+        self.wait_ready(&log)
     }
 
     fn spawn(&mut self) {
@@ -102,7 +119,7 @@ impl NatsServer {
 
     /// Waits for the server's own "Server is ready" line: it is printed once JetStream has
     /// recovered its store and the client port listens.
-    fn wait_ready(&mut self, log: &PathBuf) {
+    fn wait_ready(&mut self, log: &PathBuf) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(f) = std::fs::File::open(log)
@@ -111,15 +128,16 @@ impl NatsServer {
                     .map_while(Result::ok)
                     .any(|l| l.contains("Server is ready"))
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                self.child = None;
                 let text = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("nats-server exited with {status} before it was ready:\n{text}");
+                return Err(format!("exit status {status}\n{text}"));
             }
             assert!(
                 Instant::now() < deadline,
@@ -210,7 +228,9 @@ impl NatsCluster {
             nodes.push(node);
         }
         for (node, log) in nodes.iter_mut().zip(children) {
-            node.wait_ready(&log);
+            if let Err(log) = node.wait_ready(&log) {
+                panic!("cluster node exited before it was ready:\n{log}");
+            }
         }
         NatsCluster { nodes }
     }
