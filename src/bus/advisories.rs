@@ -65,6 +65,22 @@ pub struct Undeliverable<'a> {
     pub held: &'a jetstream::Message,
 }
 
+impl<'a> Undeliverable<'a> {
+    /// The delivery `msg` of a request, held by the caller.
+    pub fn delivery(msg: &'a jetstream::Message) -> anyhow::Result<Self> {
+        let info = msg
+            .info()
+            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+        Ok(Undeliverable {
+            subject: &msg.subject,
+            payload: &msg.payload,
+            deliveries: info.delivered.max(1) as u64,
+            stream_seq: info.stream_sequence,
+            held: msg,
+        })
+    }
+}
+
 /// Advisories settled at once by one worker: after a mass failure the rest wait in the
 /// stream for this worker or another instead of piling up as tasks here.
 const SETTLING_AT_ONCE: usize = 16;
@@ -169,9 +185,8 @@ async fn settle_advisory(
             }
         }
         Err(e) => {
-            let tries = msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
-            let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
-            let retry = hold::nak_delay(tries, hold_limit(ack_wait));
+            let tries = hold::deliveries(msg);
+            let retry = hold::nak_delay(tries, hold_limit(worker.ack_wait()));
             tracing::error!(stream_seq = seq, error = %e, tries, retry_ms = retry.as_millis() as u64,
                 "could not settle a request JetStream stopped delivering; trying again later");
             let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
@@ -265,7 +280,7 @@ async fn take(
     held: &jetstream::Message,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<AnalysisResult>> {
-    let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
+    let ack_wait = worker.ack_wait();
     let give_up = tokio::time::Instant::now() + hold_limit(ack_wait) * 2;
     // Not the worker's own id: a request this worker still runs elsewhere is someone else's.
     let settler = format!("{}/settle", worker.worker_id);
@@ -312,10 +327,9 @@ pub async fn publish_dead_letter(
     );
     let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), message.stream_seq);
     let publish = || worker.publisher.dead_letter(&dl, Some(&msg_id));
-    let ack_wait = Duration::from_millis(worker.cfg.worker.ack_wait_ms);
     hold::holding(
         message.held,
-        ack_wait,
+        worker.ack_wait(),
         stop,
         "dead_letter",
         |_| true,

@@ -17,6 +17,11 @@ pub fn hold_limit(ack_wait: Duration) -> Duration {
     ack_wait.max(Duration::from_secs(30))
 }
 
+/// How many times `msg` has been delivered (1 for the first delivery).
+pub fn deliveries(msg: &jetstream::Message) -> u64 {
+    msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1)
+}
+
 /// The delay before a request that failed is delivered again: 500 ms doubling with each
 /// delivery and capped at the ack wait, so that the deliveries outlast a short outage instead
 /// of being used up within a couple of seconds.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -102,10 +102,6 @@ fn request_span(msg: &jetstream::Message) -> tracing::Span {
     span
 }
 
-fn delivered(msg: &jetstream::Message) -> u64 {
-    msg.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1)
-}
-
 impl Worker {
     /// Consumes until `shutdown` fires, then stops pulling and finishes (or naks) in-flight
     /// work within the grace period.
@@ -136,46 +132,10 @@ impl Worker {
                 .expires(Duration::from_secs(2))
                 .messages()
                 .await;
-            // A pull that fails before delivering anything (the request itself, or the
-            // server's answer to it: a deleted consumer shows only there) backs off and, every
-            // fifth time, runs set-up again instead of pulling again at once.
-            let mut failed = None;
-            match batch {
-                Err(e) => failed = Some(e.to_string()),
-                Ok(mut batch) => {
-                    let mut delivered = 0usize;
-                    loop {
-                        let next = tokio::select! {
-                            m = batch.next() => m,
-                            _ = shutdown.cancelled() => None,
-                        };
-                        let Some(msg) = next else { break };
-                        let msg = match msg {
-                            Ok(m) => m,
-                            Err(e) if delivered == 0 => {
-                                failed = Some(e.to_string());
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::debug!(error = %e, "pull batch error");
-                                break;
-                            }
-                        };
-                        delivered += 1;
-                        let Some(slot) = slots.pop() else {
-                            // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
-                            let _ = msg.ack_with(AckKind::Nak(None)).await;
-                            continue;
-                        };
-                        let me = this.clone();
-                        let stop = hard_stop.clone();
-                        tokio::spawn(async move {
-                            me.serve(msg, stop).await;
-                            drop(slot);
-                        });
-                    }
-                }
-            }
+            let failed = match batch {
+                Err(e) => Some(e.to_string()),
+                Ok(batch) => this.dispatch(batch, slots, &hard_stop, &shutdown).await,
+            };
             let Some(why) = failed else {
                 consecutive_errors = 0;
                 this.ready.store(true, Ordering::Relaxed);
@@ -211,6 +171,46 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
+    /// Hands each message of `batch` to a task of its own, holding one of `slots`. Returns
+    /// why the pull failed if it failed before delivering anything (the pull request itself,
+    /// or the server's answer to it: a deleted consumer shows only there), so that the
+    /// caller backs off and, every fifth time, runs set-up again instead of pulling again at
+    /// once.
+    async fn dispatch(
+        self: &Arc<Self>,
+        mut batch: jetstream::consumer::pull::Batch,
+        mut slots: Vec<OwnedSemaphorePermit>,
+        hard_stop: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
+        let mut delivered = 0usize;
+        loop {
+            let next = tokio::select! {
+                m = batch.next() => m,
+                _ = shutdown.cancelled() => None,
+            };
+            let msg = match next? {
+                Ok(m) => m,
+                Err(e) if delivered == 0 => return Some(e.to_string()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "pull batch error");
+                    return None;
+                }
+            };
+            delivered += 1;
+            let Some(slot) = slots.pop() else {
+                // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                continue;
+            };
+            let (me, stop) = (self.clone(), hard_stop.clone());
+            tokio::spawn(async move {
+                me.serve(msg, stop).await;
+                drop(slot);
+            });
+        }
+    }
+
     /// Serves one message to its end.
     async fn serve(&self, msg: jetstream::Message, stop: CancellationToken) {
         let subject = msg.subject.to_string();
@@ -224,7 +224,7 @@ impl Worker {
         let handled = match handled {
             Ok(h) => h,
             Err(e) => {
-                let n = delivered(&msg);
+                let n = hold::deliveries(&msg);
                 if n >= self.cfg.worker.max_deliver as u64 {
                     // Boxed: a rare path whose future would otherwise swell every request's.
                     let settled = Box::pin(self.settle_last_delivery(&msg, n, &stop)).await;
@@ -255,23 +255,14 @@ impl Worker {
         delivered: u64,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let info = msg
-            .info()
-            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
-        let undeliverable = advisories::Undeliverable {
-            subject: &msg.subject,
-            payload: &msg.payload,
-            deliveries: delivered,
-            stream_seq: info.stream_sequence,
-            held: msg,
-        };
+        let undeliverable = advisories::Undeliverable::delivery(msg)?;
         let how = advisories::settle(self, &undeliverable, stop).await?;
         tracing::warn!(subject = %msg.subject, delivered, how = how.as_str(), "settled a request on its last delivery");
         self.terminate(msg, stop).await
     }
 
     /// The consumer's ack wait.
-    fn ack_wait(&self) -> Duration {
+    pub(super) fn ack_wait(&self) -> Duration {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
     }
 
@@ -283,16 +274,7 @@ impl Worker {
         stop: &CancellationToken,
     ) -> anyhow::Result<Handled> {
         tracing::warn!(subject, class = rejection.class.as_str(), reason = %rejection.message, "dead-lettering a request");
-        let info = msg
-            .info()
-            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
-        let undeliverable = advisories::Undeliverable {
-            subject,
-            payload: &msg.payload,
-            deliveries: delivered(msg),
-            stream_seq: info.stream_sequence,
-            held: msg,
-        };
+        let undeliverable = advisories::Undeliverable::delivery(msg)?;
         advisories::publish_dead_letter(self, &undeliverable, rejection, stop).await?;
         self.terminate(msg, stop).await?;
         Ok(Handled::DeadLettered)
@@ -318,7 +300,7 @@ impl Worker {
         if let Some(symbol) = &request.symbol {
             span.record("symbol", symbol.as_str());
         }
-        let n = delivered(msg);
+        let n = hold::deliveries(msg);
         let last_delivery = n >= self.cfg.worker.max_deliver as u64;
         let (revision, run) = match self.claim(msg, &id, stop).await? {
             Claim::Done(result) => {
@@ -470,41 +452,43 @@ impl Worker {
         Ok(())
     }
 
-    /// Takes a message off the queue for good (dead-lettered or settled), held through a bus
-    /// outage like every other acknowledgement.
+    /// Takes a message off the queue for good (dead-lettered or settled).
     async fn terminate(
         &self,
         msg: &jetstream::Message,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            "terminate",
-            |_| true,
-            || msg.double_ack_with(AckKind::Term),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("terminate: {e}"))
+        self.finish(msg, AckKind::Term, "terminate", stop).await
     }
 
-    /// Acknowledges `msg` and waits for the server to confirm, held through a bus outage.
+    /// Acknowledges `msg` and waits for the server to confirm.
     pub(super) async fn ack(
         &self,
         msg: &jetstream::Message,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.finish(msg, AckKind::Ack, "ack", stop).await
+    }
+
+    /// Ends `msg` with `kind` and waits for the server to confirm, held through a bus outage
+    /// like every other write; `what` names it in logs and metrics.
+    async fn finish(
+        &self,
+        msg: &jetstream::Message,
+        kind: AckKind,
+        what: &'static str,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         hold::holding(
             msg,
             self.ack_wait(),
             stop,
-            "ack",
+            what,
             |_| true,
-            || msg.double_ack(),
+            || msg.double_ack_with(kind),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("ack: {e}"))
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
     }
 }
 
