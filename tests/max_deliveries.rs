@@ -107,16 +107,19 @@ async fn the_only_dead_letter(js: &jetstream::Context, request_id: &str) -> Dead
     letter
 }
 
+/// How many messages `stream` holds.
+async fn messages_in(js: &jetstream::Context, stream: &str) -> u64 {
+    let mut stream = js.get_stream(stream).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
 /// Waits until neither the work queue nor the advisories hold a message.
 async fn queues_end_empty(js: &jetstream::Context) {
     fleet::eventually(
         Duration::from_secs(20),
         "the work queue and the advisories to be empty",
         async || {
-            let mut requests = js.get_stream("AI_REQUESTS").await.unwrap();
-            let mut advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
-            requests.info().await.unwrap().state.messages == 0
-                && advisories.info().await.unwrap().state.messages == 0
+            messages_in(js, "AI_REQUESTS").await == 0 && messages_in(js, "AI_ADVISORIES").await == 0
         },
     )
     .await;
@@ -228,10 +231,7 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
     fleet::eventually(
         Duration::from_secs(10),
         "the advisory kept in AI_ADVISORIES",
-        async || {
-            let mut kept = js.get_stream("AI_ADVISORIES").await.unwrap();
-            kept.info().await.unwrap().state.messages == 1
-        },
+        async || messages_in(js, "AI_ADVISORIES").await == 1,
     )
     .await;
 
@@ -245,12 +245,7 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_settlers_consumer_is_recreated_by_the_running_worker() {
-    let server = NatsServer::start();
-    let sim = fleet::simulator(TWO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), "");
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let Setup { cfg, js, .. } = &set_up().await;
     let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
     let advisories = js.get_stream("AI_ADVISORIES").await.unwrap();
     advisories.delete_consumer("settlers").await.unwrap();
@@ -269,8 +264,8 @@ async fn a_deleted_settlers_consumer_is_recreated_by_the_running_worker() {
         Duration::from_secs(30),
         "the consumer back and the advisory settled",
         async || {
-            let mut stream = js.get_stream("AI_ADVISORIES").await.unwrap();
-            stream.info().await.unwrap().state.messages == 0
+            let stream = js.get_stream("AI_ADVISORIES").await.unwrap();
+            messages_in(js, "AI_ADVISORIES").await == 0
                 && stream
                     .get_consumer::<jetstream::consumer::pull::Config>("settlers")
                     .await
