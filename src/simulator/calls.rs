@@ -36,16 +36,19 @@ pub enum CallOutcome {
     Hung,
     /// Connection dropped without an answer.
     Refused,
+    /// The client hung up (its timeout, a hedge that won elsewhere) before the answer.
+    Abandoned,
 }
 
 impl CallOutcome {
-    const PLAIN: [CallOutcome; 6] = [
+    const PLAIN: [CallOutcome; 7] = [
         CallOutcome::Ok,
         CallOutcome::Malformed,
         CallOutcome::Unauthorized,
         CallOutcome::Outage,
         CallOutcome::Hung,
         CallOutcome::Refused,
+        CallOutcome::Abandoned,
     ];
 
     /// The wire name: an error's class name, or the outcome's own.
@@ -58,6 +61,7 @@ impl CallOutcome {
             CallOutcome::Outage => "outage",
             CallOutcome::Hung => "hung",
             CallOutcome::Refused => "refused",
+            CallOutcome::Abandoned => "abandoned",
         }
     }
 }

@@ -153,17 +153,30 @@ async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Builds one log line; the outcome and status are filled in when known.
+/// Builds one log line; the outcome and status are filled in when known. A call whose
+/// client hangs up first is logged as `abandoned` when its handler is dropped, so every call
+/// that reached the provider is in the log.
 struct Logger<'a> {
     ctx: &'a Ctx,
     model: String,
     request_id: Option<String>,
     probe: bool,
     started: Instant,
+    logged: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Logger<'_> {
+    fn drop(&mut self) {
+        if !self.logged.load(std::sync::atomic::Ordering::Relaxed) {
+            self.log(CallOutcome::Abandoned, None);
+        }
+    }
 }
 
 impl Logger<'_> {
     fn log(&self, outcome: CallOutcome, http_status: Option<u16>) {
+        self.logged
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.ctx.shared.record(CallRecord {
             provider: self.ctx.provider.name.clone(),
             model: self.model.clone(),
@@ -189,6 +202,7 @@ async fn serve_call(ctx: Ctx, conn: Conn, call: Call) -> Response {
         request_id,
         probe: call.probe,
         started: Instant::now(),
+        logged: std::sync::atomic::AtomicBool::new(false),
     };
     let shutdown = ctx.shared.shutdown.clone();
     // Connection faults come first: they happen before any HTTP is spoken.
