@@ -75,7 +75,10 @@ fn worker_config(nats_url: &str, sim: &crate::simulator::SimHandle, key: &Path) 
     toml
 }
 
-fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> AnalysisRequest {
+/// The `i`th request of a steady stream: a signal for one of four symbols, each with a price
+/// series that moves a little with every request (enough for the rule-based fallback to have
+/// an opinion). Deadline: the worker's default.
+pub(crate) fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> AnalysisRequest {
     let symbol = SYMBOLS[(i % SYMBOLS.len() as u64) as usize];
     let series = prices.entry(symbol).or_insert_with(|| vec![100.0]);
     // A deterministic wiggle: enough movement for the rule-based fallback to have an opinion.
@@ -89,7 +92,6 @@ fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> AnalysisReq
     r.context = Some(
         serde_json::from_value(serde_json::json!({ "prices": series.clone() })).expect("object"),
     );
-    r.deadline_ms = Some(15_000);
     r
 }
 
@@ -229,7 +231,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         tokio::select! {
             _ = send_tick.tick(), if !draining => {
-                let r = request(tally.sent, &mut prices);
+                let mut r = request(tally.sent, &mut prices);
+                r.deadline_ms = Some(15_000);
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", r.request_id.as_str());
                 sent_at.insert(r.request_id.clone(), Instant::now());

@@ -5,6 +5,7 @@ mod cpu;
 mod failover;
 pub mod fakes;
 mod memory;
+pub mod scenarios;
 mod throughput;
 
 use std::time::Duration;
@@ -18,7 +19,11 @@ const ROUNDS: usize = 5;
 
 /// Options of the benchmark run.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A benchmark other than the default set.
+    #[command(subcommand)]
+    pub which: Option<Which>,
     /// Requests per throughput measurement.
     #[arg(long, default_value_t = 4000)]
     pub requests: usize,
@@ -28,6 +33,14 @@ pub struct BenchArgs {
     /// Skip the memory measurement (it needs the simulator and a worker process).
     #[arg(long)]
     pub skip_memory: bool,
+}
+
+/// The benchmarks that are not part of the default set.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Which {
+    /// The fleet end to end under fault shapes (hangs, outages, recovery, total outage,
+    /// deadlines): worker processes, the simulator and an open-loop load over JetStream.
+    Scenarios(scenarios::ScenarioArgs),
 }
 
 /// One line of the report.
@@ -59,8 +72,11 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs every measurement.
+/// Runs every measurement of the default set, or the benchmark named by a subcommand.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Which::Scenarios(s)) = args.which {
+        return scenarios::run(s).await;
+    }
     let dir = tempfile::Builder::new()
         .prefix("ai-failover-bench")
         .tempdir()?;

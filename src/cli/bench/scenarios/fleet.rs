@@ -1,0 +1,222 @@
+//! The fleet a scenario runs against: a nats-server, the provider simulator and N worker
+//! processes with the default configuration (only addresses changed), all torn down when the
+//! [`Fleet`] is dropped, on every path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::super::super::local::{Children, free_port, start_nats};
+use super::catalog::{PROVIDERS, baseline};
+use crate::config::Api;
+use crate::simulator::{SimConfig, SimHandle, SimProvider, Simulator};
+
+/// The key every simulated provider expects (not a secret: a local simulator's).
+const KEY: &str = "scenario-key-not-a-secret";
+
+/// `RUST_LOG` of the worker processes (default `warn`); when set, each run's directory with
+/// the workers' logs is kept and its path printed.
+pub const WORKER_LOG_ENV: &str = "AI_FAILOVER_SCENARIO_WORKER_LOG";
+
+/// A running fleet.
+pub struct Fleet {
+    pub nats_url: String,
+    pub sim: SimHandle,
+    /// Each worker's `http_listen` address (`/readyz`, `/metrics`).
+    pub worker_http: Vec<String>,
+    /// Worker log files, named in errors.
+    pub logs: Vec<PathBuf>,
+    children: Children,
+    _dir: tempfile::TempDir,
+}
+
+/// The worker configuration: the defaults, plus the three simulated providers with the 5 s
+/// timeout a latency-sensitive team sets.
+pub fn worker_config(nats_url: &str, sim: &SimHandle, key_file: &Path) -> String {
+    let mut toml = format!("[nats]\nurl = \"{nats_url}\"\n\n");
+    for (i, (id, api, model)) in PROVIDERS.iter().enumerate() {
+        let api = match api {
+            Api::Openai => "openai",
+            Api::Anthropic => "anthropic",
+            Api::Gemini => "gemini",
+        };
+        // The dedicated port: only there can the `refused` scenario close a real port.
+        let url = sim
+            .dedicated_base_url(id)
+            .expect("every simulated provider has a dedicated port");
+        toml += &format!(
+            "[[providers]]\nid = \"{id}\"\napi = \"{api}\"\nbase_url = \"{url}\"\n\
+             api_key_file = \"{}\"\nmodels = [\"{model}\"]\npriority = {}\ntimeout_ms = 5000\n\
+             cost = {{ input_per_mtok = 2.0, output_per_mtok = 8.0 }}\n\n",
+            key_file.display(),
+            i + 1
+        );
+    }
+    toml
+}
+
+impl Fleet {
+    /// Starts nats-server, the simulator and `workers` worker processes (`exe worker …`), and
+    /// waits until every worker is consuming. A part that cannot start is named in the error;
+    /// whatever did start is stopped again.
+    pub async fn start(exe: &Path, workers: usize, seed: u64) -> anyhow::Result<Fleet> {
+        let dir = tempfile::Builder::new()
+            .prefix("ai-failover-scenario")
+            .tempdir()
+            .context("create a temp dir")?;
+        let mut children = Children(Vec::new());
+        let nats_url = start_nats(dir.path(), &mut children)
+            .await
+            .context("cannot start nats-server")?;
+        let mut sim_cfg = SimConfig::local();
+        sim_cfg.seed = Some(seed);
+        for (id, api, _) in PROVIDERS {
+            sim_cfg = sim_cfg.provider(
+                SimProvider::new(id, api)
+                    .with_key(KEY)
+                    .with_faults(baseline())
+                    .with_dedicated(([127, 0, 0, 1], 0).into()),
+            );
+        }
+        let sim = Simulator::start(sim_cfg)
+            .await
+            .context("cannot start the provider simulator")?;
+        let key = dir.path().join("api-key");
+        std::fs::write(&key, KEY)?;
+        let config = dir.path().join("worker.toml");
+        std::fs::write(&config, worker_config(&nats_url, &sim, &key))?;
+        let (mut worker_http, mut logs) = (Vec::new(), Vec::new());
+        for n in 1..=workers {
+            let http = format!("127.0.0.1:{}", free_port()?);
+            let log_path = dir.path().join(format!("worker-{n}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let child = Command::new(exe)
+                .args(["worker", "--id", &format!("scenario-w{n}"), "--config"])
+                .arg(&config)
+                .env("AI_FAILOVER_WORKER__HTTP_LISTEN", &http)
+                .env(
+                    "RUST_LOG",
+                    std::env::var(WORKER_LOG_ENV).unwrap_or("warn".into()),
+                )
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start worker {n} ({})", exe.display()))?;
+            children.0.push((format!("worker {n}"), child));
+            worker_http.push(http);
+            logs.push(log_path);
+        }
+        let fleet = Fleet {
+            nats_url,
+            sim,
+            worker_http,
+            logs,
+            children,
+            _dir: dir,
+        };
+        fleet.wait_ready(Duration::from_secs(60)).await?;
+        Ok(fleet)
+    }
+
+    /// Waits until every worker answers `/readyz` with 200; a worker that exits or never
+    /// gets ready is named with its log file.
+    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let client = http_client();
+        let deadline = Instant::now() + within;
+        for (n, addr) in self.worker_http.iter().enumerate() {
+            loop {
+                let ready = client
+                    .get(format!("http://{addr}/readyz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ready {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "worker {} did not get ready within {within:?}; see {}",
+                    n + 1,
+                    self.logs[n].display()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sum over workers of a Prometheus counter's samples whose labels contain `labels`
+    /// (e.g. `provider="openai"`); `None` when no worker reports it.
+    pub async fn counter(&self, name: &str, labels: &str) -> Option<f64> {
+        let client = http_client();
+        let mut total = None;
+        for addr in &self.worker_http {
+            let Ok(resp) = client
+                .get(format!("http://{addr}/metrics"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let text = resp.text().await.unwrap_or_default();
+            if let Some(n) = sum_samples(&text, name, labels) {
+                *total.get_or_insert(0.0) += n;
+            }
+        }
+        total
+    }
+
+    /// Stops the workers (SIGTERM, they drain), the simulator and nats-server.
+    pub async fn stop(self) {
+        let Fleet {
+            sim,
+            children,
+            _dir,
+            ..
+        } = self;
+        drop(children);
+        sim.shutdown().await;
+        if std::env::var_os(WORKER_LOG_ENV).is_some() {
+            eprintln!("worker logs kept in {}", _dir.keep().display());
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Sums the samples of counter `name` in a Prometheus text page whose label set contains
+/// `labels`; `None` when there is none.
+fn sum_samples(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let matches = series == name
+                || (series.starts_with(name)
+                    && series[name.len()..].starts_with('{')
+                    && series.contains(labels));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .reduce(|a, b| a + b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_matching_samples_only() {
+        let page = "# TYPE x counter\nx{provider=\"openai\",what=\"a\"} 2\n\
+                    x{provider=\"gemini\"} 5\nx{provider=\"openai\",what=\"b\"} 1.5\nxy 9\n";
+        assert_eq!(sum_samples(page, "x", "provider=\"openai\""), Some(3.5));
+        assert_eq!(sum_samples(page, "x", ""), Some(8.5));
+        assert_eq!(sum_samples(page, "z", ""), None);
+    }
+}
