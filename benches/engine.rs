@@ -13,7 +13,6 @@ fn job() -> Job {
     Job {
         request: r,
         published_at: chrono::Utc::now(),
-        may_park: false,
     }
 }
 

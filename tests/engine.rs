@@ -13,7 +13,7 @@ use ai_failover::contract::{
 };
 use ai_failover::engine::clock::SystemClock;
 use ai_failover::engine::ports::{EngineEvent, EventSink, LocalFleet};
-use ai_failover::engine::{Engine, Job, Outcome};
+use ai_failover::engine::{Engine, Job};
 use ai_failover::providers::{Completion, Provider, ProviderCall, ProviderError};
 use async_trait::async_trait;
 
@@ -177,15 +177,11 @@ fn job(symbol: &str) -> Job {
     Job {
         request: r,
         published_at: chrono::Utc::now(),
-        may_park: false,
     }
 }
 
 async fn done(engine: &Engine, job: Job) -> ai_failover::contract::AnalysisResult {
-    match engine.handle(job).await {
-        Outcome::Done(r) => *r,
-        other => panic!("expected a result, got {other:?}"),
-    }
+    *engine.handle(job).await
 }
 
 const FAST: Duration = Duration::from_millis(20);
@@ -305,6 +301,8 @@ async fn breaker_opens_half_opens_and_closes() {
     );
     for _ in 0..3 {
         done(&r.engine, job("AAPL")).await;
+        // One failure from opening, a is tried after b for a second: wait that out.
+        tokio::time::advance(Duration::from_secs(1)).await;
     }
     assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
     assert_eq!(r.engine.mode(), Mode::Degraded);
@@ -409,9 +407,19 @@ async fn a_hanging_provider_costs_a_fraction_of_a_second_and_counts_as_failing()
         r.events.failovers(),
         vec![("a".into(), Some("b".into()), ErrorClass::Timeout, true)]
     );
-    // Three hung requests open a's breaker although none waited for a's timeout.
-    done(&r.engine, job("AAPL")).await;
-    done(&r.engine, job("AAPL")).await;
+    // Three hung calls open a's breaker although none waited for a's timeout; a is tried
+    // again only once its stall (a second) is over.
+    for n in 2..=3 {
+        done(&r.engine, job("AAPL")).await;
+        assert_eq!(
+            a.calls(),
+            n - 1,
+            "a stalled provider is tried after the others"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        done(&r.engine, job("AAPL")).await;
+        assert_eq!(a.calls(), n);
+    }
     assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
 }
 
@@ -522,7 +530,7 @@ async fn only_local_providers_left_means_conservative_risk() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_parks_when_every_provider_reopens_before_its_deadline() {
+async fn with_every_provider_down_the_fallback_answers_at_once() {
     let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
     let r = rig(
         cfg(
@@ -532,16 +540,267 @@ async fn a_request_parks_when_every_provider_reopens_before_its_deadline() {
         std::slice::from_ref(&a),
     );
     done(&r.engine, job("X")).await; // opens the breaker
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, job("X")).await;
+    assert_eq!(res.source, Source::Fallback);
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no waiting unless asked for"
+    );
+    assert_eq!(a.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_may_wait_is_answered_when_its_provider_comes_back() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Fail(ErrorClass::ServerError, FAST)]);
+    let r = rig(
+        cfg(
+            &[("a", &["a1"])],
+            "[engine]\nhedging = false\nmax_retries_per_provider = 0\n\
+             [breaker]\nconsecutive_failures = 1\nopen_ms = 2000\n",
+        ),
+        std::slice::from_ref(&a),
+    );
+    done(&r.engine, job("X")).await; // fails once, opens the breaker for 2 s
     let mut j = job("X");
-    j.may_park = true;
-    j.request.deadline_ms = Some(30_000);
-    match r.engine.handle(j.clone()).await {
-        Outcome::Park { retry_after, .. } => assert!(retry_after <= Duration::from_millis(2_000)),
-        other => panic!("expected park, got {other:?}"),
+    j.request.max_wait_ms = Some(5_000);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, j.clone()).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (res.status, res.provider.as_deref()),
+        (Status::Ok, Some("a"))
+    );
+    assert!(
+        waited >= Duration::from_millis(1_900) && waited <= Duration::from_millis(2_200),
+        "answered when the open period ended, after {waited:?}"
+    );
+    // A wait shorter than the outage ends in the fallback, when the wait is over.
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 60000\n"),
+        ),
+        std::slice::from_ref(&a),
+    );
+    done(&r.engine, job("X")).await;
+    j.request.max_wait_ms = Some(1_000);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, j).await;
+    assert_eq!(res.source, Source::Fallback);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited <= Duration::from_millis(1_000),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_call_starts_that_cannot_come_back_before_the_deadline() {
+    let slow = Duration::from_millis(800);
+    let a = Fake::new("a", Step::Ok(slow));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE),
+        &[a.clone(), b.clone()],
+    );
+    // a answers, slowly: its median becomes 800 ms.
+    for _ in 0..5 {
+        assert_eq!(
+            done(&r.engine, job("X")).await.provider.as_deref(),
+            Some("a")
+        );
     }
-    // Not parkable (last delivery): the fallback answers instead.
-    j.may_park = false;
-    assert_eq!(done(&r.engine, j).await.source, Source::Fallback);
+    let mut j = job("X");
+    j.request.deadline_ms = Some(500);
+    let res = done(&r.engine, j.clone()).await;
+    assert_eq!(
+        res.provider.as_deref(),
+        Some("b"),
+        "a cannot make it in 500 ms"
+    );
+    assert_eq!(a.calls(), 5);
+    // Not even the fastest provider gets a call with less than the floor (100 ms) left:
+    // the answer is the fallback, at once.
+    j.request.deadline_ms = Some(60);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, j).await;
+    assert_eq!(res.source, Source::Fallback);
+    assert!(res.attempts.is_empty(), "{:?}", res.attempts);
+    assert_eq!(res.error.unwrap().class, ErrorClass::DeadlineExceeded);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!((a.calls(), b.calls()), (5, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_cut_short_by_the_deadline_is_not_held_against_the_provider() {
+    let a = Fake::new("a", Step::Ok(Duration::from_millis(400)));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\n"),
+        ),
+        std::slice::from_ref(&a),
+    );
+    for _ in 0..3 {
+        let mut j = job("X");
+        j.request.deadline_ms = Some(200);
+        let res = done(&r.engine, j).await;
+        assert_eq!(res.source, Source::Fallback);
+        assert_eq!(
+            res.attempts[0].outcome,
+            ai_failover::contract::AttemptOutcome::DeadlineExceeded
+        );
+    }
+    // Three requests whose deadlines were too short for a: a is still healthy.
+    assert_eq!(
+        r.engine.provider_status("a").unwrap(),
+        (
+            ai_failover::contract::HealthStatus::Healthy,
+            BreakerState::Closed
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_goes_out_early_enough_for_a_short_deadline() {
+    let a = Fake::new("a", Step::Hang);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], ""),
+        &[a.clone(), b.clone()],
+    );
+    let mut j = job("X");
+    // The hedge would normally wait 250 ms (the floor); b needs ~100 ms, so it goes at 100.
+    j.request.deadline_ms = Some(200);
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, j).await;
+    assert_eq!(
+        (res.status, res.provider.as_deref()),
+        (Status::Ok, Some("b"))
+    );
+    assert!(
+        started.elapsed() <= Duration::from_millis(130),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_of_a_failing_provider_are_not_rationed() {
+    let a = Fake::new("a", Step::Hang);
+    let b = Fake::new("b", Step::Ok(FAST));
+    // A budget of one extra call per 10 s: enough for the first hedge only.
+    let r = rig(
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            "[engine]\nretry_budget_ratio = 0.0\nretry_budget_min_per_sec = 0.1\n\
+             [breaker]\nconsecutive_failures = 100\nmin_calls = 100\nwindow = 100\n",
+        ),
+        &[a.clone(), b.clone()],
+    );
+    for i in 0..5 {
+        // A second apart, so that a is tried first each time (it is not stalled any more).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let started = tokio::time::Instant::now();
+        let res = done(&r.engine, job("X")).await;
+        assert_eq!(res.provider.as_deref(), Some("b"), "request {i}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "request {i} waited {:?} for a hung provider",
+            started.elapsed()
+        );
+    }
+    assert_eq!(a.calls(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_slower_than_usual_is_tried_last_for_a_second() {
+    let a = Fake::new("a", Step::Ok(FAST)).then(&[Step::Hang]);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(&[("a", &["a1"]), ("b", &["b1"])], ""),
+        &[a.clone(), b.clone()],
+    );
+    // a's call hangs: the hedge to b answers, and a is stalled.
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
+    assert_eq!(r.engine.candidate_order(&job("X").request)[0].0, "b");
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
+    assert_eq!(a.calls(), 1, "no new call went to the stalled provider");
+    // A second later a leads again, and answers.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_trial_is_hedged_and_never_left_to_hang() {
+    let a = Fake::new("a", Step::Hang).then(&[Step::Fail(ErrorClass::ServerError, FAST)]);
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            "[breaker]\nconsecutive_failures = 1\nopen_ms = 1000\nmax_open_ms = 1000\n",
+        ),
+        &[a.clone(), b.clone()],
+    );
+    done(&r.engine, job("X")).await; // a fails, its breaker opens
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    let started = tokio::time::Instant::now();
+    let res = done(&r.engine, job("X")).await; // the trial: a hangs, b answers
+    assert_eq!(res.provider.as_deref(), Some("b"));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.calls(), 2, "the trial went to a");
+    assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_live_trial_while_the_fleet_prober_holds_the_slot() {
+    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
+    let b = Fake::new("b", Step::Ok(FAST));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"]), ("b", &["b1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 1000\n"),
+        ),
+        &[a.clone(), b.clone()],
+    );
+    done(&r.engine, job("X")).await;
+    let mut record = ai_failover::contract::ProviderHealthRecord::new("a", "w-prober");
+    record.breaker = BreakerState::Open;
+    record.open_until = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    record.breaker_changed_at = Some(chrono::Utc::now());
+    record.probe_owner = Some("w-prober".into());
+    record.probe_until = Some(chrono::Utc::now() + chrono::Duration::seconds(10));
+    r.engine.apply_shared(&record);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        done(&r.engine, job("X")).await.provider.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        a.calls(),
+        1,
+        "the open period is over, but the prober does the trying"
+    );
+    // Once the prober's slot runs out (it died), live trials resume.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    done(&r.engine, job("X")).await;
+    assert_eq!(a.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -556,8 +815,7 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
         &[a.clone(), b.clone()],
     );
     let injected = HashMap::from([("a".to_string(), ErrorClass::ServerError)]);
-    let out = r.engine.handle_with(job("X"), &injected).await;
-    let Outcome::Done(res) = out else { panic!() };
+    let res = r.engine.handle_with(job("X"), &injected).await;
     assert_eq!(res.provider.as_deref(), Some("b"));
     assert_eq!(res.attempts[0].outcome, ErrorClass::ServerError.into());
     assert_eq!(

@@ -210,12 +210,14 @@ async fn a_breaker_opened_on_one_worker_is_obeyed_by_the_other() {
     let w1 = rig.worker("w1").await;
     let w2 = rig.worker("w2").await;
     rig.sim.start_outage("alpha", None).unwrap();
-    // Drive failures through w1's engine only.
+    // Drive failures through w1's engine only, on requests that may use alpha alone (a
+    // provider one failure from opening is otherwise tried after the others).
     for i in 0..3 {
+        let mut request = fleet::request(&format!("W1{i}"));
+        request.providers = Some(vec!["alpha".into()]);
         let job = ai_failover::engine::Job {
-            request: fleet::request(&format!("W1{i}")),
+            request,
             published_at: chrono::Utc::now(),
-            may_park: false,
         };
         w1.engine.handle(job).await;
     }

@@ -96,8 +96,9 @@ pub async fn announce(task: &EventTask, change: &Change) {
     {
         tracing::warn!(error = %e, "health event not published");
     }
-    task.fleet.set_record(r.clone());
-    task.engine.apply_shared(r);
+    if task.fleet.set_record(r.clone(), change.revision) {
+        task.engine.apply_shared(r);
+    }
     // This worker wrote the transition and holds the newest record: it announces the mode.
     let mut last = None;
     super::watch::announce_mode(task, task.fleet.health().kv(), &mut last).await;
@@ -163,6 +164,8 @@ async fn handle(
                 breaker_failure: counts,
                 latency: Duration::from_millis(attempt.latency_ms),
                 error: class.map(|c| (c, message.unwrap_or_default())),
+                // The engine emits as the call ends; the queue adds microseconds.
+                at: chrono::Utc::now(),
             };
             pending
                 .entry(attempt.provider.clone())
@@ -258,7 +261,8 @@ async fn handle(
     }
 }
 
-async fn report(
+/// Announces a change written to a provider record, or logs why it could not be written.
+pub(super) async fn report(
     task: &EventTask,
     changed: Result<Option<Change>, super::health_store::StoreError>,
 ) {

@@ -29,9 +29,37 @@ pub fn cache_key(kind: Kind, symbol: &str) -> String {
     format!("{}.{safe}", kind.as_str())
 }
 
+/// Each provider's newest shared record, with the KV revision it was written at.
+#[derive(Debug, Default)]
+pub struct Records(RwLock<HashMap<String, (ProviderHealthRecord, u64)>>);
+
+impl Records {
+    /// Keeps `record`, written at `revision`, unless a newer one is known; returns whether it
+    /// was newer.
+    pub fn set(&self, record: ProviderHealthRecord, revision: u64) -> bool {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(&record.provider)
+            .is_some_and(|(_, known)| *known >= revision)
+        {
+            return false;
+        }
+        map.insert(record.provider.clone(), (record, revision));
+        true
+    }
+
+    /// Every record, by provider id.
+    pub fn all(&self) -> Vec<ProviderHealthRecord> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.values().map(|(r, _)| r.clone()).collect();
+        v.sort_by(|a, b| a.provider.cmp(&b.provider));
+        v
+    }
+}
+
 /// What this worker knows of the fleet.
 pub struct FleetState {
-    records: RwLock<HashMap<String, ProviderHealthRecord>>,
+    records: Records,
     spend: RwLock<HashMap<String, f64>>,
     suspended: AtomicBool,
     health: HealthStore,
@@ -43,7 +71,7 @@ impl FleetState {
     /// Over the health store and decision cache; a probe slot is held for `probe_ttl`.
     pub fn new(health: HealthStore, cache: kv::Store, probe_ttl: Duration) -> Self {
         FleetState {
-            records: RwLock::default(),
+            records: Records::default(),
             spend: RwLock::default(),
             suspended: AtomicBool::new(false),
             health,
@@ -57,21 +85,25 @@ impl FleetState {
         &self.health
     }
 
-    /// Stores a record seen on the watch.
-    pub fn set_record(&self, record: ProviderHealthRecord) {
-        // Every record change passes here (watch, start-up, own writes): the gauges follow.
-        crate::telemetry::metrics::provider_record(&record);
-        self.records
-            .write()
-            .unwrap()
-            .insert(record.provider.clone(), record);
+    /// Stores a provider's record written at KV `revision` (seen on the watch, read at
+    /// start-up, or written by this worker) unless a newer one is already known; returns
+    /// whether it was newer. The same record reaches a worker twice when it wrote it itself
+    /// (its own write, then the watch), and the two can arrive in either order: applying an
+    /// older record after a newer one would resurrect, say, an open breaker the fleet has
+    /// already closed.
+    pub fn set_record(&self, record: ProviderHealthRecord, revision: u64) -> bool {
+        // Every newer record passes here: the gauges follow.
+        let gauges = record.clone();
+        let newer = self.records.set(record, revision);
+        if newer {
+            crate::telemetry::metrics::provider_record(&gauges);
+        }
+        newer
     }
 
     /// Every known provider record.
     pub fn records(&self) -> Vec<ProviderHealthRecord> {
-        let mut v: Vec<_> = self.records.read().unwrap().values().cloned().collect();
-        v.sort_by(|a, b| a.provider.cmp(&b.provider));
-        v
+        self.records.all()
     }
 
     /// Sets today's fleet spend of `provider`.
@@ -129,6 +161,20 @@ pub type SharedFleet = Arc<FleetState>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_record_never_replaces_a_newer_one() {
+        let records = Records::default();
+        let mut open = ProviderHealthRecord::new("p", "w1");
+        open.breaker = crate::contract::BreakerState::Open;
+        let closed = ProviderHealthRecord::new("p", "w2");
+        // The watch delivers the close (revision 8) before this worker's own write of the
+        // open record (revision 7) is applied.
+        assert!(records.set(closed.clone(), 8));
+        assert!(!records.set(open, 7));
+        assert!(!records.set(closed.clone(), 8), "the same revision twice");
+        assert_eq!(records.all(), [closed]);
+    }
 
     #[test]
     fn cache_keys_are_kv_safe() {

@@ -13,6 +13,7 @@ pub mod hold;
 pub mod http;
 pub mod monitor;
 pub mod outcomes;
+pub mod prober;
 pub mod publish;
 pub mod runtime;
 pub mod setup;

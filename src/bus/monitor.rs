@@ -15,10 +15,11 @@ use crate::engine::ports::{EngineEvent, EventSink};
 
 use super::events::{BusSink, EventTask};
 
-/// Tries to take or renew the monitor lease for `ttl`; true when this worker holds it.
-pub async fn hold_lease(kv: &kv::Store, me: &str, ttl: Duration) -> bool {
+/// Tries to take or renew the lease at `key` (a fleet role) for `ttl`; true when this
+/// worker holds it.
+pub async fn hold_lease(kv: &kv::Store, key: &str, me: &str, ttl: Duration) -> bool {
     let now = chrono::Utc::now();
-    let entry = match kv.entry(MONITOR_LEASE_KEY).await {
+    let entry = match kv.entry(key).await {
         Ok(e) => e.filter(|e| e.operation == Operation::Put),
         Err(_) => return false,
     };
@@ -28,7 +29,7 @@ pub async fn hold_lease(kv: &kv::Store, me: &str, ttl: Duration) -> bool {
     };
     let body: bytes::Bytes = serde_json::to_vec(&lease).expect("lease").into();
     match entry {
-        None => match kv.create(MONITOR_LEASE_KEY, body).await {
+        None => match kv.create(key, body).await {
             Ok(_) => true,
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
             Err(_) => false,
@@ -41,7 +42,7 @@ pub async fn hold_lease(kv: &kv::Store, me: &str, ttl: Duration) -> bool {
             if !free {
                 return false;
             }
-            match kv.update(MONITOR_LEASE_KEY, body, e.revision).await {
+            match kv.update(key, body, e.revision).await {
                 Ok(_) => true,
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
                 Err(_) => false,
@@ -123,7 +124,7 @@ pub async fn run(task: Arc<EventTask>, sink: BusSink, kv: kv::Store) {
         let interval = Duration::from_millis(m.interval_ms.max(1_000));
         // Renew well inside the lease so a live holder never loses it.
         let tick = (interval / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
-        let leader = hold_lease(&kv, &task.worker_id, tick * 3).await;
+        let leader = hold_lease(&kv, MONITOR_LEASE_KEY, &task.worker_id, tick * 3).await;
         let due = last_check.is_none_or(|t| t.elapsed() >= interval);
         if leader && m.enabled && due {
             let results = check_now(&task, &sink, None).await;

@@ -23,7 +23,7 @@ use super::outcomes::Outcomes;
 use super::publish::Publisher;
 use super::setup::{self, Bus};
 use super::worker::Worker;
-use super::{advisories, control, monitor, watch};
+use super::{advisories, control, monitor, prober, watch};
 
 /// A default worker id: host, process id and a random suffix.
 pub fn default_worker_id() -> String {
@@ -90,11 +90,11 @@ pub async fn start(
     ));
     // Start from the fleet's current view before taking any request.
     for p in &cfg.providers {
-        if let Ok(Some(bytes)) = bus.health.get(&p.id).await
-            && let Ok(record) = serde_json::from_slice::<ProviderHealthRecord>(&bytes)
+        if let Ok(Some(entry)) = bus.health.entry(&p.id).await
+            && let Ok(record) = serde_json::from_slice::<ProviderHealthRecord>(&entry.value)
+            && fleet.set_record(record.clone(), entry.revision)
         {
             engine.apply_shared(&record);
-            fleet.set_record(record);
         }
     }
     let publisher = Publisher::new(bus.js.clone(), client.clone(), bus.names.clone());
@@ -140,6 +140,7 @@ pub async fn start(
         tokio::spawn(events::run(task.clone(), rx)),
         tokio::spawn(watch::run(task.clone(), bus.health.clone())),
         tokio::spawn(monitor::run(task.clone(), sink.clone(), bus.health.clone())),
+        tokio::spawn(prober::run(task.clone(), bus.health.clone())),
         control::start(bus.clone(), task.clone(), sink.clone()).await?,
     ];
     background.extend(served.map(|(_, h)| h));

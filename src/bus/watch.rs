@@ -61,8 +61,9 @@ fn apply(task: &EventTask, entry: &kv::Entry) {
     }
     match serde_json::from_slice::<ProviderHealthRecord>(&entry.value) {
         Ok(record) => {
-            task.engine.apply_shared(&record);
-            task.fleet.set_record(record);
+            if task.fleet.set_record(record.clone(), entry.revision) {
+                task.engine.apply_shared(&record);
+            }
         }
         Err(e) => tracing::warn!(key = %entry.key, error = %e, "unreadable health record"),
     }

@@ -19,7 +19,7 @@ use tracing::field::Empty;
 
 use crate::config::Config;
 use crate::contract::{AnalysisResult, Timestamp};
-use crate::engine::{Engine, Job, Outcome};
+use crate::engine::{Engine, Job};
 
 use super::decode::{Rejection, decode, kind_token};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
@@ -46,7 +46,6 @@ enum Handled {
     Answered,
     Replayed,
     DeadLettered,
-    Parked,
     Busy,
     Retried,
 }
@@ -58,7 +57,6 @@ impl Handled {
             Handled::Answered => "answered",
             Handled::Replayed => "replayed",
             Handled::DeadLettered => "deadlettered",
-            Handled::Parked => "parked",
             Handled::Busy => "busy",
             Handled::Retried => "retried",
         }
@@ -333,7 +331,6 @@ impl Worker {
         let job = Job {
             request: request.clone(),
             published_at: published_at(msg),
-            may_park: n + 1 < self.cfg.worker.max_deliver as u64,
         };
         let started_at = chrono::Utc::now();
         let mut revision = revision;
@@ -341,9 +338,9 @@ impl Worker {
         let engine = self.engine.handle(job);
         tokio::pin!(engine);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
-        let outcome = loop {
+        let result = loop {
             tokio::select! {
-                outcome = &mut engine => break outcome,
+                result = &mut engine => break result,
                 _ = heartbeat.tick() => {
                     let _ = msg.ack_with(AckKind::Progress).await;
                     match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, chrono::Utc::now()).await {
@@ -358,65 +355,47 @@ impl Worker {
                 }
             }
         };
-        match outcome {
-            Outcome::Park {
-                retry_after,
-                reason,
-            } => {
-                tracing::info!(request_id = %id, retry_ms = retry_after.as_millis() as u64, %reason, "parking request");
-                self.outcomes.release(&id, revision).await?;
-                let wait = retry_after.max(Duration::from_millis(100));
-                msg.ack_with(AckKind::Nak(Some(wait)))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
-                metrics::counter!("ai_failover_parked_total").increment(1);
-                Ok(Handled::Parked)
-            }
-            Outcome::Done(result) => {
-                span.record("status", result.status.as_str());
-                span.record("source", result.source.as_str());
-                span.record("mode", result.mode.as_str());
-                if let Some(p) = &result.provider {
-                    span.record("provider", p.as_str());
+        span.record("status", result.status.as_str());
+        span.record("source", result.source.as_str());
+        span.record("mode", result.mode.as_str());
+        if let Some(p) = &result.provider {
+            span.record("provider", p.as_str());
+        }
+        // The stored outcome is the source of truth: write it before publishing.
+        let stored = hold::holding(msg, self.ack_wait(), stop, "complete", is_bus_error, || {
+            self.outcomes.complete(&result, revision)
+        })
+        .await;
+        if let Err(e) = stored {
+            match self.outcomes.get(&id).await? {
+                // Our own write landed and only its reply was lost (the retry then
+                // found the revision moved): this is our answer, not a replay.
+                Some((crate::contract::OutcomeRecord::Done { result: done }, _))
+                    if done.worker_id == self.worker_id
+                        && done.completed_at == result.completed_at => {}
+                // Someone took over (we were presumed dead): defer to their answer.
+                Some((crate::contract::OutcomeRecord::Done { result }, _)) => {
+                    self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+                        .await?;
+                    self.ack(msg, stop).await?;
+                    return Ok(Handled::Replayed);
                 }
-                // The stored outcome is the source of truth: write it before publishing.
-                let stored =
-                    hold::holding(msg, self.ack_wait(), stop, "complete", is_bus_error, || {
-                        self.outcomes.complete(&result, revision)
-                    })
-                    .await;
-                if let Err(e) = stored {
-                    match self.outcomes.get(&id).await? {
-                        // Our own write landed and only its reply was lost (the retry then
-                        // found the revision moved): this is our answer, not a replay.
-                        Some((crate::contract::OutcomeRecord::Done { result: done }, _))
-                            if done.worker_id == self.worker_id
-                                && done.completed_at == result.completed_at => {}
-                        // Someone took over (we were presumed dead): defer to their answer.
-                        Some((crate::contract::OutcomeRecord::Done { result }, _)) => {
-                            self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
-                                .await?;
-                            self.ack(msg, stop).await?;
-                            return Ok(Handled::Replayed);
-                        }
-                        _ => return Err(e.into()),
-                    }
-                }
-                self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
-                    .await?;
-                self.ack(msg, stop).await?;
-                metrics::counter!(
-                    "ai_failover_requests_total",
-                    "status" => result.status.as_str(),
-                    "source" => result.source.as_str(),
-                    "mode" => result.mode.as_str()
-                )
-                .increment(1);
-                metrics::histogram!("ai_failover_request_latency_seconds", "status" => result.status.as_str())
-                    .record(result.latency_ms as f64 / 1_000.0);
-                Ok(Handled::Answered)
+                _ => return Err(e.into()),
             }
         }
+        self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+            .await?;
+        self.ack(msg, stop).await?;
+        metrics::counter!(
+            "ai_failover_requests_total",
+            "status" => result.status.as_str(),
+            "source" => result.source.as_str(),
+            "mode" => result.mode.as_str()
+        )
+        .increment(1);
+        metrics::histogram!("ai_failover_request_latency_seconds", "status" => result.status.as_str())
+            .record(result.latency_ms as f64 / 1_000.0);
+        Ok(Handled::Answered)
     }
 
     async fn claim(

@@ -141,6 +141,15 @@ pub struct EngineConfig {
     pub fallback_max_confidence: f64,
     /// Active health-check interval.
     pub health_check_interval_ms: u64,
+    /// While a provider's breaker is open, the fleet's prober (one elected worker) sends it
+    /// a cheap probe this often; the first success after the open period closes the breaker
+    /// for the whole fleet, so live requests never have to be the trial.
+    pub probe_interval_ms: u64,
+    /// A probe that takes longer than this failed (and the next one waits longer).
+    pub probe_timeout_ms: u64,
+    /// A provider call is not started when less time than this is left before the request's
+    /// deadline, nor when less is left than the provider's observed median latency.
+    pub min_call_ms: u64,
     /// Output tokens asked of a provider.
     pub max_output_tokens: u32,
     /// Largest provider response body read.
@@ -161,6 +170,9 @@ impl Default for EngineConfig {
             cache_max_age_ms: 300_000,
             fallback_max_confidence: 0.4,
             health_check_interval_ms: 300_000,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 2_000,
+            min_call_ms: 100,
             max_output_tokens: 512,
             max_response_bytes: 1 << 20,
         }

@@ -182,6 +182,24 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
         "use at least 1000 (default 300000 = 5 min)",
     );
     c.check(
+        e.probe_interval_ms >= 100,
+        "engine.probe_interval_ms",
+        "below 100 ms",
+        "use e.g. 1000 (about one probe a second for the whole fleet)",
+    );
+    c.check(
+        (100..=60_000).contains(&e.probe_timeout_ms),
+        "engine.probe_timeout_ms",
+        "outside 100..=60000 ms",
+        "use e.g. 2000",
+    );
+    c.check(
+        e.min_call_ms <= 60_000,
+        "engine.min_call_ms",
+        "above 60000 ms",
+        "use e.g. 100",
+    );
+    c.check(
         e.max_output_tokens >= 16,
         "engine.max_output_tokens",
         "below 16",

@@ -8,6 +8,9 @@ use super::{AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, Timest
 pub const FLEET_MODE_KEY: &str = "_mode";
 /// Lease of the worker elected to run active health checks.
 pub const MONITOR_LEASE_KEY: &str = "_monitor_lease";
+/// The lease of the fleet's prober: the one worker that probes providers whose breaker is
+/// open (short, so the role moves within seconds when its holder dies).
+pub const PROBER_LEASE_KEY: &str = "_prober_lease";
 /// Whether active monitoring is on (`monitoring.start` / `monitoring.stop`).
 pub const MONITORING_KEY: &str = "_monitoring";
 
@@ -162,7 +165,7 @@ pub struct FleetModeRecord {
     pub updated_by: String,
 }
 
-/// `ai_provider_health/_monitor_lease`: the worker running active health checks.
+/// `ai_provider_health/_monitor_lease` and `_prober_lease`: the worker holding a fleet role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseRecord {
     pub holder: String,

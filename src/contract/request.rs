@@ -77,6 +77,12 @@ pub struct AnalysisRequest {
     /// Whether the decision cache or the rule-based fallback may answer. Default `true`.
     #[serde(default = "default_true")]
     pub allow_fallback: bool,
+    /// How long (ms from the JetStream publish time, within the deadline) this request may
+    /// wait for a provider to come back when none can be called now, before it falls back.
+    /// Absent or 0: no waiting; the cached or rule-based answer comes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 3_600_000))]
+    pub max_wait_ms: Option<u64>,
     /// A core-NATS subject that also gets the result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
@@ -99,6 +105,8 @@ pub enum InvalidRequest {
     BadSymbol,
     #[error("deadline_ms must be between 1 and 3600000")]
     BadDeadline,
+    #[error("max_wait_ms must be between 0 and 3600000")]
+    BadMaxWait,
     #[error("max_cost_usd must be a finite number >= 0")]
     BadCostCap,
     #[error("providers must not be empty when given")]
@@ -130,6 +138,7 @@ impl AnalysisRequest {
             providers: None,
             max_cost_usd: None,
             allow_fallback: true,
+            max_wait_ms: None,
             reply_to: None,
         }
     }
@@ -158,6 +167,9 @@ impl AnalysisRequest {
             && !(1..=3_600_000).contains(&d)
         {
             return Err(InvalidRequest::BadDeadline);
+        }
+        if self.max_wait_ms.is_some_and(|w| w > 3_600_000) {
+            return Err(InvalidRequest::BadMaxWait);
         }
         if let Some(c) = self.max_cost_usd
             && !(c.is_finite() && c >= 0.0)
@@ -225,6 +237,9 @@ mod tests {
         let mut r = ok.clone();
         r.deadline_ms = Some(0);
         assert_eq!(r.validate(None), Err(InvalidRequest::BadDeadline));
+        let mut r = ok.clone();
+        r.max_wait_ms = Some(3_600_001);
+        assert_eq!(r.validate(None), Err(InvalidRequest::BadMaxWait));
         let mut r = ok.clone();
         r.max_cost_usd = Some(-1.0);
         assert_eq!(r.validate(None), Err(InvalidRequest::BadCostCap));

@@ -146,6 +146,16 @@ impl Breaker {
         }
     }
 
+    /// Records a success that ended before the last failure already counted (it reached
+    /// the shared record late): it counts in the window, but it neither resets the failures
+    /// in a row nor closes anything.
+    pub fn on_late_success(&mut self, cfg: &BreakerConfig, latency: Duration) {
+        if self.state == BreakerState::Closed {
+            let slow = latency >= Duration::from_millis(cfg.slow_call_ms);
+            self.count(cfg, false, slow);
+        }
+    }
+
     /// Records a failed call (one whose class counts toward the breaker).
     pub fn on_failure(
         &mut self,
@@ -253,6 +263,12 @@ impl Breaker {
     ) -> Option<Transition> {
         let from = self.state;
         match state {
+            // A trial is under way here and the fleet says only what we knew (open until a
+            // moment already past): re-opening would just start another trial at once.
+            BreakerState::Open
+                if self.state == BreakerState::HalfOpen
+                    && open_until.is_none_or(|u| self.open_until.is_some_and(|mine| u <= mine)) => {
+            }
             BreakerState::Open => {
                 if self.state != BreakerState::Open {
                     self.opened_at = changed.or(self.opened_at);
@@ -404,6 +420,25 @@ mod tests {
             Some(t),
         );
         assert_eq!(b.open_until, Some(far));
+    }
+
+    #[test]
+    fn a_stale_open_record_does_not_interrupt_a_trial() {
+        let c = cfg();
+        let t = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..3 {
+            b.on_failure(&c, t, FAST, "x");
+        }
+        let until = b.open_until;
+        assert_eq!(b.admit(&c, until.unwrap()), Admission::Probe);
+        // The fleet's record still says "open until" the moment that just passed.
+        assert!(b.adopt(BreakerState::Open, until, 1, Some(t)).is_none());
+        assert_eq!((b.state, b.probes_in_flight), (BreakerState::HalfOpen, 1));
+        // A later deadline (another worker's trial failed) re-opens it.
+        let later = until.map(|u| u + Duration::from_secs(2));
+        assert!(b.adopt(BreakerState::Open, later, 2, Some(t)).is_some());
+        assert_eq!((b.state, b.open_until), (BreakerState::Open, later));
     }
 
     #[test]

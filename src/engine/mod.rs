@@ -11,10 +11,11 @@ pub mod fallback;
 pub mod modes;
 pub mod policy;
 pub mod ports;
+pub mod probing;
 pub mod retry_budget;
 mod run;
 pub mod selection;
 pub mod slot;
 pub mod stats;
 
-pub use run::{Engine, Job, Outcome};
+pub use run::{Engine, Job};

@@ -1,5 +1,5 @@
 //! The engine: runs one request through selection, calls, hedging, retries, failover,
-//! deadline, budgets and fallback, and returns a result (or asks the caller to park it).
+//! deadline, budgets and fallback, and returns its result.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use crate::contract::{
 use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError};
 
 use super::backoff::full_jitter;
-use super::breaker::Admission;
+use super::breaker::{Admission, Breaker};
 use super::clock::{Clock, Instant};
 use super::fallback;
 use super::modes::{self, ProviderView};
@@ -35,20 +35,6 @@ pub struct Job {
     pub request: AnalysisRequest,
     /// When the request was published (JetStream time): the deadline counts from here.
     pub published_at: Timestamp,
-    /// Whether the caller can park the request (redeliver it later) instead of falling back.
-    pub may_park: bool,
-}
-
-/// What became of a job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// A result to store and publish.
-    Done(Box<AnalysisResult>),
-    /// No provider can be tried now, but one may be before the deadline: redeliver later.
-    Park {
-        retry_after: Duration,
-        reason: String,
-    },
 }
 
 /// A call's end, as the engine books it.
@@ -66,8 +52,6 @@ struct Trace {
     last_error: Option<ErrorInfo>,
     /// The last (provider, model) that failed, for the failover event of the next move.
     pending_failover: Option<(ProviderModel, ErrorClass)>,
-    /// Earliest moment a skipped provider may be callable again.
-    retry_at: Option<Instant>,
     /// Some candidate was called.
     called: bool,
     /// A class that ends the request (bad request, context length with no larger model).
@@ -76,13 +60,48 @@ struct Trace {
     synthetic: bool,
 }
 
-impl Trace {
-    fn note_retry_at(&mut self, at: Option<Instant>) {
-        if let Some(at) = at {
-            self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
-        }
-    }
+/// Whether one more failure opens `b` (never for a breaker that opens at the first).
+fn one_from_opening(b: &Breaker, cfg: &crate::config::BreakerConfig) -> bool {
+    b.state == BreakerState::Closed
+        && cfg.consecutive_failures >= 2
+        && b.consecutive_failures + 1 >= cfg.consecutive_failures
 }
+
+/// One request on its way through the candidates: what every call of it shares.
+struct Pass<'a> {
+    request: &'a AnalysisRequest,
+    /// (system, user) prompt, built once.
+    prompt: &'a (String, String),
+    deadline: Instant,
+    /// `test-failover`: providers made to fail with a class without being called.
+    injected: &'a HashMap<String, ErrorClass>,
+}
+
+/// A primary and its hedge, racing.
+struct Race<'a> {
+    primary: &'a Candidate,
+    hedge: &'a Candidate,
+    primary_started: Instant,
+    hedge_started: Instant,
+}
+
+/// A finished call, as [`Engine::book`] takes it.
+struct Booked<'a> {
+    slot: &'a Slot,
+    model: &'a str,
+    latency: Duration,
+    hedge: bool,
+}
+
+/// How often a request that may wait (`max_wait_ms`) looks again for a provider that came
+/// back: planning is microseconds, and the fleet's prober closes a breaker within a second
+/// of a provider's recovery.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// How long a provider whose call ran past its usual latency is tried after the others
+/// (unless it answers first): long enough for the slow calls to end and open its breaker
+/// if it hangs, short enough that a one-off slow answer costs it little traffic.
+const STALL: Duration = Duration::from_secs(1);
 
 /// The failover engine of one worker.
 pub struct Engine {
@@ -182,6 +201,26 @@ impl Engine {
             .map(|f| (f.status, f.until.map(to_instant)));
         h.quarantined = record.quarantined;
         h.rate_limited_until = record.rate_limited_until.map(to_instant);
+        // The fleet's count of failures in a row: one more opens the breaker.
+        let fleet_count = Breaker {
+            state: record.breaker,
+            consecutive_failures: record.consecutive_failures,
+            ..Breaker::default()
+        };
+        h.suspect_until = match &record.last_error {
+            Some(e) if one_from_opening(&fleet_count, &slot.breaker_cfg) => {
+                Some(to_instant(e.at) + STALL)
+            }
+            _ if record.consecutive_failures == 0 => None,
+            _ => h.suspect_until,
+        };
+        // Someone holds the provider's probe slot (the fleet's prober, usually; perhaps this
+        // worker): no other live trial until it is free.
+        h.probed_by_fleet_until = record
+            .probe_owner
+            .as_ref()
+            .and(record.probe_until)
+            .map(to_instant);
         let transition = h.breaker.adopt(
             record.breaker,
             record.open_until.map(to_instant),
@@ -271,20 +310,33 @@ impl Engine {
 
     // ----- health checks ---------------------------------------------------------------
 
-    /// Probes `provider` with its cheap health endpoint and books the outcome: a success
-    /// after the open period closes the breaker (recovery), a failure counts.
-    pub async fn health_check(&self, provider: &str) -> Option<Result<Duration, ProviderError>> {
+    /// Sends `provider` one cheap probe (its model listing) bounded by `timeout` and says how
+    /// long it took; books nothing (the fleet's prober books it in the shared record).
+    pub async fn probe(
+        &self,
+        provider: &str,
+        timeout: Duration,
+    ) -> Option<Result<Duration, ProviderError>> {
         let slot = self.slot(provider)?;
-        let model = slot.cfg.models[0].clone();
-        let timeout = Duration::from_millis(slot.cfg.timeout_ms.min(10_000));
+        let model = slot.cfg.models.first()?.clone();
         let started = self.clock.now();
         let res = match tokio::time::timeout(timeout, slot.provider.probe(&model, timeout)).await {
             Ok(r) => r,
             Err(_) => Err(ProviderError::new(
                 ErrorClass::Timeout,
-                "health probe timed out",
+                format!("probe got no answer within {} ms", timeout.as_millis()),
             )),
         };
+        Some(res.map(|()| self.clock.now().duration_since(started)))
+    }
+
+    /// Probes `provider` with its cheap health endpoint and books the outcome: a success
+    /// after the open period closes the breaker (recovery), a failure counts.
+    pub async fn health_check(&self, provider: &str) -> Option<Result<Duration, ProviderError>> {
+        let slot = self.slot(provider)?;
+        let timeout = Duration::from_millis(slot.cfg.timeout_ms.min(10_000));
+        let started = self.clock.now();
+        let res = self.probe(provider, timeout).await?.map(drop);
         let now = self.clock.now();
         let latency = now.duration_since(started);
         let transition = {
@@ -313,14 +365,18 @@ impl Engine {
 
     // ----- the request path -----------------------------------------------------------
 
-    /// Runs one request to an outcome.
-    pub async fn handle(&self, job: Job) -> Outcome {
+    /// Runs one request to its result.
+    pub async fn handle(&self, job: Job) -> Box<AnalysisResult> {
         self.handle_with(job, &HashMap::new()).await
     }
 
     /// [`handle`](Self::handle) with some providers made to fail with a given class without
     /// calling them and without touching fleet state (`test-failover`).
-    pub async fn handle_with(&self, job: Job, injected: &HashMap<String, ErrorClass>) -> Outcome {
+    pub async fn handle_with(
+        &self,
+        job: Job,
+        injected: &HashMap<String, ErrorClass>,
+    ) -> Box<AnalysisResult> {
         let started = self.clock.now();
         let utc = self.clock.utc();
         let request = &job.request;
@@ -365,55 +421,47 @@ impl Engine {
 
         // Built once: its size prices the candidates, its text goes to every attempt.
         let prompt = crate::providers::prompt::build(request);
-        let plan = self.plan(request, &prompt);
+        let pass = Pass {
+            request,
+            prompt: &prompt,
+            deadline,
+            injected,
+        };
         let mut trace = Trace {
             synthetic: !injected.is_empty(),
             ..Trace::default()
         };
-        for s in &plan.skipped {
-            trace.note_retry_at(s.retry_at);
-        }
-        if plan.candidates.is_empty()
-            && !plan.skipped.is_empty()
-            && plan.skipped.iter().all(|s| s.cost_cap)
-        {
-            let error = ErrorInfo {
-                class: ErrorClass::BudgetExceeded,
-                message: "every provider's estimated cost is over max_cost_usd".into(),
-            };
-            return self.finish(request, started, trace, None, Status::Rejected, Some(error));
-        }
-
-        let synthetic = trace.synthetic;
-        if let Some(answer) = self
-            .run_candidates(
-                &job,
-                &prompt,
-                plan.candidates,
-                deadline,
-                &mut trace,
-                injected,
-            )
-            .await
-        {
-            return self.finish(request, started, trace, Some(answer), Status::Ok, None);
-        }
-
-        // No provider answered. Park when one may come back in time, else fall back.
-        let now = self.clock.now();
-        if job.may_park
-            && !trace.called
-            && !trace.terminal
-            && let Some(at) = trace.retry_at
-        {
-            let room = Duration::from_millis(self.cfg.engine.hedge_floor_ms.max(500));
-            if at + room < deadline {
-                return Outcome::Park {
-                    retry_after: at.saturating_duration_since(now),
-                    reason: "no provider can be called now; one reopens before the deadline".into(),
+        let wait_until = self.wait_until(&job, started, age, deadline);
+        loop {
+            let plan = self.plan(request, &prompt);
+            if plan.candidates.is_empty()
+                && !plan.skipped.is_empty()
+                && plan.skipped.iter().all(|s| s.cost_cap)
+            {
+                let error = ErrorInfo {
+                    class: ErrorClass::BudgetExceeded,
+                    message: "every provider's estimated cost is over max_cost_usd".into(),
                 };
+                return self.finish(request, started, trace, None, Status::Rejected, Some(error));
+            }
+            if let Some(answer) = self
+                .run_candidates(&pass, plan.candidates, &mut trace)
+                .await
+            {
+                return self.finish(request, started, trace, Some(answer), Status::Ok, None);
+            }
+            // Nothing answered. Wait for a provider to come back only when the request asked
+            // to (`max_wait_ms`): otherwise the cached or rule-based answer goes out now,
+            // which is what a trader needs while the fleet knows every provider is down.
+            let now = self.clock.now();
+            match wait_until {
+                Some(until) if !trace.terminal && now + WAIT_POLL < until => {
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+                _ => break,
             }
         }
+
         let error = trace.last_error.clone().unwrap_or(ErrorInfo {
             class: ErrorClass::NoProvider,
             message: "no provider was available".into(),
@@ -422,6 +470,7 @@ impl Engine {
             let from = trace.pending_failover.take();
             let fb = self.fallback(request).await;
             if let Some((from, class)) = from {
+                let synthetic = trace.synthetic;
                 self.emit_failover(&request.request_id, from, None, class, false, synthetic);
             }
             return self.finish(
@@ -434,6 +483,21 @@ impl Engine {
             );
         }
         self.finish(request, started, trace, None, Status::Failed, Some(error))
+    }
+
+    /// Until when `job` may wait for a provider to come back: its `max_wait_ms` from the
+    /// publish time, leaving room for a call before the deadline; `None` when it may not.
+    fn wait_until(
+        &self,
+        job: &Job,
+        started: Instant,
+        age: Duration,
+        deadline: Instant,
+    ) -> Option<Instant> {
+        let max_wait = Duration::from_millis(job.request.max_wait_ms.filter(|w| *w > 0)?);
+        let room = Duration::from_millis(self.cfg.engine.min_call_ms);
+        let until = (started + max_wait.checked_sub(age)?).min(deadline.checked_sub(room)?);
+        (until > started).then_some(until)
     }
 
     async fn fallback(&self, request: &AnalysisRequest) -> Answered {
@@ -470,15 +534,14 @@ impl Engine {
 
     async fn run_candidates(
         &self,
-        job: &Job,
-        (system, user): &(String, String),
+        pass: &Pass<'_>,
         candidates: Vec<Candidate>,
-        deadline: Instant,
         trace: &mut Trace,
-        injected: &HashMap<String, ErrorClass>,
     ) -> Option<Answered> {
-        let request = &job.request;
+        let request = pass.request;
+        let deadline = pass.deadline;
         let synthetic = trace.synthetic;
+        let floor = Duration::from_millis(self.cfg.engine.min_call_ms);
         let mut queue: VecDeque<Candidate> = candidates.into();
         let mut dropped: HashSet<usize> = HashSet::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
@@ -497,20 +560,35 @@ impl Engine {
                 break;
             }
             let slot = &self.slots[cand.slot];
+            // Never start a call that cannot plausibly come back before the deadline.
+            let left = deadline.saturating_duration_since(now);
+            let needed = slot.plausible_latency(floor);
+            if left < needed {
+                trace.last_error = Some(ErrorInfo {
+                    class: ErrorClass::DeadlineExceeded,
+                    message: format!(
+                        "{} usually needs {} ms; only {} ms were left before the deadline",
+                        slot.id(),
+                        needed.as_millis(),
+                        left.as_millis()
+                    ),
+                });
+                continue;
+            }
             let probe = match slot.admit(now) {
                 Admission::Allowed => false,
                 Admission::Probe => true,
-                Admission::Rejected { retry_at } => {
-                    trace.note_retry_at(retry_at);
-                    continue;
-                }
+                Admission::Rejected { .. } => continue,
             };
             if probe && !self.fleet.acquire_probe(slot.id()).await {
                 slot.health().breaker.release_probe();
                 continue;
             }
             if first {
-                self.retry_budget.lock().unwrap().record_call(now);
+                self.retry_budget
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record_call(now);
                 first = false;
             }
             let here = ProviderModel {
@@ -528,72 +606,68 @@ impl Engine {
                 );
             }
 
-            // A hedge partner: the next candidate on another provider, admitted now.
-            let partner = if self.cfg.engine.hedging && !probe {
+            // A hedge partner: the next candidate on another provider, admitted now, that can
+            // still answer in time. A probe is hedged too: a trial call is never a live
+            // request left to hang.
+            let partner = if self.cfg.engine.hedging {
                 queue.iter().position(|c| {
+                    let other = &self.slots[c.slot];
                     c.slot != cand.slot
                         && !dropped.contains(&c.slot)
-                        && self.slots[c.slot]
-                            .health()
-                            .blocked(&self.slots[c.slot].breaker_cfg, now)
-                            .is_none()
+                        && other.health().blocked(&other.breaker_cfg, now).is_none()
+                        && other.plausible_latency(floor) <= left
                 })
             } else {
                 None
             };
-            let call = |c: &Candidate| ProviderCall {
-                request_id: request.request_id.clone(),
-                model: c.model.clone(),
-                kind: request.kind,
-                system: system.clone(),
-                user: user.clone(),
-                max_output_tokens: self.cfg.engine.max_output_tokens,
-                timeout: Duration::from_millis(self.slots[c.slot].cfg.timeout_ms)
-                    .min(deadline.saturating_duration_since(self.clock.now())),
-            };
             trace.called = true;
             let n = trace.attempts.len() + 1;
-            let primary = self.start_call(&cand, call(&cand), deadline, injected, (n, false));
+            let primary = self.start_call(pass, &cand, (n, false));
             let ((res, latency), winner) = match partner {
                 None => (primary.await, cand.clone()),
                 Some(pos) => {
-                    let hedge_after =
+                    let partner_slot = &self.slots[queue[pos].slot];
+                    // Ask the partner once this provider is slower than usual, or earlier if
+                    // waiting that long would leave the partner too little time.
+                    let usual =
                         slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
-                    let timer = tokio::time::sleep_until(now + hedge_after).boxed();
+                    let latest = deadline
+                        .checked_sub(partner_slot.plausible_latency(floor))
+                        .unwrap_or(now);
+                    let timer = tokio::time::sleep_until((now + usual).min(latest)).boxed();
                     match select(primary, timer).await {
                         Either::Left((res, _)) => (res, cand.clone()),
                         Either::Right(((), primary)) => {
-                            if !self
-                                .retry_budget
-                                .lock()
-                                .unwrap()
-                                .try_spend(self.clock.now())
-                            {
-                                (primary.await, cand.clone())
+                            slot.health().stalled_until = Some(self.clock.now() + STALL);
+                            let other = if self.may_hedge(slot, probe) {
+                                queue.remove(pos)
                             } else {
-                                let other = queue.remove(pos).expect("partner index");
-                                let there = ProviderModel {
-                                    provider: self.slots[other.slot].id().to_string(),
-                                    model: other.model.clone(),
-                                };
-                                self.emit_failover(
-                                    &request.request_id,
-                                    here.clone(),
-                                    Some(there),
-                                    ErrorClass::Timeout,
-                                    true,
-                                    synthetic,
-                                );
-                                let hedge = self.start_call(
-                                    &other,
-                                    call(&other),
-                                    deadline,
-                                    injected,
-                                    (n + 1, true),
-                                );
-                                let pair = (&cand, &other);
-                                self.race(primary, hedge, pair, now, trace, synthetic, request)
-                                    .await
+                                None
+                            };
+                            match other {
+                                None => (primary.await, cand.clone()),
+                                Some(other) => {
+                                    let there = ProviderModel {
+                                        provider: self.slots[other.slot].id().to_string(),
+                                        model: other.model.clone(),
+                                    };
+                                    self.emit_failover(
+                                        &request.request_id,
+                                        here.clone(),
+                                        Some(there),
+                                        ErrorClass::Timeout,
+                                        true,
+                                        synthetic,
+                                    );
+                                    let hedge = self.start_call(pass, &other, (n + 1, true));
+                                    let race = Race {
+                                        primary: &cand,
+                                        hedge: &other,
+                                        primary_started: now,
+                                        hedge_started: self.clock.now(),
+                                    };
+                                    self.race(primary, hedge, race, trace, request).await
+                                }
                             }
                         }
                     }
@@ -601,16 +675,13 @@ impl Engine {
             };
             let winner_slot = &self.slots[winner.slot];
             let hedged = winner != cand;
-            match self.book(
-                winner_slot,
-                &winner.model,
-                res,
+            let call = Booked {
+                slot: winner_slot,
+                model: &winner.model,
                 latency,
-                hedged,
-                trace,
-                synthetic,
-                request,
-            ) {
+                hedge: hedged,
+            };
+            match self.book(call, res, trace, request) {
                 Ok(completion) => {
                     return Some(Answered {
                         answer: completion.answer,
@@ -619,6 +690,8 @@ impl Engine {
                         model: Some(completion.model),
                     });
                 }
+                // Cut short by the request's own deadline: nobody's fault, nothing left to try.
+                Err(err) if err.class == ErrorClass::DeadlineExceeded => break,
                 Err(err) => {
                     let p = policy(err.class);
                     if !p.failover {
@@ -654,11 +727,11 @@ impl Engine {
                         && self
                             .retry_budget
                             .lock()
-                            .unwrap()
+                            .unwrap_or_else(|p| p.into_inner())
                             .try_spend(self.clock.now())
                     {
                         let wait = full_jitter(
-                            &mut *self.rng.lock().unwrap(),
+                            &mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()),
                             Duration::from_millis(self.cfg.engine.backoff_base_ms),
                             Duration::from_millis(self.cfg.engine.backoff_max_ms),
                             *tries,
@@ -686,71 +759,97 @@ impl Engine {
         None
     }
 
+    /// Whether a slow call on `slot` may be hedged now. Hedges of a provider that is failing
+    /// (its last call here failed, or this call is its trial) are not rationed: that is
+    /// exactly when they are needed, and they only move load that provider cannot serve.
+    /// Otherwise they come out of the retry budget, so that a merely busy fleet does not
+    /// double its load.
+    fn may_hedge(&self, slot: &Slot, probe: bool) -> bool {
+        probe
+            || slot.health().breaker.consecutive_failures > 0
+            || self
+                .retry_budget
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_spend(self.clock.now())
+    }
+
     /// Races a slow primary against its hedge: the first valid answer wins; a failure of one
-    /// waits for the other; the loser is cancelled. A primary cancelled because it was slower
-    /// than its p95 counts as a failure toward its breaker.
-    #[allow(clippy::too_many_arguments)]
+    /// waits for the other; the loser is cancelled, and counts as a slow failure of its
+    /// provider when it had run longer than that provider usually takes.
     async fn race(
         &self,
         primary: BoxFuture<'_, Timed>,
         hedge: BoxFuture<'_, Timed>,
-        (p, h): (&Candidate, &Candidate),
-        primary_started: Instant,
+        race: Race<'_>,
         trace: &mut Trace,
-        synthetic: bool,
         request: &AnalysisRequest,
     ) -> (Timed, Candidate) {
+        let (p, h) = (race.primary, race.hedge);
         match select(primary, hedge).await {
             Either::Left(((res, took), hedge)) => {
                 if res.is_ok() {
-                    self.cancelled(h, None, trace, synthetic, request);
+                    self.cancelled(h, race.hedge_started, true, trace, request);
                     ((res, took), p.clone())
                 } else {
-                    let slot = &self.slots[p.slot];
-                    let _ = self.book(slot, &p.model, res, took, false, trace, synthetic, request);
+                    let call = Booked {
+                        slot: &self.slots[p.slot],
+                        model: &p.model,
+                        latency: took,
+                        hedge: false,
+                    };
+                    let _ = self.book(call, res, trace, request);
                     (hedge.await, h.clone())
                 }
             }
             Either::Right(((res, took), primary)) => {
                 if res.is_ok() {
-                    let waited = self.clock.now().duration_since(primary_started);
-                    self.cancelled(p, Some(waited), trace, synthetic, request);
+                    self.cancelled(p, race.primary_started, false, trace, request);
                     ((res, took), h.clone())
                 } else {
-                    let slot = &self.slots[h.slot];
-                    let _ = self.book(slot, &h.model, res, took, true, trace, synthetic, request);
+                    let call = Booked {
+                        slot: &self.slots[h.slot],
+                        model: &h.model,
+                        latency: took,
+                        hedge: true,
+                    };
+                    let _ = self.book(call, res, trace, request);
                     (primary.await, p.clone())
                 }
             }
         }
     }
 
-    /// Books a call dropped because the other side of a hedge won. `Some(waited)` for a
-    /// primary that was too slow (a failure toward its breaker), `None` for a losing hedge.
+    /// Books a call dropped because the other side of a hedge won. One that had run longer
+    /// than its provider usually takes is a slow failure toward that provider's breaker (a
+    /// hung provider is found this way, without waiting for its timeout); a quicker one is
+    /// only a cancelled attempt.
     fn cancelled(
         &self,
         c: &Candidate,
-        slow_primary: Option<Duration>,
+        started: Instant,
+        hedge: bool,
         trace: &mut Trace,
-        synthetic: bool,
         request: &AnalysisRequest,
     ) {
         let slot = &self.slots[c.slot];
-        if let Some(waited) = slow_primary {
+        let ran = self.clock.now().duration_since(started);
+        let usual = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
+        if ran >= usual {
             let err = ProviderError::new(
                 ErrorClass::Timeout,
-                "slower than its p95; a hedge answered first",
+                format!(
+                    "no answer after {} ms, slower than usual; the other call answered first",
+                    ran.as_millis()
+                ),
             );
-            let _ = self.book(
+            let call = Booked {
                 slot,
-                &c.model,
-                Err(err),
-                waited,
-                false,
-                trace,
-                synthetic,
-                request,
-            );
+                model: &c.model,
+                latency: ran,
+                hedge,
+            };
+            let _ = self.book(call, Err(err), trace, request);
             if let Some(a) = trace.attempts.last_mut() {
                 a.outcome = AttemptOutcome::Cancelled;
             }
@@ -761,24 +860,36 @@ impl Engine {
                 model: c.model.clone(),
                 outcome: AttemptOutcome::Cancelled,
                 http_status: None,
-                latency_ms: 0,
-                hedge: true,
+                latency_ms: ran.as_millis() as u64,
+                hedge,
             });
         }
     }
 
     fn start_call<'a>(
         &'a self,
+        pass: &Pass<'_>,
         cand: &Candidate,
-        call: ProviderCall,
-        deadline: Instant,
-        injected: &HashMap<String, ErrorClass>,
         (attempt, hedge): (usize, bool),
     ) -> BoxFuture<'a, Timed> {
         let slot = &self.slots[cand.slot];
         let provider = slot.provider.clone();
-        let injected = injected.get(slot.id()).copied();
+        let injected = pass.injected.get(slot.id()).copied();
         let clock = self.clock.clone();
+        let deadline = pass.deadline;
+        let configured = Duration::from_millis(slot.cfg.timeout_ms);
+        let call = ProviderCall {
+            request_id: pass.request.request_id.clone(),
+            model: cand.model.clone(),
+            kind: pass.request.kind,
+            system: pass.prompt.0.clone(),
+            user: pass.prompt.1.clone(),
+            max_output_tokens: self.cfg.engine.max_output_tokens,
+            timeout: configured.min(deadline.saturating_duration_since(clock.now())),
+        };
+        // A call cut short by the request's deadline is the provider's fault only if it had
+        // already run longer than the provider usually takes.
+        let usual = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
         // Debug level, like the request span it sits in (see `bus::worker::request_span`).
         let span = tracing::debug_span!(
             "provider_call",
@@ -801,10 +912,18 @@ impl Engine {
                 .min(call.timeout);
             let res = match tokio::time::timeout(bound, provider.complete(&call)).await {
                 Ok(res) => res,
-                Err(_) => Err(ProviderError::new(
-                    ErrorClass::Timeout,
-                    format!("no answer within {} ms", bound.as_millis()),
-                )),
+                Err(_) => {
+                    let took = clock.now().duration_since(started);
+                    let class = if bound < configured && took < usual {
+                        ErrorClass::DeadlineExceeded
+                    } else {
+                        ErrorClass::Timeout
+                    };
+                    Err(ProviderError::new(
+                        class,
+                        format!("no answer within {} ms", bound.as_millis()),
+                    ))
+                }
             };
             if let Err(e) = &res {
                 record.record("error_class", e.class.as_str());
@@ -816,18 +935,20 @@ impl Engine {
     }
 
     /// Books a finished call: breaker, statistics, spend, attempt record and events.
-    #[allow(clippy::too_many_arguments)]
     fn book(
         &self,
-        slot: &Slot,
-        model: &str,
+        call: Booked<'_>,
         res: CallResult,
-        latency: Duration,
-        hedge: bool,
         trace: &mut Trace,
-        synthetic: bool,
         request: &AnalysisRequest,
     ) -> CallResult {
+        let Booked {
+            slot,
+            model,
+            latency,
+            hedge,
+        } = call;
+        let synthetic = trace.synthetic;
         let now = self.clock.now();
         let (outcome, http_status, usage, class, message) = match &res {
             Ok(c) => (
@@ -889,9 +1010,21 @@ impl Engine {
         }
         let transition = {
             let mut h = slot.health();
-            h.stats.record(res.is_ok(), latency);
+            // A call the request itself cut short says nothing about the provider.
+            let cut = res.as_ref().is_err_and(|e| {
+                matches!(
+                    e.class,
+                    ErrorClass::DeadlineExceeded | ErrorClass::Cancelled
+                )
+            });
+            if !cut {
+                h.stats.record(res.is_ok(), latency);
+            }
             match &res {
-                Ok(_) => h.breaker.on_success(&slot.breaker_cfg, now, latency),
+                Ok(_) => {
+                    h.answered();
+                    h.breaker.on_success(&slot.breaker_cfg, now, latency)
+                }
                 Err(e) => {
                     let p = policy(e.class);
                     if p.quarantine {
@@ -902,8 +1035,13 @@ impl Engine {
                         h.rate_limited_until = Some(now + wait);
                     }
                     if p.breaker_failure {
-                        h.breaker
-                            .on_failure(&slot.breaker_cfg, now, latency, e.class.as_str())
+                        let tr =
+                            h.breaker
+                                .on_failure(&slot.breaker_cfg, now, latency, e.class.as_str());
+                        if one_from_opening(&h.breaker, &slot.breaker_cfg) {
+                            h.suspect_until = Some(now + STALL);
+                        }
+                        tr
                     } else {
                         if h.breaker.state == BreakerState::HalfOpen {
                             h.breaker.release_probe();
@@ -968,7 +1106,7 @@ impl Engine {
         answered: Option<Answered>,
         status: Status,
         error: Option<ErrorInfo>,
-    ) -> Outcome {
+    ) -> Box<AnalysisResult> {
         let mode = self.mode();
         let risk = modes::risk(mode, &self.cfg.modes);
         let (mut signal, mut analysis, source, provider, model) = match answered {
@@ -1025,7 +1163,7 @@ impl Engine {
             self.sink
                 .emit(EngineEvent::Cacheable(Box::new(result.clone())));
         }
-        Outcome::Done(Box::new(result))
+        Box::new(result)
     }
 }
 

@@ -52,7 +52,9 @@ pub fn estimated_cost(slot: &Slot, input_tokens: u64, max_output_tokens: u64) ->
 /// Orders the callable providers by `strategy` and expands each into its models.
 pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
     let mut out = Plan::default();
-    let mut eligible: Vec<(usize, f64)> = Vec::new();
+    // (slot, tried last, strategy key): stalled or suspect providers go last, whatever the
+    // strategy.
+    let mut eligible: Vec<(usize, bool, f64)> = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         let skip = |reason: &str, retry_at, cost_cap| Skipped {
             provider: slot.id().to_string(),
@@ -94,13 +96,14 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
                 -rng.random::<f64>().powf(1.0 / w)
             }
         };
-        eligible.push((i, key));
+        eligible.push((i, h.tried_last(inputs.now), key));
     }
     eligible.sort_by(|a, b| {
-        a.1.total_cmp(&b.1)
+        a.1.cmp(&b.1)
+            .then(a.2.total_cmp(&b.2))
             .then(slots[a.0].cfg.priority.cmp(&slots[b.0].cfg.priority))
     });
-    for (i, _) in eligible {
+    for (i, _, _) in eligible {
         for model in &slots[i].cfg.models {
             out.candidates.push(Candidate {
                 slot: i,

@@ -21,6 +21,19 @@ pub struct Health {
     pub forced: Option<(ForcedStatus, Option<Instant>)>,
     pub quarantined: bool,
     pub rate_limited_until: Option<Instant>,
+    /// The provider's probe slot in the fleet's shared record is held until then (by the
+    /// fleet's prober, usually): it alone tries an open provider, so no other live request
+    /// serves as the trial.
+    pub probed_by_fleet_until: Option<Instant>,
+    /// A call here ran past the provider's usual latency without an answer (a hedge went
+    /// out): until then, or until it answers, new requests try it after the others. A
+    /// provider that hangs thus stops receiving calls at the first sign of it, well before
+    /// enough slow calls have ended to open its breaker.
+    pub stalled_until: Option<Instant>,
+    /// The provider is one failure from opening its breaker (fleet-wide): until then, or
+    /// until it answers, new requests try it after the others instead of piling onto a
+    /// provider whose verdict is pending.
+    pub suspect_until: Option<Instant>,
 }
 
 impl Health {
@@ -44,10 +57,36 @@ impl Health {
         if let Some(u) = self.rate_limited_until.filter(|u| now < *u) {
             return Some(("rate limited".into(), Some(u)));
         }
+        if self.breaker.state != BreakerState::Closed && self.probed_by_fleet(now) {
+            return Some((
+                "breaker open; the fleet's prober is trying it".into(),
+                self.breaker.open_until,
+            ));
+        }
         if !self.breaker.would_admit(cfg, now) {
             return Some(("breaker open".into(), self.breaker.open_until));
         }
         None
+    }
+
+    /// Whether new requests should try the provider after the others at `now`: it is
+    /// stalled or suspect (see `stalled_until`, `suspect_until`).
+    pub fn tried_last(&self, now: Instant) -> bool {
+        [self.stalled_until, self.suspect_until]
+            .into_iter()
+            .flatten()
+            .any(|u| now < u)
+    }
+
+    /// Notes that the provider answered: it is neither stalled nor suspect any more.
+    pub fn answered(&mut self) {
+        self.stalled_until = None;
+        self.suspect_until = None;
+    }
+
+    /// Whether the fleet's probe slot of this provider is held at `now`.
+    pub fn probed_by_fleet(&self, now: Instant) -> bool {
+        self.probed_by_fleet_until.is_some_and(|u| now < u)
     }
 
     /// Whether the provider counts as serving for the fleet mode: switched on, not
@@ -134,6 +173,11 @@ impl Slot {
         if h.forced_at(now) == Some(ForcedStatus::Up) {
             return Admission::Allowed;
         }
+        if h.breaker.state != BreakerState::Closed && h.probed_by_fleet(now) {
+            return Admission::Rejected {
+                retry_at: h.breaker.open_until,
+            };
+        }
         if let Some((_, retry_at)) = h.blocked(&self.breaker_cfg, now)
             && h.breaker.state != BreakerState::Open
         {
@@ -142,9 +186,17 @@ impl Slot {
         h.breaker.admit(&self.breaker_cfg, now)
     }
 
-    /// When hedging, how long to wait for this provider before asking the next one.
+    /// When hedging, how long to wait for this provider before asking the next one; a call
+    /// that has run this long is slower than the provider usually is.
     pub fn hedge_after(&self, floor: Duration) -> Duration {
         let p95 = self.health().stats.p95_ms();
         floor.max(Duration::from_secs_f64(p95 / 1_000.0))
+    }
+
+    /// The least time a call to this provider plausibly needs: its observed median latency,
+    /// never below `floor`. A call is not started with less time left than this.
+    pub fn plausible_latency(&self, floor: Duration) -> Duration {
+        let p50 = self.health().stats.percentile_ms(0.5).unwrap_or(0.0);
+        floor.max(Duration::from_secs_f64(p50 / 1_000.0))
     }
 }

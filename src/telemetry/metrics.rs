@@ -106,6 +106,10 @@ fn describe() {
         "Provider calls, by provider and outcome"
     );
     describe_counter!(
+        "ai_failover_probes_total",
+        "Probes the fleet's prober sent to providers with an open breaker, by verdict"
+    );
+    describe_counter!(
         "ai_failover_failovers_total",
         "Moves to another provider or model, by the provider left"
     );

@@ -17,7 +17,7 @@ use crate::contract::{
     HealthSummaryReply, Kind, MONITORING_KEY, MonitoringRecord, MonitoringReply, MonitoringRequest,
     ProviderSummary, StatusReply, TestFailoverReply, TestFailoverRequest,
 };
-use crate::engine::{Job, Outcome};
+use crate::engine::Job;
 
 use super::super::events::{self, BusSink, EventTask};
 use super::super::setup::Bus;
@@ -318,21 +318,16 @@ async fn test_failover(
     let job = Job {
         request,
         published_at: contract::now(),
-        may_park: false,
     };
     let class = req.error_class.unwrap_or(ErrorClass::ServerError);
     // The engine marks every attempt of an injected run synthetic: no health, breaker,
     // budget, cache or event is touched.
     let injected = HashMap::from([(req.fail_provider, class)]);
-    match ctx.task.engine.handle_with(job, &injected).await {
-        Outcome::Done(result) => Ok(TestFailoverReply {
-            status: result.status,
-            answered_by: result.provider.clone(),
-            attempts: result.attempts.clone(),
-            result,
-        }),
-        Outcome::Park { reason, .. } => Err(ControlFailure::Unavailable(format!(
-            "the synthetic request could not run: {reason}"
-        ))),
-    }
+    let result = ctx.task.engine.handle_with(job, &injected).await;
+    Ok(TestFailoverReply {
+        status: result.status,
+        answered_by: result.provider.clone(),
+        attempts: result.attempts.clone(),
+        result,
+    })
 }
