@@ -189,22 +189,52 @@ pub fn apply_outcomes(
     reason
 }
 
-/// Books a fleet probe of the provider whose record is `r`, made by worker `me`: the first
-/// `Up` once the open period is over closes the breaker for the fleet; otherwise the prober
-/// keeps the provider's probe slot for `hold` more (so no worker sends a live trial call)
-/// and notes what it saw. An inconclusive probe gives the slot up: live trial calls decide.
-/// `None` when there is nothing to do (the breaker is closed, or another worker's live trial
-/// holds the slot).
+/// A provider one failure from opening its breaker (the fleet's count of failures in a row
+/// is one short): the prober gives the verdict with a free probe instead of a paid call.
+pub fn suspect(r: &ProviderHealthRecord, cfg: &BreakerConfig) -> bool {
+    r.breaker == BreakerState::Closed
+        && cfg.consecutive_failures >= 2
+        && r.consecutive_failures + 1 >= cfg.consecutive_failures
+}
+
+/// Books a fleet probe of the provider whose record is `r`, made by worker `me`.
+///
+/// Open breaker: the first `Up` once the open period is over closes it for the fleet;
+/// otherwise the prober keeps the provider's probe slot for `hold` more (so no worker sends
+/// a live trial call) and notes what it saw; an inconclusive probe gives the slot up (live
+/// trial calls decide). Failed probes neither extend nor lengthen the open period.
+///
+/// Closed breaker of a [`suspect`] provider: a `Down` is the failure that opens it.
+///
+/// `None` when there is nothing to write (another worker's live trial holds the slot, or a
+/// closed breaker learnt nothing).
 pub fn apply_probe(
     r: &mut ProviderHealthRecord,
     verdict: ProbeVerdict,
     message: &str,
     me: &str,
     hold: Duration,
+    cfg: &BreakerConfig,
     t: TimeMap,
 ) -> Option<String> {
+    let note = |r: &mut ProviderHealthRecord, class| {
+        r.last_error = Some(LastError {
+            class,
+            message: message.to_string(),
+            at: t.utc,
+        });
+    };
     if r.breaker == BreakerState::Closed {
-        return None;
+        let ProbeVerdict::Down(class) = verdict else {
+            return None;
+        };
+        let mut b = breaker_of(r, t);
+        let opened = b.on_failure(cfg, t.now, Duration::ZERO, class.as_str());
+        store_breaker(r, &b, t);
+        note(r, class);
+        return Some(opened.map_or(format!("probe failed ({class})"), |tr| {
+            format!("{}, the last a probe", tr.reason)
+        }));
     }
     let held_by_other = r
         .probe_owner
@@ -232,23 +262,22 @@ pub fn apply_probe(
         }
         ProbeVerdict::Down(class) => {
             keep_slot(r);
-            r.last_error = Some(LastError {
-                class,
-                message: message.to_string(),
-                at: t.utc,
-            });
+            note(r, class);
             Some(format!("probe failed ({class})"))
         }
-        ProbeVerdict::Inconclusive(class) => {
-            if r.probe_owner.as_deref() == Some(me) {
-                r.probe_owner = None;
-                r.probe_until = None;
-            }
-            Some(format!(
-                "probe inconclusive ({class}); live trial calls decide"
-            ))
-        }
+        ProbeVerdict::Inconclusive(class) => release_probe_slot(r, me)
+            .then(|| format!("probe inconclusive ({class}); live trial calls decide")),
     }
+}
+
+/// Gives the probe slot up if `me` holds it (a live trial may go); whether it did.
+pub fn release_probe_slot(r: &mut ProviderHealthRecord, me: &str) -> bool {
+    if r.probe_owner.as_deref() != Some(me) {
+        return false;
+    }
+    r.probe_owner = None;
+    r.probe_until = None;
+    true
 }
 
 /// Takes (or extends) the probe slot of the provider whose record is `r` for worker `me`
@@ -395,6 +424,8 @@ mod tests {
     use super::*;
 
     const HOLD: Duration = Duration::from_secs(4);
+    static CFG: std::sync::LazyLock<BreakerConfig> =
+        std::sync::LazyLock::new(BreakerConfig::default);
 
     fn open_record(open_until: Timestamp) -> ProviderHealthRecord {
         let mut r = ProviderHealthRecord::new("p", "w1");
@@ -409,7 +440,7 @@ mod tests {
     fn a_probe_closes_the_breaker_only_after_the_open_period() {
         let t = TimeMap::now();
         let mut r = open_record(t.utc + chrono::Duration::seconds(2));
-        let why = apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, t).unwrap();
+        let why = apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, &CFG, t).unwrap();
         assert!(why.contains("not over"), "{why}");
         assert_eq!(r.breaker, BreakerState::Open);
         assert_eq!(r.probe_owner.as_deref(), Some("prober"));
@@ -418,7 +449,7 @@ mod tests {
             now: t.now + Duration::from_secs(3),
             utc: t.utc + chrono::Duration::seconds(3),
         };
-        let why = apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, later).unwrap();
+        let why = apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, &CFG, later).unwrap();
         assert!(why.starts_with("probe succeeded"), "{why}");
         assert_eq!(
             (
@@ -431,7 +462,7 @@ mod tests {
         );
         assert_eq!((&r.probe_owner, r.probe_until), (&None, None));
         // Nothing more to do for a closed breaker.
-        assert!(apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, later).is_none());
+        assert!(apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, &CFG, later).is_none());
     }
 
     #[test]
@@ -440,7 +471,7 @@ mod tests {
         let until = t.utc - chrono::Duration::seconds(1);
         let mut r = open_record(until);
         let down = ProbeVerdict::Down(ErrorClass::Timeout);
-        apply_probe(&mut r, down, "no answer", "prober", HOLD, t).unwrap();
+        apply_probe(&mut r, down, "no answer", "prober", HOLD, &CFG, t).unwrap();
         assert_eq!(
             (r.breaker, r.open_until, r.open_count),
             (BreakerState::Open, Some(until), 1)
@@ -448,10 +479,30 @@ mod tests {
         assert_eq!(r.probe_owner.as_deref(), Some("prober"));
         assert_eq!(r.last_error.as_ref().unwrap().class, ErrorClass::Timeout);
         // Another worker's live slot is left alone; an inconclusive probe gives ours up.
-        assert!(apply_probe(&mut r, down, "", "other", HOLD, t).is_none());
+        assert!(apply_probe(&mut r, down, "", "other", HOLD, &CFG, t).is_none());
         let unsure = ProbeVerdict::Inconclusive(ErrorClass::BadRequest);
-        apply_probe(&mut r, unsure, "404", "prober", HOLD, t).unwrap();
+        apply_probe(&mut r, unsure, "404", "prober", HOLD, &CFG, t).unwrap();
         assert_eq!(r.probe_owner, None);
+    }
+
+    #[test]
+    fn a_failed_probe_of_a_suspect_provider_opens_its_breaker() {
+        let t = TimeMap::now();
+        let mut r = ProviderHealthRecord::new("p", "w1");
+        r.consecutive_failures = 1;
+        assert!(!suspect(&r, &CFG), "two failures short of three");
+        r.consecutive_failures = 2;
+        assert!(suspect(&r, &CFG));
+        let up = apply_probe(&mut r, ProbeVerdict::Up, "", "prober", HOLD, &CFG, t);
+        assert!(
+            up.is_none(),
+            "a closed breaker learns nothing from a good probe"
+        );
+        let down = ProbeVerdict::Down(ErrorClass::Network);
+        let why = apply_probe(&mut r, down, "refused", "prober", HOLD, &CFG, t).unwrap();
+        assert!(why.contains("3 consecutive failures"), "{why}");
+        assert_eq!(r.breaker, BreakerState::Open);
+        assert_eq!(r.probe_owner, None, "no slot is held for a verdict probe");
     }
 
     #[test]

@@ -8,19 +8,20 @@
 //! When the prober dies its lease and slot run out within seconds; another worker takes the
 //! role, and until then workers fall back to hedged live trials.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use tokio::task::JoinSet;
 
+use crate::config::BreakerConfig;
 use crate::contract::{BreakerState, ErrorClass, PROBER_LEASE_KEY, ProviderHealthRecord};
 use crate::engine::clock::Instant;
 use crate::engine::probing::{MAX_GAP_INTERVALS, ProbeSchedule, ProbeVerdict};
 
 use super::events::{EventTask, report};
-use super::health_store::{apply_probe, claim_probe_slot};
+use super::health_store::{apply_probe, claim_probe_slot, release_probe_slot, suspect};
 use super::monitor::hold_lease;
 
 /// How often the prober looks at the records and renews its lease.
@@ -37,18 +38,31 @@ struct Probed {
     outcome: Result<(), (ErrorClass, String)>,
 }
 
-/// Whether `r` is a provider the fleet prober should try now: breaker not closed, open
-/// period over (or ending within `lead`: the prober takes the probe slot before any worker's
-/// breaker half-opens, and a success before the period is over could not close it anyway),
-/// not switched off or quarantined by an operator, and its probe slot free or already ours.
-fn wants_probe(
+/// What the prober does about one provider's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Nothing to do: closed and healthy, switched off, or another worker's trial is on.
+    Leave,
+    /// Its breaker is open and its open period (nearly) over: probe, holding its slot.
+    Probe,
+    /// It is one failure from opening: a probe gives the verdict (no slot: nothing
+    /// half-opens while the breaker is closed).
+    Verdict,
+}
+
+/// What to do about `r` now. An open provider is probed once its open period is over or
+/// ends within `lead` (the prober takes the probe slot before any worker's breaker
+/// half-opens, and a success before the period is over could not close it anyway); not
+/// while an operator switched it off or quarantined it, nor while another worker's trial
+/// holds its slot.
+fn plan(
     r: &ProviderHealthRecord,
+    cfg: &BreakerConfig,
     me: &str,
     now: crate::contract::Timestamp,
     lead: Duration,
-) -> bool {
+) -> Plan {
     let lead = chrono::Duration::from_std(lead).unwrap_or_default();
-    let period_ending = r.open_until.is_none_or(|u| now + lead >= u);
     let forced = r
         .forced
         .as_ref()
@@ -57,7 +71,27 @@ fn wants_probe(
         .probe_owner
         .as_ref()
         .is_some_and(|o| o != me && r.probe_until.is_some_and(|u| now < u));
-    r.breaker != BreakerState::Closed && period_ending && !forced && !r.quarantined && !slot_taken
+    if forced || r.quarantined || slot_taken {
+        return Plan::Leave;
+    }
+    if suspect(r, cfg) {
+        return Plan::Verdict;
+    }
+    let period_ending = r.open_until.is_none_or(|u| now + lead >= u);
+    if r.breaker != BreakerState::Closed && period_ending {
+        Plan::Probe
+    } else {
+        Plan::Leave
+    }
+}
+
+/// The prober's memory of one provider.
+struct Watched {
+    schedule: ProbeSchedule,
+    /// A probe is out.
+    busy: bool,
+    /// Probes have said "down" since then, without a break.
+    down_since: Option<Instant>,
 }
 
 /// Runs forever: holds the lease when it can, and while holding it probes open providers.
@@ -68,9 +102,8 @@ pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
     // Held from before a probe starts until after the next one could start (the longest
     // gap follows timeouts), with a margin: no worker's breaker half-opens in between.
     let hold = timeout + interval * (MAX_GAP_INTERVALS + 1);
-    let mut schedules: HashMap<String, ProbeSchedule> = HashMap::new();
+    let mut watched: HashMap<String, Watched> = HashMap::new();
     let mut probing: JoinSet<Probed> = JoinSet::new();
-    let mut busy: HashSet<String> = HashSet::new();
     let mut leader = false;
     let mut renewed: Option<Instant> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -84,26 +117,46 @@ pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
                     renewed = Some(now);
                 }
                 if !leader {
-                    schedules.clear();
+                    watched.retain(|_, w| w.busy);
                     continue;
                 }
                 let utc = chrono::Utc::now();
                 for record in task.fleet.records() {
+                    let Some(pcfg) = task.cfg.provider(&record.provider) else { continue };
+                    let bcfg = task.cfg.breaker_for(pcfg);
                     let id = record.provider.clone();
-                    let schedule = schedules
-                        .entry(id.clone())
-                        .or_insert_with(|| ProbeSchedule::new(interval));
-                    if !wants_probe(&record, &task.worker_id, utc, interval) {
-                        schedule.reset();
+                    let w = watched.entry(id.clone()).or_insert_with(|| Watched {
+                        schedule: ProbeSchedule::new(interval),
+                        busy: false,
+                        down_since: None,
+                    });
+                    let plan = plan(&record, &bcfg, &task.worker_id, utc, interval);
+                    if plan == Plan::Leave {
+                        w.schedule.reset();
+                        w.down_since = None;
                         continue;
                     }
-                    if busy.contains(&id) || !schedule.due(now) {
+                    if w.busy || !w.schedule.due(now) {
                         continue;
                     }
-                    if !claim(&task, &id, timeout + interval).await {
+                    // In case the probe endpoint is what is broken: once probes have said
+                    // "down" for a whole max_open_ms, one live (hedged) trial may decide.
+                    let max_open = Duration::from_millis(bcfg.max_open_ms);
+                    if plan == Plan::Probe && w.down_since.is_some_and(|d| now.duration_since(d) >= max_open) {
+                        w.down_since = None;
+                        w.schedule.record(now, now + hold, false);
+                        let me = task.worker_id.clone();
+                        let released = task.fleet.health()
+                            .modify(&id, |r, _| release_probe_slot(r, &me)
+                                .then(|| "probes kept failing: a live trial may decide".to_string()))
+                            .await;
+                        report(&task, released).await;
                         continue;
                     }
-                    busy.insert(id.clone());
+                    if plan == Plan::Probe && !claim(&task, &id, timeout + interval).await {
+                        continue;
+                    }
+                    w.busy = true;
                     let engine = task.engine.clone();
                     probing.spawn(async move {
                         let started = Instant::now();
@@ -118,12 +171,22 @@ pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
             }
             Some(done) = probing.join_next() => {
                 let Ok(p) = done else { continue };
-                busy.remove(&p.provider);
-                let timed_out = matches!(p.outcome, Err((ErrorClass::Timeout, _)));
-                if let Some(s) = schedules.get_mut(&p.provider) {
-                    s.record(p.started, p.ended, timed_out);
+                let verdict = match &p.outcome {
+                    Ok(()) => ProbeVerdict::Up,
+                    Err((class, _)) => ProbeVerdict::of(Err(*class)),
+                };
+                if let Some(w) = watched.get_mut(&p.provider) {
+                    w.busy = false;
+                    let timed_out = matches!(p.outcome, Err((ErrorClass::Timeout, _)));
+                    w.schedule.record(p.started, p.ended, timed_out);
+                    match verdict {
+                        ProbeVerdict::Down(_) => {
+                            w.down_since.get_or_insert(p.started);
+                        }
+                        _ => w.down_since = None,
+                    }
                 }
-                book(&task, &p, hold).await;
+                book(&task, &p, verdict, hold).await;
             }
         }
     }
@@ -155,22 +218,26 @@ async fn claim(task: &EventTask, provider: &str, for_: Duration) -> bool {
     }
 }
 
-/// Writes a probe's verdict into the provider's shared record (and announces a recovery).
-async fn book(task: &EventTask, p: &Probed, hold: Duration) {
-    let (verdict, message) = match &p.outcome {
-        Ok(()) => (ProbeVerdict::Up, String::new()),
-        Err((class, message)) => (ProbeVerdict::of(Err(*class)), message.clone()),
+/// Writes a probe's verdict into the provider's shared record (and announces what changed).
+async fn book(task: &EventTask, p: &Probed, verdict: ProbeVerdict, hold: Duration) {
+    let message = match &p.outcome {
+        Ok(()) => String::new(),
+        Err((_, message)) => message.clone(),
     };
     metrics::counter!("ai_failover_probes_total",
         "provider" => p.provider.clone(), "verdict" => verdict.as_str())
     .increment(1);
     tracing::debug!(provider = %p.provider, verdict = verdict.as_str(), %message, "fleet probe");
+    let Some(pcfg) = task.cfg.provider(&p.provider) else {
+        return;
+    };
+    let bcfg = task.cfg.breaker_for(pcfg);
     let me = task.worker_id.clone();
     let changed = task
         .fleet
         .health()
         .modify(&p.provider, |r, t| {
-            apply_probe(r, verdict, &message, &me, hold, t)
+            apply_probe(r, verdict, &message, &me, hold, &bcfg, t)
         })
         .await;
     report(task, changed).await;
@@ -188,37 +255,46 @@ mod tests {
     }
 
     #[test]
-    fn only_open_switched_on_providers_with_a_free_slot_are_probed() {
+    fn open_switched_on_providers_with_a_free_slot_are_probed() {
         let now: Timestamp = chrono::Utc::now();
         let later = now + chrono::Duration::seconds(5);
-        let lead = Duration::from_secs(1);
-        let wants_probe = |r: &ProviderHealthRecord, me: &str, now| wants_probe(r, me, now, lead);
-        assert!(!wants_probe(&record(BreakerState::Closed), "me", now));
-        assert!(wants_probe(&record(BreakerState::Open), "me", now));
-        assert!(wants_probe(&record(BreakerState::HalfOpen), "me", now));
+        let cfg = BreakerConfig::default();
+        let plan = |r: &ProviderHealthRecord| plan(r, &cfg, "me", now, Duration::from_secs(1));
+        assert_eq!(plan(&record(BreakerState::Closed)), Plan::Leave);
+        assert_eq!(plan(&record(BreakerState::Open)), Plan::Probe);
+        assert_eq!(plan(&record(BreakerState::HalfOpen)), Plan::Probe);
         let mut r = record(BreakerState::Open);
         r.quarantined = true;
-        assert!(!wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Leave);
         let mut r = record(BreakerState::Open);
         r.forced = Some(crate::contract::Forced {
             status: ForcedStatus::Down,
             until: Some(later),
             reason: None,
         });
-        assert!(!wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Leave);
         let mut r = record(BreakerState::Open);
         r.probe_owner = Some("other".into());
         r.probe_until = Some(later);
-        assert!(!wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Leave);
         r.probe_owner = Some("me".into());
-        assert!(wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Probe);
         r.probe_owner = Some("other".into());
         r.probe_until = Some(now - chrono::Duration::seconds(1));
-        assert!(wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Probe);
         // Not while the open period has more than `lead` to run.
         r.open_until = Some(later);
-        assert!(!wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Leave);
         r.open_until = Some(now + chrono::Duration::milliseconds(900));
-        assert!(wants_probe(&r, "me", now));
+        assert_eq!(plan(&r), Plan::Probe);
+    }
+
+    #[test]
+    fn a_provider_one_failure_from_opening_gets_a_verdict_probe() {
+        let cfg = BreakerConfig::default();
+        let mut r = record(BreakerState::Closed);
+        r.consecutive_failures = 2;
+        let now = chrono::Utc::now();
+        assert_eq!(plan(&r, &cfg, "me", now, Duration::ZERO), Plan::Verdict);
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Either, select};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -194,6 +194,7 @@ impl Engine {
                 now.checked_sub(behind).unwrap_or(now)
             }
         };
+        let suspicion = self.suspicion(slot);
         let mut h = slot.health();
         h.forced = record
             .forced
@@ -209,7 +210,7 @@ impl Engine {
         };
         h.suspect_until = match &record.last_error {
             Some(e) if one_from_opening(&fleet_count, &slot.breaker_cfg) => {
-                Some(to_instant(e.at) + STALL)
+                Some(to_instant(e.at) + suspicion)
             }
             _ if record.consecutive_failures == 0 => None,
             _ => h.suspect_until,
@@ -759,6 +760,16 @@ impl Engine {
         None
     }
 
+    /// How long a provider one failure from opening is tried after the others: about as
+    /// long as a call in flight to it takes to end (its usual latency, once to twice, drawn
+    /// per worker so that the workers of the fleet do not all try it again at the same
+    /// moment: the first retry's verdict reaches the others before theirs is due).
+    fn suspicion(&self, slot: &Slot) -> Duration {
+        let usual = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
+        let spread: f64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        usual.mul_f64(1.0 + spread).min(STALL)
+    }
+
     /// Whether a slow call on `slot` may be hedged now. Hedges of a provider that is failing
     /// (its last call here failed, or this call is its trial) are not rationed: that is
     /// exactly when they are needed, and they only move load that provider cannot serve.
@@ -1008,6 +1019,7 @@ impl Engine {
             }
             return res;
         }
+        let suspicion = self.suspicion(slot);
         let transition = {
             let mut h = slot.health();
             // A call the request itself cut short says nothing about the provider.
@@ -1039,7 +1051,7 @@ impl Engine {
                             h.breaker
                                 .on_failure(&slot.breaker_cfg, now, latency, e.class.as_str());
                         if one_from_opening(&h.breaker, &slot.breaker_cfg) {
-                            h.suspect_until = Some(now + STALL);
+                            h.suspect_until = Some(now + suspicion);
                         }
                         tr
                     } else {

@@ -30,9 +30,9 @@ pub struct Health {
     /// provider that hangs thus stops receiving calls at the first sign of it, well before
     /// enough slow calls have ended to open its breaker.
     pub stalled_until: Option<Instant>,
-    /// The provider is one failure from opening its breaker (fleet-wide): until then, or
-    /// until it answers, new requests try it after the others instead of piling onto a
-    /// provider whose verdict is pending.
+    /// The provider is one failure from opening its breaker (fleet-wide): until then (about
+    /// as long as a call in flight to it takes), or until it answers, new requests try it
+    /// after the others instead of piling onto a provider whose verdict is pending.
     pub suspect_until: Option<Instant>,
 }
 
