@@ -147,3 +147,22 @@ fn clients_load_a_config_without_provider_keys_but_keep_every_other_rule() {
     let e = config::load_str_for_client(&bad).expect_err("an empty model list is still wrong");
     assert_eq!(e.keys(), vec!["providers[0].models"]);
 }
+
+#[test]
+fn reply_prefixes_that_would_reach_system_or_fleet_subjects_are_refused() {
+    for bad in ["$KV.", "$", "ai.events.", "ai.", "a", "", "desk.*", "> "] {
+        let toml = format!(
+            "{NATS}[worker]\nreply_prefixes = [\"_INBOX.\", \"{bad}\"]\n{}",
+            provider("a", "")
+        );
+        let e = err(&toml);
+        assert_eq!(e.keys(), vec!["worker.reply_prefixes"], "{bad}: {e}");
+        assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+    }
+    let ok = format!(
+        "{NATS}[worker]\nreply_prefixes = [\"_INBOX.\", \"desk.replies.\", \"aim.\"]\n{}",
+        provider("a", "")
+    );
+    let cfg = config::load_str(&ok).expect("safe prefixes");
+    assert_eq!(cfg.worker.reply_prefixes.len(), 3);
+}

@@ -2,7 +2,7 @@
 //! every reject has a reason, every accepted value is in range. Short by default (CI); set
 //! `PROPTEST_CASES=200000 cargo test --release --test fuzz` (scripts/fuzz.sh) for a long run.
 
-use ai_failover::bus::decode::{Rejection, dead_letter, decode};
+use ai_failover::bus::decode::{Intake, Rejection, dead_letter, decode};
 use ai_failover::config::Api;
 use ai_failover::contract::{DeadLetterClass, Kind};
 use ai_failover::providers::{Answer, classify::classify, parse::parse_answer};
@@ -39,6 +39,8 @@ fn json_ish() -> impl Strategy<Value = String> {
         "\"a b\"",
         "\"reply_to\":",
         "\"a.>\"",
+        "\"_INBOX.x\"",
+        "\"$KV.b.k\"",
         "[",
         "]",
         "\u{0}",
@@ -108,10 +110,16 @@ fn cases() -> u32 {
 }
 
 fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
-    match decode(SUBJECT, bytes, 1024) {
+    let inbox = ["_INBOX.".to_string()];
+    let intake = Intake {
+        max_bytes: 1024,
+        reply_prefixes: &inbox,
+    };
+    match decode(SUBJECT, bytes, intake) {
         Ok(r) => {
             prop_assert!(r.validate(Some("signal")).is_ok());
             prop_assert_eq!(r.kind, Kind::Signal);
+            prop_assert!(r.reply_to.is_none_or(|to| to.starts_with("_INBOX.")));
         }
         Err(rejection @ Rejection { .. }) => {
             prop_assert!(!rejection.message.is_empty());

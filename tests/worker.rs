@@ -338,6 +338,69 @@ async fn bad_messages_are_dead_lettered_and_the_worker_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cannot_make_a_worker_publish_outside_the_reply_prefixes() {
+    use futures::StreamExt;
+    let rig = rig(TWO, "").await;
+    let w = rig.worker("w1").await;
+    let client = async_nats::connect(rig.server.url()).await.unwrap();
+    let hostile = [
+        "$KV.ai_provider_health.alpha",
+        "ai.events.mode",
+        "desk.replies.x",
+    ];
+    let mut spies = Vec::new();
+    for subject in hostile {
+        spies.push(client.subscribe(subject).await.unwrap());
+    }
+    let inbox = client.new_inbox();
+    let mut mine = client.subscribe(inbox.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    for (i, subject) in hostile.iter().enumerate() {
+        let mut r = fleet::request("EVIL");
+        r.request_id = format!("hostile-{i}");
+        r.reply_to = Some(subject.to_string());
+        fleet::publish(&rig.js, &rig.names, &r).await;
+    }
+    let mut good = fleet::request("GOOD");
+    good.reply_to = Some(inbox);
+    fleet::publish(&rig.js, &rig.names, &good).await;
+
+    let reply = tokio::time::timeout(Duration::from_secs(20), mine.next())
+        .await
+        .expect("the allowed reply_to gets the result")
+        .unwrap();
+    let result: AnalysisResult = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(result.request_id, good.request_id);
+    fleet::eventually(Duration::from_secs(10), "three dead letters", async || {
+        fleet::dead_letters(&rig.js).await.len() == 3
+    })
+    .await;
+    for d in fleet::dead_letters(&rig.js).await {
+        assert_eq!(d.error.class, DeadLetterClass::InvalidRequest);
+        assert!(d.error.message.contains("reply_to"), "{}", d.error.message);
+        assert!(d.request_id.unwrap().starts_with("hostile-"));
+    }
+    // Dead-lettered, so never answered: no result reached the hostile subjects (the health
+    // record and mode events go on being written there by the fleet itself).
+    for (spy, subject) in spies.iter_mut().zip(hostile) {
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), spy.next()).await {
+            let text = String::from_utf8_lossy(&m.payload);
+            assert!(
+                !text.contains("hostile-"),
+                "a result reached {subject}: {text}"
+            );
+        }
+    }
+    // The health record is still a health record.
+    let kv = rig.js.get_key_value("ai_provider_health").await.unwrap();
+    if let Some(bytes) = kv.get("alpha").await.unwrap() {
+        serde_json::from_slice::<ai_failover::contract::ProviderHealthRecord>(&bytes)
+            .expect("alpha's record was not overwritten");
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_providers_down_gives_marked_fallback_results_and_mode_events() {
     let rig = rig(
         TWO,

@@ -235,8 +235,11 @@ pub async fn settle(
     message: &Undeliverable<'_>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Settled> {
-    let max_bytes = worker.cfg.worker.max_request_bytes;
-    let settled = match decode(message.subject, message.payload, max_bytes) {
+    let settled = match decode(
+        message.subject,
+        message.payload,
+        (&worker.cfg.worker).into(),
+    ) {
         Err(rejection) => {
             publish_dead_letter(worker, message, rejection, stop).await?;
             Settled::DeadLettered

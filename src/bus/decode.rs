@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 
+use crate::config::WorkerConfig;
 use crate::contract::{
     AnalysisRequest, DEAD_LETTER_PAYLOAD_LIMIT, DeadLetter, DeadLetterClass, DeadLetterError,
     Timestamp,
@@ -21,12 +22,31 @@ pub fn kind_token(subject: &str) -> &str {
     subject.rsplit('.').next().unwrap_or("")
 }
 
+/// What the fleet accepts beyond the request schema (from `[worker]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Intake<'a> {
+    /// Larger payloads are `too_large`.
+    pub max_bytes: usize,
+    /// The only subjects `reply_to` may name, by prefix.
+    pub reply_prefixes: &'a [String],
+}
+
+impl<'a> From<&'a WorkerConfig> for Intake<'a> {
+    fn from(w: &'a WorkerConfig) -> Self {
+        Intake {
+            max_bytes: w.max_request_bytes,
+            reply_prefixes: &w.reply_prefixes,
+        }
+    }
+}
+
 /// Decodes and validates `payload` received on `subject`.
 pub fn decode(
     subject: &str,
     payload: &[u8],
-    max_bytes: usize,
+    intake: Intake<'_>,
 ) -> Result<AnalysisRequest, Rejection> {
+    let max_bytes = intake.max_bytes;
     let reject = |class, message: String, request_id| Rejection {
         class,
         message,
@@ -45,12 +65,28 @@ pub fn decode(
         Ok(r) => r,
         Err(e) => return Err(diagnose(payload, &e)),
     };
-    request.validate(Some(kind_token(subject))).map_err(|e| {
-        let id = crate::contract::is_valid_request_id(&request.request_id)
-            .then(|| request.request_id.clone());
-        reject(DeadLetterClass::InvalidRequest, e.to_string(), id)
-    })?;
+    let id = || {
+        crate::contract::is_valid_request_id(&request.request_id)
+            .then(|| request.request_id.clone())
+    };
+    request
+        .validate(Some(kind_token(subject)))
+        .map_err(|e| reject(DeadLetterClass::InvalidRequest, e.to_string(), id()))?;
+    if let Some(reply) = &request.reply_to
+        && !reply_allowed(reply, intake.reply_prefixes)
+    {
+        let message = format!(
+            "reply_to `{reply}` is not allowed: replies go only to subjects starting with {} (worker.reply_prefixes)",
+            intake.reply_prefixes.join(" or ")
+        );
+        return Err(reject(DeadLetterClass::InvalidRequest, message, id()));
+    }
     Ok(request)
+}
+
+/// Whether `reply_to` starts with one of `prefixes`.
+pub fn reply_allowed(reply_to: &str, prefixes: &[String]) -> bool {
+    prefixes.iter().any(|p| reply_to.starts_with(p.as_str()))
 }
 
 /// Why `payload`, which did not parse as an analysis request (`error`), was rejected.
@@ -116,33 +152,67 @@ mod tests {
 
     const S: &str = "ai.analysis.request.signal";
 
+    fn inbox() -> Vec<String> {
+        vec!["_INBOX.".to_string()]
+    }
+
+    /// `max_bytes` and the default reply prefixes.
+    fn limit(max_bytes: usize) -> Intake<'static> {
+        static INBOX: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(inbox);
+        Intake {
+            max_bytes,
+            reply_prefixes: &INBOX,
+        }
+    }
+
+    #[test]
+    fn reply_to_must_start_with_an_allowed_prefix() {
+        let ask = |reply: &str| {
+            let body = format!(
+                r#"{{"request_id":"r9","kind":"signal","symbol":"A","reply_to":"{reply}"}}"#
+            );
+            decode(S, body.as_bytes(), limit(1024))
+        };
+        assert!(ask("_INBOX.abc.1").is_ok());
+        for hostile in ["$KV.ai_provider_health.openai", "ai.events.mode", "desk.x"] {
+            let e = ask(hostile).unwrap_err();
+            assert_eq!(e.class, DeadLetterClass::InvalidRequest, "{hostile}");
+            assert!(
+                e.message.contains("reply_to") && e.message.contains("worker.reply_prefixes"),
+                "{}",
+                e.message
+            );
+            assert_eq!(e.request_id.as_deref(), Some("r9"));
+        }
+    }
+
     #[test]
     fn each_reason_is_classified() {
         assert_eq!(
-            decode(S, b"{oops", 1024).unwrap_err().class,
+            decode(S, b"{oops", limit(1024)).unwrap_err().class,
             DeadLetterClass::InvalidJson
         );
         assert_eq!(
-            decode(S, &[b' '; 2048], 1024).unwrap_err().class,
+            decode(S, &[b' '; 2048], limit(1024)).unwrap_err().class,
             DeadLetterClass::TooLarge
         );
-        let e = decode(S, br#"{"kind":"signal","symbol":"A"}"#, 1024).unwrap_err();
+        let e = decode(S, br#"{"kind":"signal","symbol":"A"}"#, limit(1024)).unwrap_err();
         assert_eq!(e.class, DeadLetterClass::InvalidRequest);
         let e = decode(
             S,
             br#"{"request_id":"r 1","kind":"signal","symbol":"A"}"#,
-            1024,
+            limit(1024),
         )
         .unwrap_err();
         assert_eq!(e.class, DeadLetterClass::InvalidRequest);
-        let e = decode(S, br#"{"request_id":"r1","kind":"risk"}"#, 1024).unwrap_err();
+        let e = decode(S, br#"{"request_id":"r1","kind":"risk"}"#, limit(1024)).unwrap_err();
         assert!(e.message.contains("does not match"), "{}", e.message);
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert!(
             decode(
                 S,
                 br#"{"request_id":"r1","kind":"signal","symbol":"A"}"#,
-                1024
+                limit(1024)
             )
             .is_ok()
         );
@@ -153,7 +223,7 @@ mod tests {
         let e = decode(
             S,
             br#"{"request_id":"r2","kind":"signal","symbol":"A","deadline_ms":"soon"}"#,
-            1024,
+            limit(1024),
         )
         .unwrap_err();
         assert_eq!(e.class, DeadLetterClass::InvalidRequest);
@@ -163,7 +233,7 @@ mod tests {
         let e = decode(
             S,
             br#"{"request_id":"r3","kind":"signal","symbol":"A","symbol":"B"}"#,
-            1024,
+            limit(1024),
         )
         .unwrap_err();
         assert_eq!(e.class, DeadLetterClass::InvalidRequest);
@@ -178,7 +248,7 @@ mod tests {
     #[test]
     fn dead_letters_keep_at_most_64_kib_of_payload() {
         let big = vec![b'x'; 100_000];
-        let r = decode(S, &big, 10).unwrap_err();
+        let r = decode(S, &big, limit(10)).unwrap_err();
         let dl = dead_letter(S, &big, r, 1, "w", chrono::Utc::now());
         assert_eq!(dl.payload_bytes, 100_000);
         assert!(dl.payload_b64.len() <= DEAD_LETTER_PAYLOAD_LIMIT * 4 / 3 + 4);

@@ -69,12 +69,21 @@ impl Publisher {
                 body.clone(),
             )
             .await?;
-        if let Some(reply) = reply_to {
+        match reply_to {
+            // Requests naming these are dead-lettered before they get here; this is the
+            // last line: a request never makes a worker write to KV, streams or events.
+            Some(reply) if self.names.is_reserved(reply) => {
+                tracing::warn!(request_id = %result.request_id, reply_to = reply,
+                    "reply_to names a reserved subject; no reply sent");
+            }
             // Core NATS, best effort: the stored result is the durable copy.
-            let _ = self
-                .client
-                .publish_with_headers(reply.to_string(), headers, body.into())
-                .await;
+            Some(reply) => {
+                let _ = self
+                    .client
+                    .publish_with_headers(reply.to_string(), headers, body.into())
+                    .await;
+            }
+            None => {}
         }
         Ok(ack.duplicate)
     }

@@ -284,7 +284,7 @@ impl Worker {
         subject: &str,
         stop: &CancellationToken,
     ) -> anyhow::Result<Handled> {
-        let request = match decode(subject, &msg.payload, self.cfg.worker.max_request_bytes) {
+        let request = match decode(subject, &msg.payload, (&self.cfg.worker).into()) {
             Ok(r) => r,
             Err(rejection) => {
                 return Box::pin(self.dead_letter(msg, subject, rejection, stop)).await;

@@ -86,6 +86,10 @@ pub struct WorkerConfig {
     pub max_ack_pending: i64,
     /// How long SIGTERM waits for in-flight work before naking it.
     pub shutdown_grace_ms: u64,
+    /// The only subjects a request's `reply_to` may name (by prefix); a request naming
+    /// another is dead-lettered. Never `$…` or the fleet's own prefix: a request must not
+    /// make a worker write into KV, streams or events with the worker's credentials.
+    pub reply_prefixes: Vec<String>,
 }
 
 impl Default for WorkerConfig {
@@ -100,6 +104,7 @@ impl Default for WorkerConfig {
             max_deliver: 5,
             max_ack_pending: 1_000,
             shutdown_grace_ms: 10_000,
+            reply_prefixes: vec!["_INBOX.".into()],
         }
     }
 }

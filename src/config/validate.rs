@@ -70,6 +70,17 @@ impl Checker {
     }
 }
 
+/// Whether `reply_prefix` keeps every `reply_to` it admits away from `$…` subjects (KV, the
+/// JetStream API, system subjects) and from the fleet's own `<fleet_prefix>.…` subjects.
+pub fn reply_prefix_is_safe(reply_prefix: &str, fleet_prefix: &str) -> bool {
+    let own = format!("{fleet_prefix}.");
+    !reply_prefix.is_empty()
+        && !reply_prefix.starts_with('$')
+        && !reply_prefix.contains(['*', '>', ' ', '\t', '\r', '\n'])
+        && !reply_prefix.starts_with(&own)
+        && !own.starts_with(reply_prefix)
+}
+
 fn valid_token(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
         && s.bytes()
@@ -136,6 +147,14 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
         format!("{} bytes", w.max_request_bytes),
         "use 1 KiB..=8 MiB (default 262144)",
     );
+    for (i, p) in w.reply_prefixes.iter().enumerate() {
+        c.check(
+            reply_prefix_is_safe(p, &n.prefix),
+            "worker.reply_prefixes",
+            format!("entry #{} `{p}` would let a request's reply_to reach a `$` subject, the fleet's own `{}.` subjects, or every subject", i + 1, n.prefix),
+            "list the prefixes your clients reply on, e.g. [\"_INBOX.\", \"desk.replies.\"]: not empty, no wildcards or spaces, not starting with `$` or with the nats.prefix",
+        );
+    }
     c.check(
         w.ack_wait_ms >= 1_000,
         "worker.ack_wait_ms",

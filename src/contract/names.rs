@@ -39,6 +39,15 @@ impl Names {
         &self.prefix
     }
 
+    /// Whether `subject` is a system subject (`$…`: KV, the JetStream API, the server's) or
+    /// one of the fleet's own (`<prefix>.…`): never a place to send a request's reply.
+    pub fn is_reserved(&self, subject: &str) -> bool {
+        subject.starts_with('$')
+            || subject
+                .strip_prefix(self.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+    }
+
     fn stream(&self, suffix: &str) -> String {
         format!("{}_{suffix}", self.prefix.to_uppercase().replace('-', "_"))
     }
@@ -155,6 +164,16 @@ mod tests {
         assert_eq!(n.requests_stream(), "AI_REQUESTS");
         assert_eq!(n.dead_letter_stream(), "AI_DEADLETTER");
         assert_eq!(n.request(Kind::Signal), "ai.analysis.request.signal");
+        for reserved in [
+            "$KV.ai_provider_health.openai",
+            "$JS.API.INFO",
+            "ai.events.mode",
+        ] {
+            assert!(n.is_reserved(reserved), "{reserved}");
+        }
+        for free in ["_INBOX.x", "aim.x", "desk.ai.x"] {
+            assert!(!n.is_reserved(free), "{free}");
+        }
         assert_eq!(n.result(Kind::Risk), "ai.analysis.result.risk");
         assert_eq!(n.health_event("openai"), "ai.events.health.openai");
         assert_eq!(n.dead_letter("bogus"), "ai.analysis.dead.bogus");

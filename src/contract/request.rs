@@ -83,7 +83,9 @@ pub struct AnalysisRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 3_600_000))]
     pub max_wait_ms: Option<u64>,
-    /// A core-NATS subject that also gets the result.
+    /// A core-NATS subject that also gets the result. It must start with one of the
+    /// fleet's `worker.reply_prefixes` (default `_INBOX.`), else the request is
+    /// dead-lettered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
 }
