@@ -148,3 +148,14 @@ async fn publish_fails_when_no_worker_answers_in_time() {
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains("no result for request"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_unknown_scenario_is_refused_with_the_known_ones() {
+    let out = run(&["bench", "scenarios", "--scenarios", "hang,meltdown"]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown scenario `meltdown`"), "{stderr}");
+    for known in ["outage_503", "hang", "all_down", "deadline_squeeze"] {
+        assert!(stderr.contains(known), "{stderr}");
+    }
+}

@@ -184,6 +184,11 @@ async fn done(engine: &Engine, job: Job) -> ai_failover::contract::AnalysisResul
     *engine.handle(job).await
 }
 
+/// Which provider answered a fresh request for `X` (`None`: nobody did).
+async fn answered_by(engine: &Engine) -> Option<String> {
+    done(engine, job("X")).await.provider
+}
+
 const FAST: Duration = Duration::from_millis(20);
 
 #[tokio::test(start_paused = true)]
@@ -432,21 +437,12 @@ async fn rate_limits_are_honoured_without_sleeping() {
         &[a.clone(), b.clone()],
     );
     let started = tokio::time::Instant::now();
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert_eq!(a.calls(), 1, "skipped until Retry-After");
     tokio::time::advance(Duration::from_secs(30)).await;
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("a")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("a"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -496,10 +492,7 @@ async fn cost_caps_reject_and_daily_budgets_skip() {
     let mut c = cfg(&[("a", &["a1"]), ("b", &["b1"])], NO_HEDGE);
     c.providers[0].daily_budget_usd = Some(0.000_001);
     let r = rig(c, &[a.clone(), b.clone()]);
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert_eq!(a.calls(), 0);
 }
 
@@ -608,10 +601,7 @@ async fn no_call_starts_that_cannot_come_back_before_the_deadline() {
     );
     // a answers, slowly: its median becomes 800 ms.
     for _ in 0..5 {
-        assert_eq!(
-            done(&r.engine, job("X")).await.provider.as_deref(),
-            Some("a")
-        );
+        assert_eq!(answered_by(&r.engine).await.as_deref(), Some("a"));
     }
     let mut j = job("X");
     j.request.deadline_ms = Some(500);
@@ -725,22 +715,13 @@ async fn a_provider_slower_than_usual_is_tried_last_for_a_second() {
         &[a.clone(), b.clone()],
     );
     // a's call hangs: the hedge to b answers, and a is stalled.
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert_eq!(r.engine.candidate_order(&job("X").request)[0].0, "b");
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert_eq!(a.calls(), 1, "no new call went to the stalled provider");
     // A second later a leads again, and answers.
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("a")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("a"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -788,10 +769,7 @@ async fn no_live_trial_while_the_fleet_prober_holds_the_slot() {
     record.probe_until = Some(chrono::Utc::now() + chrono::Duration::seconds(10));
     r.engine.apply_shared(&record);
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert_eq!(
-        done(&r.engine, job("X")).await.provider.as_deref(),
-        Some("b")
-    );
+    assert_eq!(answered_by(&r.engine).await.as_deref(), Some("b"));
     assert_eq!(
         a.calls(),
         1,

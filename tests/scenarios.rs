@@ -85,3 +85,23 @@ async fn with_every_provider_down_the_fallback_answers_at_once() {
         .expect("requests after recovery");
     assert!(settled < 1_000.0, "p99 after recovery: {settled} ms");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_start_is_named_and_the_run_fails() {
+    let opts = Options {
+        rate: 20.0,
+        duration: Duration::from_secs(16),
+        workers: 1,
+        // Exits at once with status 1, whatever it is asked.
+        exe: "/bin/false".into(),
+        seed: 1,
+    };
+    let started = std::time::Instant::now();
+    let err = run_one(Scenario::Hang, &opts).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("worker 1 exited"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "noticed at once, not at a timeout"
+    );
+}

@@ -796,39 +796,37 @@ impl Engine {
         trace: &mut Trace,
         request: &AnalysisRequest,
     ) -> (Timed, Candidate) {
-        let (p, h) = (race.primary, race.hedge);
-        match select(primary, hedge).await {
-            Either::Left(((res, took), hedge)) => {
-                if res.is_ok() {
-                    self.cancelled(h, race.hedge_started, true, trace, request);
-                    ((res, took), p.clone())
-                } else {
-                    let call = Booked {
-                        slot: &self.slots[p.slot],
-                        model: &p.model,
-                        latency: took,
-                        hedge: false,
-                    };
-                    let _ = self.book(call, res, trace, request);
-                    (hedge.await, h.clone())
-                }
-            }
-            Either::Right(((res, took), primary)) => {
-                if res.is_ok() {
-                    self.cancelled(p, race.primary_started, false, trace, request);
-                    ((res, took), h.clone())
-                } else {
-                    let call = Booked {
-                        slot: &self.slots[h.slot],
-                        model: &h.model,
-                        latency: took,
-                        hedge: true,
-                    };
-                    let _ = self.book(call, res, trace, request);
-                    (primary.await, p.clone())
-                }
-            }
+        // Whichever ends first: its candidate, whether it is the hedge, and the other side.
+        let (done, rest, (first, second), first_is_hedge, second_started) =
+            match select(primary, hedge).await {
+                Either::Left((done, rest)) => (
+                    done,
+                    rest,
+                    (race.primary, race.hedge),
+                    false,
+                    race.hedge_started,
+                ),
+                Either::Right((done, rest)) => (
+                    done,
+                    rest,
+                    (race.hedge, race.primary),
+                    true,
+                    race.primary_started,
+                ),
+            };
+        let (res, took) = done;
+        if res.is_ok() {
+            self.cancelled(second, second_started, !first_is_hedge, trace, request);
+            return ((res, took), first.clone());
         }
+        let call = Booked {
+            slot: &self.slots[first.slot],
+            model: &first.model,
+            latency: took,
+            hedge: first_is_hedge,
+        };
+        let _ = self.book(call, res, trace, request);
+        (rest.await, second.clone())
     }
 
     /// Books a call dropped because the other side of a hedge won. One that had run longer

@@ -108,7 +108,7 @@ impl Fleet {
             worker_http.push(http);
             logs.push(log_path);
         }
-        let fleet = Fleet {
+        let mut fleet = Fleet {
             nats_url,
             sim,
             worker_http,
@@ -121,8 +121,8 @@ impl Fleet {
     }
 
     /// Waits until every worker answers `/readyz` with 200; a worker that exits or never
-    /// gets ready is named with its log file.
-    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+    /// gets ready is named, with the end of its log.
+    async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let client = http_client();
         let deadline = Instant::now() + within;
         for (n, addr) in self.worker_http.iter().enumerate() {
@@ -136,11 +136,24 @@ impl Fleet {
                 if ready {
                     break;
                 }
+                // Children: nats-server first, then the workers in order.
+                let exited = self
+                    .children
+                    .0
+                    .get_mut(n + 1)
+                    .and_then(|(_, c)| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    anyhow::bail!(
+                        "worker {} exited ({status}) before it was ready; its log ends:\n{}",
+                        n + 1,
+                        log_tail(&self.logs[n])
+                    );
+                }
                 anyhow::ensure!(
                     Instant::now() < deadline,
-                    "worker {} did not get ready within {within:?}; see {}",
+                    "worker {} did not get ready within {within:?}; its log ends:\n{}",
                     n + 1,
-                    self.logs[n].display()
+                    log_tail(&self.logs[n])
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -183,6 +196,17 @@ impl Fleet {
         if std::env::var_os(WORKER_LOG_ENV).is_some() {
             eprintln!("worker logs kept in {}", _dir.keep().display());
         }
+    }
+}
+
+/// The last lines of a log file (or why it cannot be read).
+fn log_tail(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(10)..].join("\n")
+        }
+        Err(e) => format!("({} cannot be read: {e})", path.display()),
     }
 }
 
