@@ -185,7 +185,9 @@ async fn an_outage_mid_run_fails_over_with_events_and_a_breaker() {
                 serde_json::from_value::<HealthEvent>(e.clone())
                     .is_ok_and(|h| h.provider == "alpha" && h.breaker == BreakerState::Open)
             });
-            failovers >= 3 && opened
+            // Two requests fail over; the third failure that opens the breaker may be the
+            // prober's free verdict probe rather than a third paid call.
+            failovers >= 2 && opened
         },
     )
     .await;

@@ -12,7 +12,13 @@ const EWMA_ALPHA: f64 = 0.2;
 pub struct Stats {
     latencies_ms: VecDeque<f64>,
     outcomes: VecDeque<bool>,
+    /// Successes among `outcomes`, kept as calls come and go.
+    successes: usize,
     ewma_ms: Option<f64>,
+    /// `latencies_ms` sorted, rebuilt on the first percentile asked after a new sample:
+    /// several are read per request (plausible latency, hedge delay) and one sort serves all.
+    sorted_ms: Vec<f64>,
+    sorted_stale: bool,
 }
 
 impl Stats {
@@ -25,15 +31,17 @@ impl Stats {
                 self.latencies_ms.pop_front();
             }
             self.latencies_ms.push_back(ms);
+            self.sorted_stale = true;
             self.ewma_ms = Some(match self.ewma_ms {
                 None => ms,
                 Some(e) => e + EWMA_ALPHA * (ms - e),
             });
         }
-        if self.outcomes.len() == SAMPLES {
-            self.outcomes.pop_front();
+        if self.outcomes.len() == SAMPLES && self.outcomes.pop_front() == Some(true) {
+            self.successes -= 1;
         }
         self.outcomes.push_back(ok);
+        self.successes += ok as usize;
     }
 
     /// Share of recent calls that succeeded (1.0 with no history: innocent until proven).
@@ -41,7 +49,7 @@ impl Stats {
         if self.outcomes.is_empty() {
             return 1.0;
         }
-        self.outcomes.iter().filter(|ok| **ok).count() as f64 / self.outcomes.len() as f64
+        self.successes as f64 / self.outcomes.len() as f64
     }
 
     /// Exponentially weighted latency of successful calls, in ms.
@@ -50,18 +58,23 @@ impl Stats {
     }
 
     /// A latency percentile of successful calls, in ms (`None` with too little history).
-    pub fn percentile_ms(&self, p: f64) -> Option<f64> {
+    pub fn percentile_ms(&mut self, p: f64) -> Option<f64> {
         if self.latencies_ms.len() < 5 {
             return None;
         }
-        let mut v: Vec<f64> = self.latencies_ms.iter().copied().collect();
-        v.sort_by(f64::total_cmp);
+        if self.sorted_stale || self.sorted_ms.len() != self.latencies_ms.len() {
+            self.sorted_ms.clear();
+            self.sorted_ms.extend(self.latencies_ms.iter().copied());
+            self.sorted_ms.sort_by(f64::total_cmp);
+            self.sorted_stale = false;
+        }
+        let v = &self.sorted_ms;
         let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
         Some(v[idx.min(v.len() - 1)])
     }
 
     /// p95 latency in ms, 0 without history.
-    pub fn p95_ms(&self) -> f64 {
+    pub fn p95_ms(&mut self) -> f64 {
         self.percentile_ms(0.95).unwrap_or(0.0)
     }
 
@@ -87,5 +100,15 @@ mod tests {
         assert_eq!(s.p95_ms(), 95.0);
         assert!((s.success_rate() - 100.0 / 101.0).abs() < 1e-9);
         assert!(s.ewma_ms() > 50.0);
+        // The windows slide: 128 more failures leave no success.
+        for _ in 0..128 {
+            s.record(false, Duration::from_millis(1));
+        }
+        assert_eq!(s.success_rate(), 0.0);
+        // A new fast sample moves the percentiles.
+        for _ in 0..128 {
+            s.record(true, Duration::from_millis(3));
+        }
+        assert_eq!(s.p95_ms(), 3.0);
     }
 }

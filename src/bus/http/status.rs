@@ -94,7 +94,7 @@ async fn build(s: &HttpState) -> StatusReply {
             .iter()
             .find(|slot| slot.id() == p.id)
             .map(|slot| {
-                let h = slot.health();
+                let mut h = slot.health();
                 (h.stats.percentile_ms(0.5), h.stats.percentile_ms(0.95))
             })
             .unwrap_or((None, None));
