@@ -180,10 +180,13 @@ pub fn apply_outcomes(
         r.latency_ms_p95 = p95_ms;
     }
     if reason.is_empty() {
+        let calls = match r.window.calls {
+            1 => "call".to_string(),
+            n => format!("{n} calls"),
+        };
         reason = format!(
-            "success rate {:.0}% over the last {} calls",
-            r.success_rate * 100.0,
-            r.window.calls
+            "success rate {:.0}% over the last {calls}",
+            r.success_rate * 100.0
         );
     }
     reason

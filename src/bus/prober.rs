@@ -29,6 +29,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// The lease is renewed every second and lasts three.
 const LEASE_RENEW: Duration = Duration::from_secs(1);
 const LEASE_TTL: Duration = Duration::from_secs(3);
+/// The least time probes must have failed before one live trial is let through.
+const VALVE_FLOOR: Duration = Duration::from_secs(60);
 
 /// One probe's end.
 struct Probed {
@@ -140,8 +142,9 @@ pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
                         continue;
                     }
                     // In case the probe endpoint is what is broken: once probes have said
-                    // "down" for a whole max_open_ms, one live (hedged) trial may decide.
-                    let max_open = Duration::from_millis(bcfg.max_open_ms);
+                    // "down" for a whole max_open_ms (at least a minute: live trials stay
+                    // rare), one live (hedged) trial may decide.
+                    let max_open = Duration::from_millis(bcfg.max_open_ms).max(VALVE_FLOOR);
                     if plan == Plan::Probe && w.down_since.is_some_and(|d| now.duration_since(d) >= max_open) {
                         w.down_since = None;
                         w.schedule.record(now, now + hold, false);
