@@ -403,6 +403,34 @@ async fn a_request_cannot_make_a_worker_publish_outside_the_reply_prefixes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_writes_out_its_last_spend_and_health() {
+    let rig = rig(TWO, "").await;
+    let w = rig.worker("w1").await;
+    let ids = rig.send(20, "LAST").await;
+    fleet::await_results(&rig.js, &ids, Duration::from_secs(20)).await;
+    // At once: the spend of these calls is still queued or batched for the next flush.
+    w.stop().await;
+    let budget = rig.js.get_key_value("ai_budget").await.unwrap();
+    let key = format!("alpha.{}", chrono::Utc::now().format("%Y-%m-%d"));
+    let bytes = budget
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("alpha's spend was written");
+    let spent: ai_failover::contract::BudgetRecord = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(spent.calls, 20, "{spent:?}");
+    assert!(spent.spend_usd > 0.0);
+    let health = rig.js.get_key_value("ai_provider_health").await.unwrap();
+    let bytes = health.get("alpha").await.unwrap().expect("alpha's record");
+    let record: ai_failover::contract::ProviderHealthRecord =
+        serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        record.window.calls > 0 && record.success_rate == 1.0,
+        "{record:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_providers_down_gives_marked_fallback_results_and_mode_events() {
     let rig = rig(
         TWO,

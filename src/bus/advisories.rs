@@ -11,20 +11,51 @@
 //! dead-lettered, and the taken record makes a late `complete` by a presumed-dead owner fail,
 //! so no request ends with both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
 use serde::Deserialize;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{AnalysisResult, DeadLetterClass};
+use crate::config::Config;
+use crate::contract::{AnalysisResult, DeadLetterClass, Names};
 
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
 use super::hold::{self, hold_limit};
-use super::outcomes::Claim;
-use super::worker::Worker;
+use super::outcomes::{Claim, OutcomeError, Outcomes};
+use super::publish::{PublishError, Publisher};
+
+/// Why a request could not be settled (it is tried again later).
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("no delivery info on the message")]
+    Info(#[source] async_nats::Error),
+    #[error("cannot fetch request message {seq}")]
+    Fetch {
+        seq: u64,
+        #[source]
+        source: stream::RawMessageError,
+    },
+    #[error("cannot delete request message {seq}")]
+    Delete {
+        seq: u64,
+        #[source]
+        source: stream::DeleteMessageError,
+    },
+    #[error("{worker_id} still owns request {request_id}")]
+    Owned {
+        worker_id: String,
+        request_id: String,
+    },
+    #[error(transparent)]
+    Outcome(#[from] OutcomeError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("cannot finish the held message")]
+    Finish(#[source] hold::FinishError),
+}
 
 /// The fields of `io.nats.jetstream.advisory.v1.max_deliver` this module uses.
 #[derive(Debug, Deserialize)]
@@ -67,10 +98,8 @@ pub struct Undeliverable<'a> {
 
 impl<'a> Undeliverable<'a> {
     /// The delivery `msg` of a request, held by the caller.
-    pub fn delivery(msg: &'a jetstream::Message) -> anyhow::Result<Self> {
-        let info = msg
-            .info()
-            .map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+    pub fn delivery(msg: &'a jetstream::Message) -> Result<Self, SettleError> {
+        let info = msg.info().map_err(SettleError::Info)?;
         Ok(Undeliverable {
             subject: &msg.subject,
             payload: &msg.payload,
@@ -85,261 +114,285 @@ impl<'a> Undeliverable<'a> {
 /// stream for this worker or another instead of piling up as tasks here.
 const SETTLING_AT_ONCE: usize = 16;
 
-/// Settles advisories from the `settlers` consumer until `shutdown` fires; each one in its
-/// own task, since settling may wait for a live owner to finish.
-pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
-    let mut settlers = worker.bus.settlers.clone();
-    let permits = Arc::new(tokio::sync::Semaphore::new(SETTLING_AT_ONCE));
-    let mut failures = 0u32;
-    while !shutdown.is_cancelled() {
-        if failures > 0 {
-            tracing::warn!(failures, "reading MAX_DELIVERIES advisories again");
-            // After a server restart the consumer may be gone: set-up recreates it.
-            if let Ok(bus) = super::setup::ensure(&worker.bus.client, &worker.cfg).await {
-                settlers = bus.settlers;
-            }
-            let wait = Duration::from_millis(200 * failures.min(10) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-        let advisories = settlers
-            .stream()
-            .max_messages_per_batch(SETTLING_AT_ONCE)
-            .messages()
-            .await;
-        let mut advisories = match advisories {
-            Ok(m) => m,
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, "cannot read MAX_DELIVERIES advisories");
-                continue;
-            }
-        };
-        // Reading on is only trusted once a message arrives: a deleted consumer shows as a
-        // run of errors (or the end of the stream), not as a failure to subscribe.
-        let mut errors_in_a_row = 0u32;
-        loop {
-            let next = tokio::select! {
-                m = advisories.next() => m,
-                _ = shutdown.cancelled() => return,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    errors_in_a_row += 1;
-                    tracing::warn!(error = %e, errors_in_a_row, "advisory stream error");
-                    if errors_in_a_row < 3 {
-                        continue;
-                    }
-                    failures += 1;
-                    break;
+/// Settles requests JetStream will not deliver again: from the last delivery a worker holds,
+/// and from MAX_DELIVERIES advisories. Owns only what settling needs.
+pub struct Settler {
+    pub cfg: Arc<Config>,
+    pub names: Names,
+    /// The requests stream: messages are fetched and deleted by sequence.
+    pub requests: stream::Stream,
+    pub outcomes: Outcomes,
+    pub publisher: Publisher,
+    pub worker_id: String,
+}
+
+impl Settler {
+    /// The consumer's ack wait.
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_millis(self.cfg.worker.ack_wait_ms)
+    }
+
+    /// Settles advisories from the `settlers` consumer until `shutdown` fires; each one in
+    /// its own task, since settling may wait for a live owner to finish. `client` recreates
+    /// the consumer (set-up) when it disappears.
+    pub async fn run(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        mut settlers: consumer::PullConsumer,
+        shutdown: CancellationToken,
+    ) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(SETTLING_AT_ONCE));
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            if failures > 0 {
+                tracing::warn!(failures, "reading MAX_DELIVERIES advisories again");
+                // After a server restart the consumer may be gone: set-up recreates it.
+                if let Ok(bus) = super::setup::ensure(&client, &self.cfg).await {
+                    settlers = bus.settlers;
                 }
-                None => {
-                    failures += 1;
-                    break;
+                let wait = Duration::from_millis(200 * failures.min(10) as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => break,
                 }
-            };
-            (errors_in_a_row, failures) = (0, 0);
-            let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
-                Ok(a) => a,
+            }
+            let advisories = settlers
+                .stream()
+                .max_messages_per_batch(SETTLING_AT_ONCE)
+                .messages()
+                .await;
+            let mut advisories = match advisories {
+                Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
-                    let _ = msg.ack_with(AckKind::Term).await;
+                    failures += 1;
+                    tracing::warn!(error = %e, "cannot read MAX_DELIVERIES advisories");
                     continue;
                 }
             };
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
-                _ = shutdown.cancelled() => return,
-            };
-            let (worker, stop) = (worker.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                settle_advisory(&worker, &advisory, &msg, &stop).await;
-                drop(permit);
-            });
-        }
-    }
-}
-
-/// Settles one advisory, then acknowledges it, or leaves it to be delivered again.
-async fn settle_advisory(
-    worker: &Worker,
-    advisory: &MaxDeliveries,
-    msg: &jetstream::Message,
-    stop: &CancellationToken,
-) {
-    let seq = advisory.stream_seq;
-    match from_advisory(worker, advisory, msg, stop).await {
-        Ok(how) => {
-            tracing::warn!(
-                stream_seq = seq,
-                deliveries = advisory.deliveries,
-                how = how.as_str(),
-                "settled a request JetStream stopped delivering"
-            );
-            if let Err(e) = worker.ack(msg, stop).await {
-                // Delivered again later: settling twice finds the message gone.
-                tracing::warn!(stream_seq = seq, error = %e, "advisory not acknowledged");
-            }
-        }
-        Err(e) => {
-            let tries = hold::deliveries(msg);
-            let retry = hold::nak_delay(tries, hold_limit(worker.ack_wait()));
-            tracing::error!(stream_seq = seq, error = %e, tries, retry_ms = retry.as_millis() as u64,
-                "could not settle a request JetStream stopped delivering; trying again later");
-            let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
-        }
-    }
-}
-
-async fn from_advisory(
-    worker: &Worker,
-    advisory: &MaxDeliveries,
-    held: &jetstream::Message,
-    stop: &CancellationToken,
-) -> anyhow::Result<Settled> {
-    let seq = advisory.stream_seq;
-    let message = match worker.bus.requests.get_raw_message(seq).await {
-        Ok(m) => m,
-        Err(e)
-            if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
-        {
-            count(Settled::Gone);
-            return Ok(Settled::Gone);
-        }
-        Err(e) => anyhow::bail!("fetch message {seq}: {e}"),
-    };
-    let undeliverable = Undeliverable {
-        subject: &message.subject,
-        payload: &message.payload,
-        deliveries: advisory.deliveries,
-        stream_seq: seq,
-        held,
-    };
-    let settled = settle(worker, &undeliverable, stop).await?;
-    worker
-        .bus
-        .requests
-        .delete_message(seq)
-        .await
-        .map_err(|e| anyhow::anyhow!("delete message {seq}: {e}"))?;
-    Ok(settled)
-}
-
-/// Publishes the stored result of the request in `message`, or dead-letters it; the caller
-/// then removes the message from the queue.
-pub async fn settle(
-    worker: &Worker,
-    message: &Undeliverable<'_>,
-    stop: &CancellationToken,
-) -> anyhow::Result<Settled> {
-    let settled = match decode(
-        message.subject,
-        message.payload,
-        (&worker.cfg.worker).into(),
-    ) {
-        Err(rejection) => {
-            publish_dead_letter(worker, message, rejection, stop).await?;
-            Settled::DeadLettered
-        }
-        Ok(request) => match take(worker, &request.request_id, message.held, stop).await? {
-            Some(result) => {
-                worker
-                    .publisher
-                    .result(&result, request.reply_to.as_deref(), Default::default())
-                    .await?;
-                Settled::Answered
-            }
-            None => {
-                let rejection = Rejection {
-                    class: DeadLetterClass::MaxDeliveries,
-                    message: format!(
-                        "no worker finished it in {} deliveries (workers died or failed on each)",
-                        message.deliveries
-                    ),
-                    request_id: Some(request.request_id),
+            // Reading on is only trusted once a message arrives: a deleted consumer shows as a
+            // run of errors (or the end of the stream), not as a failure to subscribe.
+            let mut errors_in_a_row = 0u32;
+            loop {
+                let next = tokio::select! {
+                    m = advisories.next() => m,
+                    _ = shutdown.cancelled() => return,
                 };
-                publish_dead_letter(worker, message, rejection, stop).await?;
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        errors_in_a_row += 1;
+                        tracing::warn!(error = %e, errors_in_a_row, "advisory stream error");
+                        if errors_in_a_row < 3 {
+                            continue;
+                        }
+                        failures += 1;
+                        break;
+                    }
+                    None => {
+                        failures += 1;
+                        break;
+                    }
+                };
+                (errors_in_a_row, failures) = (0, 0);
+                let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
+                        let _ = msg.ack_with(AckKind::Term).await;
+                        continue;
+                    }
+                };
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    _ = shutdown.cancelled() => return,
+                };
+                let (me, stop) = (self.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    me.settle_advisory(&advisory, &msg, &stop).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Settles one advisory, then acknowledges it, or leaves it to be delivered again.
+    async fn settle_advisory(
+        &self,
+        advisory: &MaxDeliveries,
+        msg: &jetstream::Message,
+        stop: &CancellationToken,
+    ) {
+        let seq = advisory.stream_seq;
+        match self.settle_from_advisory(advisory, msg, stop).await {
+            Ok(how) => {
+                tracing::warn!(
+                    stream_seq = seq,
+                    deliveries = advisory.deliveries,
+                    how = how.as_str(),
+                    "settled a request JetStream stopped delivering"
+                );
+                let acked = hold::finish(msg, self.ack_wait(), AckKind::Ack, "ack", stop).await;
+                if let Err(e) = acked {
+                    // Delivered again later: settling twice finds the message gone.
+                    let error = crate::telemetry::chain(&e);
+                    tracing::warn!(stream_seq = seq, %error, "advisory not acknowledged");
+                }
+            }
+            Err(e) => {
+                let tries = hold::deliveries(msg);
+                let retry = hold::nak_delay(tries, hold_limit(self.ack_wait()));
+                let error = crate::telemetry::chain(&e);
+                tracing::error!(stream_seq = seq, %error, tries, retry_ms = retry.as_millis() as u64,
+                    "could not settle a request JetStream stopped delivering; trying again later");
+                let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
+            }
+        }
+    }
+
+    async fn settle_from_advisory(
+        &self,
+        advisory: &MaxDeliveries,
+        held: &jetstream::Message,
+        stop: &CancellationToken,
+    ) -> Result<Settled, SettleError> {
+        let seq = advisory.stream_seq;
+        let message = match self.requests.get_raw_message(seq).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                count(Settled::Gone);
+                return Ok(Settled::Gone);
+            }
+            Err(source) => return Err(SettleError::Fetch { seq, source }),
+        };
+        let undeliverable = Undeliverable {
+            subject: &message.subject,
+            payload: &message.payload,
+            deliveries: advisory.deliveries,
+            stream_seq: seq,
+            held,
+        };
+        let settled = self.settle(&undeliverable, stop).await?;
+        self.requests
+            .delete_message(seq)
+            .await
+            .map_err(|source| SettleError::Delete { seq, source })?;
+        Ok(settled)
+    }
+
+    /// Publishes the stored result of the request in `message`, or dead-letters it; the
+    /// caller then removes the message from the queue.
+    pub async fn settle(
+        &self,
+        message: &Undeliverable<'_>,
+        stop: &CancellationToken,
+    ) -> Result<Settled, SettleError> {
+        let settled = match decode(message.subject, message.payload, (&self.cfg.worker).into()) {
+            Err(rejection) => {
+                self.dead_letter(message, rejection, stop).await?;
                 Settled::DeadLettered
             }
-        },
-    };
-    count(settled);
-    Ok(settled)
+            Ok(request) => match self.take(&request.request_id, message.held, stop).await? {
+                Some(result) => {
+                    self.publisher
+                        .result(&result, request.reply_to.as_deref(), Default::default())
+                        .await?;
+                    Settled::Answered
+                }
+                None => {
+                    let rejection = Rejection {
+                        class: DeadLetterClass::MaxDeliveries,
+                        message: format!(
+                            "no worker finished it in {} deliveries (workers died or failed on each)",
+                            message.deliveries
+                        ),
+                        request_id: Some(request.request_id),
+                    };
+                    self.dead_letter(message, rejection, stop).await?;
+                    Settled::DeadLettered
+                }
+            },
+        };
+        count(settled);
+        Ok(settled)
+    }
+
+    /// Takes the request's outcome record: its stored result if it was answered, `None` once
+    /// the record is ours (nobody owned it, or its owner stopped heartbeating). While a live
+    /// worker owns it, waits, up to twice the hold limit.
+    async fn take(
+        &self,
+        request_id: &str,
+        held: &jetstream::Message,
+        stop: &CancellationToken,
+    ) -> Result<Option<AnalysisResult>, SettleError> {
+        let ack_wait = self.ack_wait();
+        let give_up = tokio::time::Instant::now() + hold_limit(ack_wait) * 2;
+        // Not the worker's own id: a request this worker still runs elsewhere is someone
+        // else's.
+        let settler = format!("{}/settle", self.worker_id);
+        loop {
+            match self
+                .outcomes
+                .claim(request_id, &settler, chrono::Utc::now())
+                .await?
+            {
+                Claim::Done(result) => return Ok(Some(*result)),
+                Claim::Owned { .. } => return Ok(None),
+                Claim::Busy { worker_id } => {
+                    if tokio::time::Instant::now() >= give_up || stop.is_cancelled() {
+                        return Err(SettleError::Owned {
+                            worker_id,
+                            request_id: request_id.to_string(),
+                        });
+                    }
+                    let _ = held.ack_with(AckKind::Progress).await;
+                    // Polling the record: the owner's completion has no event of its own.
+                    tokio::select! {
+                        _ = tokio::time::sleep(ack_wait / 4) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the dead letter of `message` (keyed by its stream sequence, so writing it
+    /// twice stores one letter), riding out a bus outage like every other write of the worker
+    /// while the message being settled is held.
+    pub async fn dead_letter(
+        &self,
+        message: &Undeliverable<'_>,
+        rejection: Rejection,
+        stop: &CancellationToken,
+    ) -> Result<(), SettleError> {
+        let dl = dead_letter(
+            message.subject,
+            message.payload,
+            rejection,
+            message.deliveries,
+            &self.worker_id,
+            chrono::Utc::now(),
+        );
+        let msg_id = dead_letter_msg_id(&self.names.requests_stream(), message.stream_seq);
+        let publish = || self.publisher.dead_letter(&dl, Some(&msg_id));
+        hold::holding(
+            message.held,
+            self.ack_wait(),
+            stop,
+            "dead_letter",
+            |_| true,
+            publish,
+        )
+        .await?;
+        metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
+            .increment(1);
+        Ok(())
+    }
 }
 
 fn count(settled: Settled) {
     metrics::counter!("ai_failover_max_deliveries_total", "how" => settled.as_str()).increment(1);
-}
-
-/// Takes the request's outcome record: its stored result if it was answered, `None` once the
-/// record is ours (nobody owned it, or its owner stopped heartbeating). While a live worker
-/// owns it, waits, up to twice the hold limit.
-async fn take(
-    worker: &Worker,
-    request_id: &str,
-    held: &jetstream::Message,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<AnalysisResult>> {
-    let ack_wait = worker.ack_wait();
-    let give_up = tokio::time::Instant::now() + hold_limit(ack_wait) * 2;
-    // Not the worker's own id: a request this worker still runs elsewhere is someone else's.
-    let settler = format!("{}/settle", worker.worker_id);
-    loop {
-        match worker
-            .outcomes
-            .claim(request_id, &settler, chrono::Utc::now())
-            .await?
-        {
-            Claim::Done(result) => return Ok(Some(*result)),
-            Claim::Owned { .. } => return Ok(None),
-            Claim::Busy { worker_id } => {
-                anyhow::ensure!(
-                    tokio::time::Instant::now() < give_up && !stop.is_cancelled(),
-                    "{worker_id} still owns request {request_id}"
-                );
-                let _ = held.ack_with(AckKind::Progress).await;
-                // Polling the record: the owner's completion has no event of its own here.
-                tokio::select! {
-                    _ = tokio::time::sleep(ack_wait / 4) => {}
-                    _ = stop.cancelled() => {}
-                }
-            }
-        }
-    }
-}
-
-/// Publishes the dead letter of `message` (keyed by its stream sequence, so writing it twice
-/// stores one letter), riding out a bus outage like every other write of the worker while
-/// the message being settled is held.
-pub async fn publish_dead_letter(
-    worker: &Worker,
-    message: &Undeliverable<'_>,
-    rejection: Rejection,
-    stop: &CancellationToken,
-) -> anyhow::Result<()> {
-    let dl = dead_letter(
-        message.subject,
-        message.payload,
-        rejection,
-        message.deliveries,
-        &worker.worker_id,
-        chrono::Utc::now(),
-    );
-    let msg_id = dead_letter_msg_id(&worker.bus.names.requests_stream(), message.stream_seq);
-    let publish = || worker.publisher.dead_letter(&dl, Some(&msg_id));
-    hold::holding(
-        message.held,
-        worker.ack_wait(),
-        stop,
-        "dead_letter",
-        |_| true,
-        publish,
-    )
-    .await?;
-    metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
-        .increment(1);
-    Ok(())
 }

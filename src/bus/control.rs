@@ -12,21 +12,19 @@ use async_nats::HeaderMap;
 use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Request, ServiceExt};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::contract::{CONTROL_ENDPOINTS, SERVICE_NAME};
 
-use super::events::{BusSink, EventTask};
-use super::setup::{Bus, BusError};
+use super::setup::BusError;
 
 pub use failure::ControlFailure;
+pub use handlers::Ctx;
 
 /// Registers the service and its endpoints, then serves them on a task; returns once every
 /// endpoint is subscribed, so a caller may use the service as soon as this returns.
-pub async fn start(
-    bus: Bus,
-    task: Arc<EventTask>,
-    sink: BusSink,
-) -> Result<JoinHandle<()>, BusError> {
+pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, BusError> {
+    let bus = &ctx.bus;
     let setup = |e: async_nats::Error| BusError::Setup {
         what: "control service".into(),
         message: e.to_string(),
@@ -53,12 +51,17 @@ pub async fn start(
     // Once `start` returns, a call must find the endpoints: the subscriptions have to have
     // reached the server, not only the client's outgoing buffer.
     bus.client.flush().await.map_err(|e| setup(e.into()))?;
-    let ctx = Arc::new(handlers::Ctx { bus, task, sink });
+    let ctx = Arc::new(ctx);
     Ok(tokio::spawn(async move {
         // Dropping the service would close its endpoints: it lives as long as this task.
         let _service = service;
         let mut requests = futures::stream::select_all(endpoints);
-        while let Some((endpoint, req)) = requests.next().await {
+        loop {
+            let next = tokio::select! {
+                next = requests.next() => next,
+                _ = stop.cancelled() => None,
+            };
+            let Some((endpoint, req)) = next else { break };
             let ctx = ctx.clone();
             // A health check or test-failover may take seconds: never hold up the others.
             tokio::spawn(async move {
@@ -80,7 +83,7 @@ async fn respond(req: &Request, endpoint: &str, reply: Result<Vec<u8>, ControlFa
             let mut headers = HeaderMap::new();
             headers.insert(NATS_SERVICE_ERROR, failure.header_text().as_str());
             headers.insert(NATS_SERVICE_ERROR_CODE, failure.code().to_string().as_str());
-            let body = serde_json::to_vec(&failure.body()).expect("errors serialize");
+            let body = serde_json::to_vec(&failure.body()).unwrap_or_default();
             req.respond_with_headers(Ok(body.into()), headers).await
         }
     };

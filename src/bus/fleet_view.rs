@@ -2,16 +2,17 @@
 //! the monitoring switch and today's spend. The control service answers from here (not from
 //! the memory of the one worker that replies), and so do the command-line clients.
 
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv;
 
 use crate::config::Config;
 use crate::contract::{
     BudgetRecord, FLEET_MODE_KEY, FleetModeRecord, Mode, MonitoringRecord, ProviderHealthRecord,
 };
 
-use super::events::budget_key;
-use super::health_store::{HealthStore, StoreError};
+use super::health_store::HealthStore;
+use super::kv_record::{KvError, KvRecord};
 use super::monitor;
+use super::spend::budget_key;
 
 /// The record of every configured provider, in configuration order. A provider the fleet
 /// has never written a record for gets a fresh one (healthy, breaker closed): that is what
@@ -19,7 +20,7 @@ use super::monitor;
 pub async fn provider_records(
     health: &kv::Store,
     cfg: &Config,
-) -> Result<Vec<(ProviderHealthRecord, u64)>, StoreError> {
+) -> Result<Vec<(ProviderHealthRecord, u64)>, KvError> {
     let store = HealthStore::new(health.clone(), "(no record yet)");
     let mut out = Vec::with_capacity(cfg.providers.len());
     for p in &cfg.providers {
@@ -30,20 +31,14 @@ pub async fn provider_records(
 
 /// The fleet mode last announced in `_mode` (`suspended` while an operator holds it);
 /// `normal` before any worker announced one.
-pub async fn fleet_mode(health: &kv::Store) -> Result<Mode, StoreError> {
-    let entry = health
-        .entry(FLEET_MODE_KEY)
-        .await
-        .map_err(|e| StoreError(e.to_string()))?;
-    let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
-        return Ok(Mode::Normal);
-    };
-    let record: FleetModeRecord = serde_json::from_slice(&entry.value)
-        .map_err(|e| StoreError(format!("record {FLEET_MODE_KEY}: {e}")))?;
-    Ok(if record.manual_suspend {
-        Mode::Suspended
-    } else {
-        record.mode
+pub async fn fleet_mode(health: &kv::Store) -> Result<Mode, KvError> {
+    let record = KvRecord::<FleetModeRecord>::new(health.clone(), "fleet mode record")
+        .get(FLEET_MODE_KEY)
+        .await?;
+    Ok(match record {
+        None => Mode::Normal,
+        Some(r) if r.value.manual_suspend => Mode::Suspended,
+        Some(r) => r.value.mode,
     })
 }
 
@@ -53,16 +48,10 @@ pub async fn monitoring(health: &kv::Store, cfg: &Config) -> MonitoringRecord {
 }
 
 /// The fleet's spend on `provider` today (UTC), 0 when nothing was booked.
-pub async fn spend_today(budget: &kv::Store, provider: &str) -> Result<f64, StoreError> {
+pub async fn spend_today(budget: &kv::Store, provider: &str) -> Result<f64, KvError> {
     let key = budget_key(provider, chrono::Utc::now());
-    let bytes = budget
+    let record = KvRecord::<BudgetRecord>::new(budget.clone(), "budget record")
         .get(&key)
-        .await
-        .map_err(|e| StoreError(e.to_string()))?;
-    match bytes {
-        None => Ok(0.0),
-        Some(b) => serde_json::from_slice::<BudgetRecord>(&b)
-            .map(|r| r.spend_usd)
-            .map_err(|e| StoreError(format!("budget {key}: {e}"))),
-    }
+        .await?;
+    Ok(record.map_or(0.0, |r| r.value.spend_usd))
 }

@@ -71,6 +71,36 @@ pub async fn holding<T, E: Display, F: Future<Output = Result<T, E>>>(
     }
 }
 
+/// An ack (or term) the server did not confirm, even after holding the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} not confirmed by the server")]
+pub struct FinishError {
+    pub what: &'static str,
+    #[source]
+    pub source: async_nats::Error,
+}
+
+/// Ends `msg` with `kind` and waits for the server to confirm, held through a bus outage
+/// like every other write; `what` names it in logs and metrics.
+pub async fn finish(
+    msg: &jetstream::Message,
+    ack_wait: Duration,
+    kind: AckKind,
+    what: &'static str,
+    stop: &CancellationToken,
+) -> Result<(), FinishError> {
+    holding(
+        msg,
+        ack_wait,
+        stop,
+        what,
+        |_| true,
+        || msg.double_ack_with(kind),
+    )
+    .await
+    .map_err(|source| FinishError { what, source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,21 +1,27 @@
-//! The NATS side: streams, consumer and buckets, the consume loop, publishing, the shared
-//! health store, fleet mode and the control service.
+//! The NATS side: streams, consumer and buckets, the consume loop, publishing, the fleet's
+//! shared records, and the services around the consume loop.
 
 pub mod advisories;
+pub mod announce;
 pub mod control;
 pub mod decode;
 pub mod event_log;
 pub mod events;
 pub mod fleet;
+pub mod fleet_health;
 pub mod fleet_view;
 pub mod health_store;
 pub mod hold;
 pub mod http;
+pub mod kv_record;
+pub mod lease;
+pub mod mode;
 pub mod monitor;
 pub mod outcomes;
 pub mod prober;
 pub mod publish;
 pub mod runtime;
 pub mod setup;
+pub mod spend;
 pub mod watch;
 pub mod worker;

@@ -14,15 +14,18 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::BreakerConfig;
+use crate::config::{BreakerConfig, Config};
 use crate::contract::{BreakerState, ErrorClass, PROBER_LEASE_KEY, ProviderHealthRecord};
+use crate::engine::Engine;
 use crate::engine::clock::Instant;
 use crate::engine::probing::{MAX_GAP_INTERVALS, ProbeSchedule, ProbeVerdict};
 
-use super::events::{EventTask, report};
-use super::health_store::{apply_probe, claim_probe_slot, release_probe_slot, suspect};
-use super::monitor::hold_lease;
+use super::announce::HealthAnnouncer;
+use super::fleet::FleetState;
+use super::fleet_health::{apply_probe, claim_probe_slot, release_probe_slot, suspect};
+use super::lease::Lease;
 
 /// How often the prober looks at the records and renews its lease.
 const TICK: Duration = Duration::from_millis(100);
@@ -96,154 +99,170 @@ struct Watched {
     down_since: Option<Instant>,
 }
 
-/// Runs forever: holds the lease when it can, and while holding it probes open providers.
-pub async fn run(task: Arc<EventTask>, kv: kv::Store) {
-    let e = &task.cfg.engine;
-    let interval = Duration::from_millis(e.probe_interval_ms);
-    let timeout = Duration::from_millis(e.probe_timeout_ms);
-    // Held from before a probe starts until after the next one could start (the longest
-    // gap follows timeouts), with a margin: no worker's breaker half-opens in between.
-    let hold = timeout + interval * (MAX_GAP_INTERVALS + 1);
-    let mut watched: HashMap<String, Watched> = HashMap::new();
-    let mut probing: JoinSet<Probed> = JoinSet::new();
-    let mut leader = false;
-    let mut renewed: Option<Instant> = None;
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if renewed.is_none_or(|r| now.duration_since(r) >= LEASE_RENEW) {
-                    leader = hold_lease(&kv, PROBER_LEASE_KEY, &task.worker_id, LEASE_TTL).await;
-                    renewed = Some(now);
-                }
-                if !leader {
-                    watched.retain(|_, w| w.busy);
-                    continue;
-                }
-                let utc = chrono::Utc::now();
-                for record in task.fleet.records() {
-                    let Some(pcfg) = task.cfg.provider(&record.provider) else { continue };
-                    let bcfg = task.cfg.breaker_for(pcfg);
-                    let id = record.provider.clone();
-                    let w = watched.entry(id.clone()).or_insert_with(|| Watched {
-                        schedule: ProbeSchedule::new(interval),
-                        busy: false,
-                        down_since: None,
-                    });
-                    let plan = plan(&record, &bcfg, &task.worker_id, utc, interval);
-                    if plan == Plan::Leave {
-                        w.schedule.reset();
-                        w.down_since = None;
+/// The fleet's prober, as it runs on one worker (probing only while it holds the lease).
+pub struct Prober {
+    pub cfg: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub fleet: Arc<FleetState>,
+    pub announcer: Arc<HealthAnnouncer>,
+    /// The health bucket, where the lease lives.
+    pub kv: kv::Store,
+    pub worker_id: String,
+}
+
+impl Prober {
+    /// Holds the lease when it can and, while holding it, probes open providers; until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let lease = Lease::new(self.kv.clone(), PROBER_LEASE_KEY, self.worker_id.clone());
+        let e = &self.cfg.engine;
+        let interval = Duration::from_millis(e.probe_interval_ms);
+        let timeout = Duration::from_millis(e.probe_timeout_ms);
+        // Held from before a probe starts until after the next one could start (the longest
+        // gap follows timeouts), with a margin: no worker's breaker half-opens in between.
+        let hold = timeout + interval * (MAX_GAP_INTERVALS + 1);
+        let mut watched: HashMap<String, Watched> = HashMap::new();
+        let mut probing: JoinSet<Probed> = JoinSet::new();
+        let mut leader = false;
+        let mut renewed: Option<Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if renewed.is_none_or(|r| now.duration_since(r) >= LEASE_RENEW) {
+                        leader = lease.hold(LEASE_TTL).await;
+                        renewed = Some(now);
+                    }
+                    if !leader {
+                        watched.retain(|_, w| w.busy);
                         continue;
                     }
-                    if w.busy || !w.schedule.due(now) {
-                        continue;
-                    }
-                    // In case the probe endpoint is what is broken: once probes have said
-                    // "down" for a whole max_open_ms (at least a minute: live trials stay
-                    // rare), one live (hedged) trial may decide.
-                    let max_open = Duration::from_millis(bcfg.max_open_ms).max(VALVE_FLOOR);
-                    if plan == Plan::Probe && w.down_since.is_some_and(|d| now.duration_since(d) >= max_open) {
-                        w.down_since = None;
-                        w.schedule.record(now, now + hold, false);
-                        let me = task.worker_id.clone();
-                        let released = task.fleet.health()
-                            .modify(&id, |r, _| release_probe_slot(r, &me)
-                                .then(|| "probes kept failing: a live trial may decide".to_string()))
-                            .await;
-                        report(&task, released).await;
-                        continue;
-                    }
-                    if plan == Plan::Probe && !claim(&task, &id, timeout + interval).await {
-                        continue;
-                    }
-                    w.busy = true;
-                    let engine = task.engine.clone();
-                    probing.spawn(async move {
-                        let started = Instant::now();
-                        let outcome = match engine.probe(&id, timeout).await {
-                            Some(Ok(_)) => Ok(()),
-                            Some(Err(e)) => Err((e.class, e.message)),
-                            None => Err((ErrorClass::NoProvider, "not configured here".into())),
-                        };
-                        Probed { provider: id, started, ended: Instant::now(), outcome }
-                    });
-                }
-            }
-            Some(done) = probing.join_next() => {
-                let Ok(p) = done else { continue };
-                let verdict = match &p.outcome {
-                    Ok(()) => ProbeVerdict::Up,
-                    Err((class, _)) => ProbeVerdict::of(Err(*class)),
-                };
-                if let Some(w) = watched.get_mut(&p.provider) {
-                    w.busy = false;
-                    let timed_out = matches!(p.outcome, Err((ErrorClass::Timeout, _)));
-                    w.schedule.record(p.started, p.ended, timed_out);
-                    match verdict {
-                        ProbeVerdict::Down(_) => {
-                            w.down_since.get_or_insert(p.started);
+                    let utc = chrono::Utc::now();
+                    for record in self.fleet.records() {
+                        let Some(pcfg) = self.cfg.provider(&record.provider) else { continue };
+                        let bcfg = self.cfg.breaker_for(pcfg);
+                        let id = record.provider.clone();
+                        let w = watched.entry(id.clone()).or_insert_with(|| Watched {
+                            schedule: ProbeSchedule::new(interval),
+                            busy: false,
+                            down_since: None,
+                        });
+                        let plan = plan(&record, &bcfg, &self.worker_id, utc, interval);
+                        if plan == Plan::Leave {
+                            w.schedule.reset();
+                            w.down_since = None;
+                            continue;
                         }
-                        _ => w.down_since = None,
+                        if w.busy || !w.schedule.due(now) {
+                            continue;
+                        }
+                        // In case the probe endpoint is what is broken: once probes have said
+                        // "down" for a whole max_open_ms (at least a minute: live trials stay
+                        // rare), one live (hedged) trial may decide.
+                        let max_open = Duration::from_millis(bcfg.max_open_ms).max(VALVE_FLOOR);
+                        if plan == Plan::Probe && w.down_since.is_some_and(|d| now.duration_since(d) >= max_open) {
+                            w.down_since = None;
+                            w.schedule.record(now, now + hold, false);
+                            let me = self.worker_id.clone();
+                            let released = self.fleet.health()
+                                .modify(&id, |r, _| release_probe_slot(r, &me)
+                                    .then(|| "probes kept failing: a live trial may decide".to_string()))
+                                .await;
+                            self.announcer.report(released).await;
+                            continue;
+                        }
+                        if plan == Plan::Probe && !self.claim(&id, timeout + interval).await {
+                            continue;
+                        }
+                        w.busy = true;
+                        let engine = self.engine.clone();
+                        probing.spawn(async move {
+                            let started = Instant::now();
+                            let outcome = match engine.probe(&id, timeout).await {
+                                Some(Ok(_)) => Ok(()),
+                                Some(Err(e)) => Err((e.class, e.message)),
+                                None => Err((ErrorClass::NoProvider, "not configured here".into())),
+                            };
+                            Probed { provider: id, started, ended: Instant::now(), outcome }
+                        });
                     }
                 }
-                book(&task, &p, verdict, hold).await;
+                Some(done) = probing.join_next() => {
+                    let Ok(p) = done else { continue };
+                    let verdict = match &p.outcome {
+                        Ok(()) => ProbeVerdict::Up,
+                        Err((class, _)) => ProbeVerdict::of(Err(*class)),
+                    };
+                    if let Some(w) = watched.get_mut(&p.provider) {
+                        w.busy = false;
+                        let timed_out = matches!(p.outcome, Err((ErrorClass::Timeout, _)));
+                        w.schedule.record(p.started, p.ended, timed_out);
+                        match verdict {
+                            ProbeVerdict::Down(_) => {
+                                w.down_since.get_or_insert(p.started);
+                            }
+                            _ => w.down_since = None,
+                        }
+                    }
+                    self.book(&p, verdict, hold).await;
+                }
             }
         }
     }
-}
 
-/// Takes the provider's probe slot for the probe about to go out (`for_` covers it and the
-/// booking after it); false when another worker holds it or the bucket cannot be written.
-async fn claim(task: &EventTask, provider: &str, for_: Duration) -> bool {
-    let me = task.worker_id.clone();
-    let until = chrono::Utc::now() + chrono::Duration::from_std(for_).unwrap_or_default();
-    let claimed = task
-        .fleet
-        .health()
-        .modify(provider, |r, t| claim_probe_slot(r, &me, until, t))
-        .await;
-    match claimed {
-        // Written, or ours already for long enough.
-        Ok(Some(_)) => true,
-        Ok(None) => task
+    /// Takes the provider's probe slot for the probe about to go out (`for_` covers it and the
+    /// booking after it); false when another worker holds it or the bucket cannot be written.
+    async fn claim(&self, provider: &str, for_: Duration) -> bool {
+        let me = self.worker_id.clone();
+        let until = chrono::Utc::now() + chrono::Duration::from_std(for_).unwrap_or_default();
+        let claimed = self
             .fleet
             .health()
-            .get(provider)
-            .await
-            .is_ok_and(|(r, _)| r.probe_owner.as_deref() == Some(me.as_str())),
-        Err(e) => {
-            tracing::warn!(provider, error = %e, "probe slot not taken");
-            false
+            .modify(provider, |r, t| claim_probe_slot(r, &me, until, t))
+            .await;
+        match claimed {
+            // Written, or ours already for long enough.
+            Ok(Some(_)) => true,
+            Ok(None) => self
+                .fleet
+                .health()
+                .get(provider)
+                .await
+                .is_ok_and(|(r, _)| r.probe_owner.as_deref() == Some(me.as_str())),
+            Err(e) => {
+                let error = crate::telemetry::chain(&e);
+                tracing::warn!(provider, %error, "probe slot not taken");
+                false
+            }
         }
     }
-}
 
-/// Writes a probe's verdict into the provider's shared record (and announces what changed).
-async fn book(task: &EventTask, p: &Probed, verdict: ProbeVerdict, hold: Duration) {
-    let message = match &p.outcome {
-        Ok(()) => String::new(),
-        Err((_, message)) => message.clone(),
-    };
-    metrics::counter!("ai_failover_probes_total",
+    /// Writes a probe's verdict into the provider's shared record (and announces what changed).
+    async fn book(&self, p: &Probed, verdict: ProbeVerdict, hold: Duration) {
+        let message = match &p.outcome {
+            Ok(()) => String::new(),
+            Err((_, message)) => message.clone(),
+        };
+        metrics::counter!("ai_failover_probes_total",
         "provider" => p.provider.clone(), "verdict" => verdict.as_str())
-    .increment(1);
-    tracing::debug!(provider = %p.provider, verdict = verdict.as_str(), %message, "fleet probe");
-    let Some(pcfg) = task.cfg.provider(&p.provider) else {
-        return;
-    };
-    let bcfg = task.cfg.breaker_for(pcfg);
-    let me = task.worker_id.clone();
-    let changed = task
-        .fleet
-        .health()
-        .modify(&p.provider, |r, t| {
-            apply_probe(r, verdict, &message, &me, hold, &bcfg, t)
-        })
-        .await;
-    report(task, changed).await;
+        .increment(1);
+        tracing::debug!(provider = %p.provider, verdict = verdict.as_str(), %message, "fleet probe");
+        let Some(pcfg) = self.cfg.provider(&p.provider) else {
+            return;
+        };
+        let bcfg = self.cfg.breaker_for(pcfg);
+        let me = self.worker_id.clone();
+        let changed = self
+            .fleet
+            .health()
+            .modify(&p.provider, |r, t| {
+                apply_probe(r, verdict, &message, &me, hold, &bcfg, t)
+            })
+            .await;
+        self.announcer.report(changed).await;
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,19 @@ use crate::contract::{AnalysisResult, DeadLetter, Names};
 
 /// A publish that did not reach its stream.
 #[derive(Debug, thiserror::Error)]
-#[error("publish to {subject} failed: {message}")]
-pub struct PublishError {
-    pub subject: String,
-    pub message: String,
+pub enum PublishError {
+    #[error("cannot encode the message for {subject}")]
+    Encode {
+        subject: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("publish to {subject} failed")]
+    Publish {
+        subject: String,
+        #[source]
+        source: async_nats::Error,
+    },
 }
 
 /// Publishes on the JetStream context with the right subjects and headers.
@@ -39,16 +48,23 @@ impl Publisher {
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<jetstream::publish::PublishAck, PublishError> {
-        let err = |subject: &str, e: &dyn std::fmt::Display| PublishError {
+        let err = |subject: &str, source: async_nats::Error| PublishError::Publish {
             subject: subject.to_string(),
-            message: e.to_string(),
+            source,
         };
         let ack = self
             .js
             .publish_with_headers(subject.clone(), headers, body.into())
             .await
-            .map_err(|e| err(&subject, &e))?;
-        ack.await.map_err(|e| err(&subject, &e))
+            .map_err(|e| err(&subject, e.into()))?;
+        ack.await.map_err(|e| err(&subject, e.into()))
+    }
+
+    fn encode<T: Serialize>(subject: &str, value: &T) -> Result<Vec<u8>, PublishError> {
+        serde_json::to_vec(value).map_err(|source| PublishError::Encode {
+            subject: subject.to_string(),
+            source,
+        })
     }
 
     /// Publishes a result with `Nats-Msg-Id: <request_id>` and waits for the stream's ack
@@ -60,14 +76,11 @@ impl Publisher {
         reply_to: Option<&str>,
         mut headers: HeaderMap,
     ) -> Result<bool, PublishError> {
-        let body = serde_json::to_vec(result).expect("results serialize");
+        let subject = self.names.result(result.kind);
+        let body = Self::encode(&subject, result)?;
         headers.insert("Nats-Msg-Id", result.request_id.as_str());
         let ack = self
-            .js_publish(
-                self.names.result(result.kind),
-                headers.clone(),
-                body.clone(),
-            )
+            .js_publish(subject, headers.clone(), body.clone())
             .await?;
         match reply_to {
             // Requests naming these are dead-lettered before they get here; this is the
@@ -95,7 +108,7 @@ impl Publisher {
         event: &T,
         headers: HeaderMap,
     ) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(event).expect("events serialize");
+        let body = Self::encode(&subject, event)?;
         self.js_publish(subject, headers, body).await.map(|_| ())
     }
 
@@ -106,8 +119,8 @@ impl Publisher {
         dl: &DeadLetter,
         msg_id: Option<&str>,
     ) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(dl).expect("dead letters serialize");
         let subject = self.names.dead_letter(&dl.kind);
+        let body = Self::encode(&subject, dl)?;
         let mut headers = HeaderMap::new();
         if let Some(id) = msg_id {
             headers.insert("Nats-Msg-Id", id);

@@ -1,5 +1,7 @@
-//! Assembles and runs one worker: connection, set-up, engine, shared health, event
-//! publishing, health watch, active monitoring and the consume loop.
+//! Assembles and runs one worker: connection, set-up, engine, and the services around the
+//! consume loop (the event loop, the health watch, the monitor, the prober, the settler,
+//! the control service, the HTTP port). Each service owns only what it needs and runs as a
+//! task this module awaits on shutdown: nothing is aborted and nothing slept on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,16 +16,35 @@ use crate::contract::ProviderHealthRecord;
 use crate::engine::Engine;
 use crate::engine::clock::SystemClock;
 use crate::providers::Provider;
+use crate::providers::http::ClientError;
 
-use super::events::{self, BusSink, EventTask};
+use super::advisories::Settler;
+use super::announce::HealthAnnouncer;
+use super::control::{self, Ctx};
+use super::events::{self, EventLoop};
 use super::fleet::FleetState;
 use super::health_store::HealthStore;
-use super::http::{self, HttpState};
+use super::http::{self, HttpError, HttpState};
+use super::mode::ModeAnnouncer;
+use super::monitor::Monitor;
 use super::outcomes::Outcomes;
+use super::prober::Prober;
 use super::publish::Publisher;
-use super::setup::{self, Bus};
+use super::setup::{self, BusError};
+use super::spend::SpendBook;
+use super::watch::HealthWatch;
 use super::worker::Worker;
-use super::{advisories, control, monitor, prober, watch};
+
+/// A worker that could not start, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Provider(#[from] ClientError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
 
 /// A default worker id: host, process id and a random suffix.
 pub fn default_worker_id() -> String {
@@ -37,20 +58,23 @@ pub fn default_worker_id() -> String {
     format!("{host}-{}-{suffix:04x}", std::process::id())
 }
 
-/// A running worker and its background tasks.
+/// A running worker and its services.
 pub struct Running {
-    pub worker: Worker,
-    pub bus: Bus,
     pub engine: Arc<Engine>,
     pub fleet: Arc<FleetState>,
-    pub sink: BusSink,
-    pub events: Arc<EventTask>,
-    pub ready: Arc<AtomicBool>,
     /// Where `worker.http_listen` is served (`None` when it is off).
     pub http_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
+    worker_id: String,
+    client: async_nats::Client,
+    /// Stops pulling requests (the consume loop then finishes what it holds).
+    consuming: CancellationToken,
     consume: JoinHandle<()>,
+    /// Stops the services around the consume loop.
+    services: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// Tells the event loop to write out what is queued and end.
+    events_stop: CancellationToken,
+    events: JoinHandle<()>,
 }
 
 /// Starts a worker. `providers` replaces the HTTP adapters (tests); `None` builds them from
@@ -58,7 +82,7 @@ pub struct Running {
 pub async fn start(
     cfg: Arc<Config>,
     providers: Option<Vec<Arc<dyn Provider>>>,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     let worker_id = cfg.worker.id.clone().unwrap_or_else(default_worker_id);
     let client = setup::connect_named(&cfg.nats, &format!("ai-failover {worker_id}")).await?;
     let bus = setup::ensure(&client, &cfg).await?;
@@ -78,13 +102,17 @@ pub async fn start(
             .max()
             .unwrap_or(20_000),
     );
-    let fleet = Arc::new(FleetState::new(health, bus.cache.clone(), probe_ttl));
+    let fleet = Arc::new(FleetState::new(
+        health.clone(),
+        bus.cache.clone(),
+        probe_ttl,
+    ));
     let (sink, rx) = events::channel();
     let engine = Arc::new(Engine::new(
         cfg.clone(),
         providers,
         Arc::new(SystemClock),
-        Arc::new(sink.clone()),
+        Arc::new(sink),
         fleet.clone(),
         worker_id.clone(),
     ));
@@ -98,29 +126,36 @@ pub async fn start(
         }
     }
     let publisher = Publisher::new(bus.js.clone(), client.clone(), bus.names.clone());
-    let task = Arc::new(EventTask {
+    let mode = Arc::new(ModeAnnouncer::new(
+        cfg.providers.clone(),
+        fleet.clone(),
+        engine.clone(),
+        bus.health.clone(),
+        publisher.clone(),
+        worker_id.clone(),
+    ));
+    let announcer = Arc::new(HealthAnnouncer::new(
+        publisher.clone(),
+        fleet.clone(),
+        engine.clone(),
+        mode.clone(),
+        worker_id.clone(),
+    ));
+    let outcomes = Outcomes::new(
+        bus.outcomes.clone(),
+        Duration::from_millis(cfg.worker.ack_wait_ms),
+    );
+    let settler = Arc::new(Settler {
         cfg: cfg.clone(),
         names: bus.names.clone(),
+        requests: bus.requests.clone(),
+        outcomes: outcomes.clone(),
         publisher: publisher.clone(),
-        fleet: fleet.clone(),
-        budget: bus.budget.clone(),
-        engine: engine.clone(),
         worker_id: worker_id.clone(),
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let worker = Worker {
-        cfg: cfg.clone(),
-        bus: bus.clone(),
-        engine: engine.clone(),
-        outcomes: Outcomes::new(
-            bus.outcomes.clone(),
-            Duration::from_millis(cfg.worker.ack_wait_ms),
-        ),
-        publisher,
-        worker_id: worker_id.clone(),
-        ready: ready.clone(),
-    };
-    let shutdown = CancellationToken::new();
+    let consuming = CancellationToken::new();
+    let services = CancellationToken::new();
     // Before any task starts: a port that cannot be bound fails the start cleanly.
     let served = http::spawn(
         &cfg.worker.http_listen,
@@ -131,62 +166,122 @@ pub async fn start(
             ready: ready.clone(),
             metrics: crate::telemetry::metrics::install(),
             worker_id: worker_id.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: services.clone(),
         },
     )
     .await?;
     let http_addr = served.as_ref().map(|(a, _)| *a);
+
+    let events_stop = CancellationToken::new();
+    let event_loop = EventLoop::new(
+        cfg.clone(),
+        engine.clone(),
+        health,
+        announcer.clone(),
+        SpendBook::new(
+            bus.budget.clone(),
+            cfg.providers.iter().map(|p| p.id.clone()).collect(),
+            fleet.clone(),
+        ),
+        bus.cache.clone(),
+        publisher.clone(),
+    );
+    let events = tokio::spawn(event_loop.run(rx, events_stop.clone()));
+    let watch = HealthWatch {
+        kv: bus.health.clone(),
+        engine: engine.clone(),
+        fleet: fleet.clone(),
+        mode,
+    };
+    let monitor = Monitor {
+        engine: engine.clone(),
+        kv: bus.health.clone(),
+        worker_id: worker_id.clone(),
+        default_interval_ms: cfg.engine.health_check_interval_ms,
+    };
+    let prober = Prober {
+        cfg: cfg.clone(),
+        engine: engine.clone(),
+        fleet: fleet.clone(),
+        announcer: announcer.clone(),
+        kv: bus.health.clone(),
+        worker_id: worker_id.clone(),
+    };
     let mut background = vec![
-        tokio::spawn(events::run(task.clone(), rx)),
-        tokio::spawn(watch::run(task.clone(), bus.health.clone())),
-        tokio::spawn(monitor::run(task.clone(), sink.clone(), bus.health.clone())),
-        tokio::spawn(prober::run(task.clone(), bus.health.clone())),
-        control::start(bus.clone(), task.clone(), sink.clone()).await?,
+        tokio::spawn(watch.run(services.clone())),
+        tokio::spawn(monitor.run(services.clone())),
+        tokio::spawn(prober.run(services.clone())),
     ];
+    background.push(
+        control::start(
+            Ctx {
+                cfg: cfg.clone(),
+                bus: bus.clone(),
+                engine: engine.clone(),
+                fleet: fleet.clone(),
+                announcer,
+                worker_id: worker_id.clone(),
+            },
+            services.clone(),
+        )
+        .await?,
+    );
     background.extend(served.map(|(_, h)| h));
-    background.push(tokio::spawn(advisories::run(
-        Arc::new(worker.clone()),
-        shutdown.clone(),
+    background.push(tokio::spawn(settler.clone().run(
+        client.clone(),
+        bus.settlers.clone(),
+        services.clone(),
     )));
-    let consume = tokio::spawn(worker.clone().run(shutdown.clone()));
+    let worker = Worker {
+        cfg: cfg.clone(),
+        client: client.clone(),
+        consumer: bus.consumer.clone(),
+        engine: engine.clone(),
+        outcomes,
+        publisher,
+        settler,
+        worker_id: worker_id.clone(),
+        ready,
+    };
+    let consume = tokio::spawn(worker.run(consuming.clone()));
     Ok(Running {
-        worker,
-        bus,
         engine,
         fleet,
-        sink,
-        events: task,
-        ready,
         http_addr,
-        shutdown,
+        worker_id,
+        client,
+        consuming,
         consume,
+        services,
         background,
+        events_stop,
+        events,
     })
 }
 
 impl Running {
     /// The worker id.
     pub fn worker_id(&self) -> &str {
-        &self.worker.worker_id
+        &self.worker_id
     }
 
     /// A token that stops consuming when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.consuming.clone()
     }
 
-    /// Graceful stop: stop pulling, finish or return in-flight work, flush events, drain.
+    /// Graceful stop: stop pulling and finish or return in-flight work; stop the services
+    /// and wait for them; write out every queued event (the last requests' spend and
+    /// health); drain the connection.
     pub async fn stop(self) {
-        self.shutdown.cancel();
+        self.consuming.cancel();
         let _ = self.consume.await;
-        drop(self.worker);
-        drop(self.sink);
-        drop(self.events);
-        // Give the event task a moment to flush what the last requests produced.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.services.cancel();
         for h in self.background {
-            h.abort();
+            let _ = h.await;
         }
-        let _ = self.bus.client.drain().await;
+        self.events_stop.cancel();
+        let _ = self.events.await;
+        let _ = self.client.drain().await;
     }
 }

@@ -21,20 +21,40 @@ use crate::config::Config;
 use crate::contract::{AnalysisResult, Timestamp};
 use crate::engine::{Engine, Job};
 
+use super::advisories::{SettleError, Settler, Undeliverable};
 use super::decode::{Rejection, decode, kind_token};
+use super::hold::{self, FinishError};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
-use super::publish::Publisher;
-use super::setup::Bus;
-use super::{advisories, hold};
+use super::publish::{PublishError, Publisher};
 
-/// What a worker needs to serve requests.
-#[derive(Clone)]
+/// Why a message could not be finished now (it is given back, or settled on its last
+/// delivery).
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Outcome(#[from] OutcomeError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+    #[error(transparent)]
+    Finish(#[from] FinishError),
+    #[error("nak not sent")]
+    Nak(#[source] async_nats::Error),
+    #[error("{0} owns it on its last delivery")]
+    OwnedElsewhere(String),
+}
+
+/// The consume loop of one worker, and what serving a request needs.
 pub struct Worker {
     pub cfg: Arc<Config>,
-    pub bus: Bus,
+    pub client: async_nats::Client,
+    /// The durable `workers` consumer, recreated by set-up if it disappears.
+    pub consumer: jetstream::consumer::PullConsumer,
     pub engine: Arc<Engine>,
     pub outcomes: Outcomes,
     pub publisher: Publisher,
+    pub settler: Arc<Settler>,
     pub worker_id: String,
     /// True once the worker is consuming (`/readyz`).
     pub ready: Arc<AtomicBool>,
@@ -110,7 +130,7 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(this.cfg.worker.max_in_flight));
         let hard_stop = CancellationToken::new();
         let mut consecutive_errors = 0u32;
-        let mut consumer = this.bus.consumer.clone();
+        let mut consumer = this.consumer.clone();
         this.ready.store(true, Ordering::Relaxed);
         tracing::info!(worker_id = %this.worker_id, "consuming requests");
         while !shutdown.is_cancelled() {
@@ -144,7 +164,7 @@ impl Worker {
             tracing::warn!(error = %why, consecutive_errors, "cannot pull requests");
             // Trap: after a server restart the consumer may be gone; recreate it.
             if consecutive_errors.is_multiple_of(5)
-                && let Ok(bus) = super::setup::ensure(&this.bus.client, &this.cfg).await
+                && let Ok(bus) = super::setup::ensure(&this.client, &this.cfg).await
             {
                 consumer = bus.consumer;
             }
@@ -228,13 +248,16 @@ impl Worker {
                     let settled = Box::pin(self.settle_last_delivery(&msg, n, &stop)).await;
                     if let Err(why) = settled {
                         // Left to the MAX_DELIVERIES advisory (`advisories`).
-                        tracing::error!(error = %e, settle_error = %why, subject, delivered = n,
+                        let (error, settle_error) =
+                            (crate::telemetry::chain(&e), crate::telemetry::chain(&why));
+                        tracing::error!(%error, %settle_error, subject, delivered = n,
                             "request failed on its last delivery and could not be settled");
                         let _ = msg.ack_with(AckKind::Nak(None)).await;
                     }
                 } else {
                     let wait = hold::nak_delay(n, self.ack_wait());
-                    tracing::warn!(error = %e, subject, delivered = n, retry_ms = wait.as_millis() as u64,
+                    let error = crate::telemetry::chain(&e);
+                    tracing::warn!(%error, subject, delivered = n, retry_ms = wait.as_millis() as u64,
                         "request not finished; it will be redelivered");
                     let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
                 }
@@ -252,15 +275,15 @@ impl Worker {
         msg: &jetstream::Message,
         delivered: u64,
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let undeliverable = advisories::Undeliverable::delivery(msg)?;
-        let how = advisories::settle(self, &undeliverable, stop).await?;
+    ) -> Result<(), ServeError> {
+        let undeliverable = Undeliverable::delivery(msg)?;
+        let how = self.settler.settle(&undeliverable, stop).await?;
         tracing::warn!(subject = %msg.subject, delivered, how = how.as_str(), "settled a request on its last delivery");
         self.terminate(msg, stop).await
     }
 
     /// The consumer's ack wait.
-    pub(super) fn ack_wait(&self) -> Duration {
+    fn ack_wait(&self) -> Duration {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
     }
 
@@ -270,10 +293,12 @@ impl Worker {
         subject: &str,
         rejection: Rejection,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Handled> {
+    ) -> Result<Handled, ServeError> {
         tracing::warn!(subject, class = rejection.class.as_str(), reason = %rejection.message, "dead-lettering a request");
-        let undeliverable = advisories::Undeliverable::delivery(msg)?;
-        advisories::publish_dead_letter(self, &undeliverable, rejection, stop).await?;
+        let undeliverable = Undeliverable::delivery(msg)?;
+        self.settler
+            .dead_letter(&undeliverable, rejection, stop)
+            .await?;
         self.terminate(msg, stop).await?;
         Ok(Handled::DeadLettered)
     }
@@ -283,7 +308,7 @@ impl Worker {
         msg: &jetstream::Message,
         subject: &str,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Handled> {
+    ) -> Result<Handled, ServeError> {
         let request = match decode(subject, &msg.payload, (&self.cfg.worker).into()) {
             Ok(r) => r,
             Err(rejection) => {
@@ -311,13 +336,13 @@ impl Worker {
             }
             Claim::Busy { worker_id } if last_delivery => {
                 // Not given back: settling it (`serve`) waits for the owner's answer.
-                anyhow::bail!("{worker_id} owns it on its last delivery");
+                return Err(ServeError::OwnedElsewhere(worker_id));
             }
             Claim::Busy { worker_id } => {
                 tracing::debug!(request_id = %id, owner = %worker_id, "another worker is on it");
                 msg.ack_with(AckKind::Nak(Some(self.ack_wait() / 2)))
                     .await
-                    .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                    .map_err(ServeError::Nak)?;
                 return Ok(Handled::Busy);
             }
             Claim::Owned { revision, run } => (revision, run),
@@ -350,7 +375,7 @@ impl Worker {
                 }
                 _ = stop.cancelled() => {
                     let _ = self.outcomes.release(&id, revision).await;
-                    msg.ack_with(AckKind::Nak(None)).await.map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                    msg.ack_with(AckKind::Nak(None)).await.map_err(ServeError::Nak)?;
                     return Ok(Handled::Retried);
                 }
             }
@@ -417,7 +442,7 @@ impl Worker {
         reply_to: Option<&str>,
         incoming: &HeaderMap,
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServeError> {
         let headers = crate::telemetry::propagation::outgoing_headers(incoming);
         hold::holding(
             msg,
@@ -436,38 +461,17 @@ impl Worker {
         &self,
         msg: &jetstream::Message,
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        self.finish(msg, AckKind::Term, "terminate", stop).await
+    ) -> Result<(), ServeError> {
+        Ok(hold::finish(msg, self.ack_wait(), AckKind::Term, "terminate", stop).await?)
     }
 
     /// Acknowledges `msg` and waits for the server to confirm.
-    pub(super) async fn ack(
+    async fn ack(
         &self,
         msg: &jetstream::Message,
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        self.finish(msg, AckKind::Ack, "ack", stop).await
-    }
-
-    /// Ends `msg` with `kind` and waits for the server to confirm, held through a bus outage
-    /// like every other write; `what` names it in logs and metrics.
-    async fn finish(
-        &self,
-        msg: &jetstream::Message,
-        kind: AckKind,
-        what: &'static str,
-        stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            what,
-            |_| true,
-            || msg.double_ack_with(kind),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    ) -> Result<(), ServeError> {
+        Ok(hold::finish(msg, self.ack_wait(), AckKind::Ack, "ack", stop).await?)
     }
 }
 

@@ -18,6 +18,53 @@ pub trait Clock: Send + Sync {
     fn utc(&self) -> Timestamp;
 }
 
+/// One moment on both clocks, to convert between the wall-clock times of shared records and
+/// the monotonic instants the engine schedules with (past and future alike).
+#[derive(Debug, Clone, Copy)]
+pub struct TimeMap {
+    pub now: Instant,
+    pub utc: Timestamp,
+}
+
+impl TimeMap {
+    /// Now on the real clocks.
+    pub fn now() -> Self {
+        TimeMap {
+            now: Instant::now(),
+            utc: chrono::Utc::now(),
+        }
+    }
+
+    /// Now on `clock`.
+    pub fn of(clock: &dyn Clock) -> Self {
+        TimeMap {
+            now: clock.now(),
+            utc: clock.utc(),
+        }
+    }
+
+    /// A wall-clock time as an instant (one too far in the past for the monotonic clock
+    /// becomes its earliest instant).
+    pub fn instant(&self, t: Timestamp) -> Instant {
+        match (t - self.utc).to_std() {
+            Ok(ahead) => self.now + ahead,
+            Err(_) => {
+                let behind = (self.utc - t).to_std().unwrap_or_default();
+                self.now.checked_sub(behind).unwrap_or(self.now)
+            }
+        }
+    }
+
+    /// An instant as wall-clock time.
+    pub fn utc_of(&self, i: Instant) -> Timestamp {
+        if i >= self.now {
+            self.utc + chrono::Duration::from_std(i - self.now).unwrap_or_default()
+        } else {
+            self.utc - chrono::Duration::from_std(self.now - i).unwrap_or_default()
+        }
+    }
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
@@ -48,5 +95,23 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn utc(&self) -> Timestamp {
         *self.0.lock().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn conversions_round_trip_in_the_past_and_the_future() {
+        let t = TimeMap::now();
+        for secs in [-30i64, -1, 0, 1, 30] {
+            let utc = t.utc + chrono::Duration::seconds(secs);
+            let back = t.utc_of(t.instant(utc));
+            assert!((back - utc).num_milliseconds().abs() <= 1, "{secs} s");
+        }
+        let earlier = t.instant(t.utc - chrono::Duration::seconds(2));
+        assert_eq!(t.now.duration_since(earlier), Duration::from_secs(2));
     }
 }

@@ -21,7 +21,7 @@ use crate::providers::{Answer, Completion, Provider, ProviderCall, ProviderError
 
 use super::backoff::full_jitter;
 use super::breaker::{Admission, Breaker};
-use super::clock::{Clock, Instant};
+use super::clock::{Clock, Instant, TimeMap};
 use super::fallback;
 use super::modes::{self, ProviderView};
 use super::policy::policy;
@@ -185,15 +185,8 @@ impl Engine {
         let Some(slot) = self.slot(&record.provider) else {
             return;
         };
-        let now = self.clock.now();
-        let utc = self.clock.utc();
-        let to_instant = |t: Timestamp| match (t - utc).to_std() {
-            Ok(ahead) => now + ahead,
-            Err(_) => {
-                let behind = (utc - t).to_std().unwrap_or(Duration::ZERO);
-                now.checked_sub(behind).unwrap_or(now)
-            }
-        };
+        let times = TimeMap::of(&*self.clock);
+        let to_instant = |t: Timestamp| times.instant(t);
         let suspicion = self.suspicion(slot);
         let mut h = slot.health();
         h.forced = record
@@ -361,6 +354,26 @@ impl Engine {
                 transition,
             });
         }
+        // Booked with the fleet like a real call.
+        let class = res.as_ref().err().map(|e| e.class);
+        self.sink.emit(EngineEvent::Attempt {
+            request_id: "health-check".into(),
+            attempt: Attempt {
+                provider: provider.to_string(),
+                model: slot.cfg.models.first().cloned().unwrap_or_default(),
+                outcome: class.map_or(AttemptOutcome::Ok, AttemptOutcome::from),
+                http_status: res.as_ref().err().and_then(|e| e.http_status),
+                latency_ms: if res.is_ok() {
+                    latency.as_millis() as u64
+                } else {
+                    0
+                },
+                hedge: false,
+            },
+            class,
+            message: res.as_ref().err().map(|e| e.message.clone()),
+            synthetic: false,
+        });
         Some(res.map(|()| latency))
     }
 

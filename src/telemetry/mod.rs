@@ -98,3 +98,29 @@ pub fn init(opts: Options) -> TelemetryGuard {
         provider: tracing.exporting.then_some(tracing.provider),
     }
 }
+
+/// An error and every cause behind it on one line (`a: b: c`), for log lines and replies:
+/// errors keep their causes as `source()`, and `Display` alone shows only the first.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn every_cause_is_named() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::chain(&e), "outer: inner");
+    }
+}

@@ -45,9 +45,9 @@ impl ControlFailure {
     }
 }
 
-impl From<super::super::health_store::StoreError> for ControlFailure {
-    fn from(e: super::super::health_store::StoreError) -> Self {
-        ControlFailure::Unavailable(e.to_string())
+impl From<super::super::kv_record::KvError> for ControlFailure {
+    fn from(e: super::super::kv_record::KvError) -> Self {
+        ControlFailure::Unavailable(crate::telemetry::chain(&e))
     }
 }
 

@@ -19,10 +19,13 @@ use crate::contract::{
 };
 use crate::engine::Job;
 
-use super::super::events::{self, BusSink, EventTask};
+use super::super::announce::HealthAnnouncer;
+use super::super::fleet::FleetState;
+use super::super::kv_record::KvRecord;
 use super::super::setup::Bus;
 use super::super::{event_log, fleet_view, monitor};
 use super::failure::ControlFailure;
+use crate::engine::Engine;
 
 /// How long a replay of the failover history may take before the endpoint gives up.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
@@ -33,15 +36,18 @@ const HISTORY_MAX: usize = 1000;
 const MIN_MONITOR_INTERVAL_MS: u64 = 1_000;
 
 /// What the handlers act on.
-pub(super) struct Ctx {
+pub struct Ctx {
+    pub cfg: Arc<Config>,
     pub bus: Bus,
-    pub task: Arc<EventTask>,
-    pub sink: BusSink,
+    pub engine: Arc<Engine>,
+    pub fleet: Arc<FleetState>,
+    pub announcer: Arc<HealthAnnouncer>,
+    pub worker_id: String,
 }
 
 impl Ctx {
     fn cfg(&self) -> &Config {
-        &self.task.cfg
+        &self.cfg
     }
 }
 
@@ -77,7 +83,8 @@ fn parse<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, ControlF
 }
 
 fn json<T: Serialize>(reply: Result<T, ControlFailure>) -> Reply {
-    reply.map(|r| serde_json::to_vec(&r).expect("control replies serialize"))
+    serde_json::to_vec(&reply?)
+        .map_err(|e| ControlFailure::Unavailable(format!("reply not encoded: {e}")))
 }
 
 fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
@@ -101,7 +108,7 @@ async fn status(ctx: &Ctx) -> Result<StatusReply, ControlFailure> {
         mode: fleet_view::fleet_mode(health).await?,
         providers,
         monitoring: fleet_view::monitoring(health, ctx.cfg()).await.enabled,
-        answered_by: ctx.task.worker_id.clone(),
+        answered_by: ctx.worker_id.clone(),
         at: contract::now(),
     })
 }
@@ -113,7 +120,7 @@ async fn health_check(
     if let Some(p) = &req.provider {
         known_provider(ctx.cfg(), p)?;
     }
-    let results = monitor::check_now(&ctx.task, &ctx.sink, req.provider.as_deref()).await;
+    let results = monitor::check_now(&ctx.engine, req.provider.as_deref()).await;
     Ok(HealthCheckReply { results })
 }
 
@@ -141,7 +148,6 @@ async fn force_status(
         .map(|ms| chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
     // Written to the shared record: every worker obeys it through its KV watch.
     let change = ctx
-        .task
         .fleet
         .health()
         .modify(&req.provider, |r, t| match req.status.forced_status() {
@@ -165,8 +171,8 @@ async fn force_status(
             }
         })
         .await?
-        .expect("the change always applies");
-    events::announce(&ctx.task, &change).await;
+        .ok_or_else(|| ControlFailure::Unavailable("the provider record was not written".into()))?;
+    ctx.announcer.announce(&change).await;
     Ok(ForceStatusReply {
         record: change.record,
     })
@@ -189,7 +195,7 @@ async fn best_provider(
     let mut request = AnalysisRequest::signal("BEST-PROVIDER");
     request.kind = req.kind.unwrap_or(Kind::Signal);
     request.providers = req.providers;
-    let candidates = ctx.task.engine.candidate_order(&request);
+    let candidates = ctx.engine.candidate_order(&request);
     let mut order: Vec<String> = Vec::new();
     for (p, _) in &candidates {
         if !order.contains(p) {
@@ -281,15 +287,12 @@ async fn monitoring(
         enabled,
         interval_ms: req.interval_ms.unwrap_or(current.interval_ms),
         updated_at: contract::now(),
-        updated_by: ctx.task.worker_id.clone(),
+        updated_by: ctx.worker_id.clone(),
     };
     // An operator switch: the last writer wins, so no compare-and-set.
-    let body = serde_json::to_vec(&record).expect("monitoring record serializes");
-    ctx.bus
-        .health
-        .put(MONITORING_KEY, body.into())
-        .await
-        .map_err(|e| ControlFailure::Unavailable(e.to_string()))?;
+    KvRecord::new(ctx.bus.health.clone(), "monitoring switch")
+        .put(MONITORING_KEY, &record)
+        .await?;
     Ok(MonitoringReply {
         enabled,
         interval_ms: record.interval_ms,
@@ -323,7 +326,7 @@ async fn test_failover(
     // The engine marks every attempt of an injected run synthetic: no health, breaker,
     // budget, cache or event is touched.
     let injected = HashMap::from([(req.fail_provider, class)]);
-    let result = ctx.task.engine.handle_with(job, &injected).await;
+    let result = ctx.engine.handle_with(job, &injected).await;
     Ok(TestFailoverReply {
         status: result.status,
         answered_by: result.provider.clone(),

@@ -59,22 +59,37 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Binds `listen` and serves until the task is aborted. `Ok(None)` when `listen` is empty
+/// The port could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("worker.http_listen `{listen}`: cannot listen there")]
+pub struct HttpError {
+    pub listen: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `listen` and serves until `state.shutdown` fires. `Ok(None)` when `listen` is empty
 /// (the port is off); a bind failure is an error, since an operator asked for the port.
 pub async fn spawn(
     listen: &str,
     state: HttpState,
-) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>, HttpError> {
     if listen.trim().is_empty() {
         return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("worker.http_listen {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
+    let err = |source| HttpError {
+        listen: listen.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    let stop = state.shutdown.clone();
     let app = router(state);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
             tracing::warn!(error = %e, "HTTP port stopped");
         }
     });

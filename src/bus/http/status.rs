@@ -11,7 +11,7 @@ use crate::contract::{
 };
 
 use super::HttpState;
-use crate::bus::events::budget_key;
+use crate::bus::spend::budget_key;
 
 /// The whole reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
