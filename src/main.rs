@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => ai_failover::cli::bench::run(args).await,
         Command::Demo(args) => ai_failover::cli::demo::run(args).await,
         Command::Worker { file, id, .. } => run_worker(file.config, id).await,
-        Command::Simulate(args) => ai_failover::simulator::run(args).await,
+        Command::Simulate(args) => ai_failover::cli::simulate::run(args).await,
         Command::Publish(args) => ai_failover::cli::publish::run(args).await,
         Command::Status(args) => ai_failover::cli::status::run(args).await,
         Command::Watch(args) => ai_failover::cli::watch::run(args).await,

@@ -73,7 +73,7 @@ impl HealthAnnouncer {
             .event(subject, &event, HeaderMap::new())
             .await
         {
-            tracing::warn!(error = %e, "health event not published");
+            tracing::warn!(error = %crate::telemetry::chain(&e), "health event not published");
         }
         if self.fleet.set_record(r.clone(), change.revision) {
             self.engine.apply_shared(r);

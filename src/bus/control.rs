@@ -25,9 +25,9 @@ pub use handlers::Ctx;
 /// endpoint is subscribed, so a caller may use the service as soon as this returns.
 pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, BusError> {
     let bus = &ctx.bus;
-    let setup = |e: async_nats::Error| BusError::Setup {
+    let setup = |source: async_nats::Error| BusError::Setup {
         what: "control service".into(),
-        message: e.to_string(),
+        source,
     };
     let service = bus
         .client

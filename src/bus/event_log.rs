@@ -10,11 +10,19 @@ use crate::contract::{FailoverEvent, Names};
 
 /// A failure reading the events stream.
 #[derive(Debug, thiserror::Error)]
-#[error("events stream: {0}")]
-pub struct EventLogError(pub String);
+pub enum EventLogError {
+    #[error("cannot read the events stream")]
+    Read(#[source] async_nats::Error),
+    #[error("read {seen} of {stored} failover events within {} ms", max_wait.as_millis())]
+    Slow {
+        seen: u64,
+        stored: u64,
+        max_wait: Duration,
+    },
+}
 
-fn err(e: impl std::fmt::Display) -> EventLogError {
-    EventLogError(e.to_string())
+fn err(e: impl Into<async_nats::Error>) -> EventLogError {
+    EventLogError::Read(e.into())
 }
 
 /// An ordered consumer on `filter` in the events stream, starting at `from`.
@@ -64,10 +72,11 @@ pub async fn replay_failovers(
             Ok(Some(Err(e))) => return Err(err(e)),
             Ok(None) => break,
             Err(_) => {
-                return Err(EventLogError(format!(
-                    "read {seen} of {stored} failover events within {} ms",
-                    max_wait.as_millis()
-                )));
+                return Err(EventLogError::Slow {
+                    seen,
+                    stored: stored as u64,
+                    max_wait,
+                });
             }
         };
         seen += 1;

@@ -289,7 +289,7 @@ impl EventLoop {
         );
         let subject = self.publisher.names().failover_event();
         if let Err(e) = self.publisher.event(subject, &f, HeaderMap::new()).await {
-            tracing::warn!(error = %e, "failover event not published");
+            tracing::warn!(error = %crate::telemetry::chain(&e), "failover event not published");
         }
     }
 }

@@ -44,6 +44,14 @@ pub enum KvError {
     Contended { what: &'static str, key: String },
 }
 
+impl KvError {
+    /// Whether trying again later may succeed (the bucket was unreachable or busy), as
+    /// opposed to a record that is not valid.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, KvError::Corrupt { .. })
+    }
+}
+
 /// A record and the revision it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {

@@ -144,7 +144,7 @@ impl ModeAnnouncer {
             .event(self.names.mode_event(), &event, HeaderMap::new())
             .await
         {
-            tracing::warn!(error = %e, "mode event not published");
+            tracing::warn!(error = %crate::telemetry::chain(&e), "mode event not published");
         }
     }
 }

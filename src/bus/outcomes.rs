@@ -7,17 +7,17 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
 
 use crate::contract::{AnalysisResult, OutcomeRecord, Timestamp};
 
-/// A failure talking to the outcomes bucket.
+use super::kv_record::{KvError, KvRecord};
+
+/// A failure talking to the outcomes bucket, or a claim that is no longer ours.
 #[derive(Debug, thiserror::Error)]
 pub enum OutcomeError {
-    #[error("outcomes bucket: {0}")]
-    Kv(String),
-    #[error("outcome record of {0} is not valid JSON: {1}")]
-    Corrupt(String, String),
+    #[error(transparent)]
+    Kv(#[from] KvError),
     #[error("lost the claim on {0}: another worker took it over")]
     Lost(String),
 }
@@ -36,21 +36,18 @@ pub enum Claim {
 /// The outcomes bucket.
 #[derive(Clone)]
 pub struct Outcomes {
-    kv: kv::Store,
+    records: KvRecord<OutcomeRecord>,
     /// A heartbeat older than this means the owner is dead.
     stale_after: Duration,
-}
-
-fn encode(r: &OutcomeRecord) -> bytes::Bytes {
-    serde_json::to_vec(r)
-        .expect("outcome records serialize")
-        .into()
 }
 
 impl Outcomes {
     /// Over `kv`; heartbeats older than `stale_after` (the consumer's ack wait) are dead.
     pub fn new(kv: kv::Store, stale_after: Duration) -> Self {
-        Outcomes { kv, stale_after }
+        Outcomes {
+            records: KvRecord::new(kv, "outcome record"),
+            stale_after,
+        }
     }
 
     /// The record of `request_id`, with its revision.
@@ -58,23 +55,14 @@ impl Outcomes {
         &self,
         request_id: &str,
     ) -> Result<Option<(OutcomeRecord, u64)>, OutcomeError> {
-        let Some(entry) = self
-            .kv
-            .entry(request_id)
-            .await
-            .map_err(|e| OutcomeError::Kv(e.to_string()))?
-        else {
-            return Ok(None);
-        };
-        if entry.operation != kv::Operation::Put {
-            return Ok(None);
-        }
-        let record = serde_json::from_slice(&entry.value)
-            .map_err(|e| OutcomeError::Corrupt(request_id.into(), e.to_string()))?;
-        Ok(Some((record, entry.revision)))
+        Ok(self
+            .records
+            .get(request_id)
+            .await?
+            .map(|v| (v.value, v.revision)))
     }
 
-    /// Claims `request_id` for `worker_id`.
+    /// Claims `request_id` for `worker_id`: create-only, or a takeover of a stale claim.
     pub async fn claim(
         &self,
         request_id: &str,
@@ -87,12 +75,10 @@ impl Outcomes {
             heartbeat_at: now,
             run,
         };
-        // Two rounds: a record deleted or taken over between our read and write is retried.
+        // A record deleted or taken over between our read and write is tried again.
         for _ in 0..3 {
-            match self.kv.create(request_id, encode(&fresh(1))).await {
-                Ok(revision) => return Ok(Claim::Owned { revision, run: 1 }),
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(OutcomeError::Kv(e.to_string())),
+            if let Some(revision) = self.records.write(request_id, &fresh(1), 0).await? {
+                return Ok(Claim::Owned { revision, run: 1 });
             }
             let Some((record, revision)) = self.get(request_id).await? else {
                 continue;
@@ -109,19 +95,15 @@ impl Outcomes {
                     if age < self.stale_after && owner != worker_id {
                         return Ok(Claim::Busy { worker_id: owner });
                     }
-                    match self
-                        .kv
-                        .update(request_id, encode(&fresh(run + 1)), revision)
-                        .await
-                    {
-                        Ok(revision) => {
-                            return Ok(Claim::Owned {
-                                revision,
-                                run: run + 1,
-                            });
-                        }
-                        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                        Err(e) => return Err(OutcomeError::Kv(e.to_string())),
+                    let taken = self
+                        .records
+                        .write(request_id, &fresh(run + 1), revision)
+                        .await?;
+                    if let Some(revision) = taken {
+                        return Ok(Claim::Owned {
+                            revision,
+                            run: run + 1,
+                        });
                     }
                 }
             }
@@ -160,12 +142,9 @@ impl Outcomes {
         self.cas(&result.request_id, &record, revision).await
     }
 
-    /// Gives a claim back (parking, shutdown) so the redelivery can claim it at once.
+    /// Gives a claim back (shutdown) so the redelivery can claim it at once.
     pub async fn release(&self, request_id: &str, revision: u64) -> Result<(), OutcomeError> {
-        self.kv
-            .delete_expect_revision(request_id, Some(revision))
-            .await
-            .map_err(|e| OutcomeError::Kv(e.to_string()))
+        Ok(self.records.delete(request_id, revision).await?)
     }
 
     async fn cas(
@@ -174,12 +153,9 @@ impl Outcomes {
         record: &OutcomeRecord,
         revision: u64,
     ) -> Result<u64, OutcomeError> {
-        match self.kv.update(request_id, encode(record), revision).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                Err(OutcomeError::Lost(request_id.into()))
-            }
-            Err(e) => Err(OutcomeError::Kv(e.to_string())),
-        }
+        self.records
+            .write(request_id, record, revision)
+            .await?
+            .ok_or_else(|| OutcomeError::Lost(request_id.into()))
     }
 }

@@ -11,19 +11,34 @@ use crate::contract::{Names, SETTLER_CONSUMER, WORKER_CONSUMER};
 /// A failure talking to NATS, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
-    #[error("cannot read NATS credential `{what}`: {message}")]
-    Credential { what: String, message: String },
-    #[error("cannot set up {what}: {message}")]
-    Setup { what: String, message: String },
+    #[error("cannot connect to NATS at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot read NATS credential `{what}`")]
+    Credential {
+        what: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot set up {what}")]
+    Setup {
+        what: String,
+        #[source]
+        source: async_nats::Error,
+    },
 }
 
-fn setup_err(what: impl Into<String>) -> impl FnOnce(Box<dyn std::error::Error>) -> BusError {
+/// A set-up step's error, naming the step.
+pub fn setup_err<E: Into<async_nats::Error>>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> BusError {
     let what = what.into();
     move |e| BusError::Setup {
         what,
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -35,10 +50,7 @@ pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, BusError> {
 
 /// [`connect`] with a client name shown in NATS monitoring.
 pub async fn connect_named(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
-    let cred = |what: &str, e: &dyn std::fmt::Display| BusError::Credential {
-        what: what.to_string(),
-        message: e.to_string(),
-    };
+    let cred = |what: &'static str, e: async_nats::Error| BusError::Credential { what, source: e };
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
@@ -49,19 +61,19 @@ pub async fn connect_named(cfg: &NatsConfig, name: &str) -> Result<async_nats::C
         opts = opts
             .credentials_file(path)
             .await
-            .map_err(|e| cred("nats.creds_file", &e))?;
+            .map_err(|e| cred("nats.creds_file", e.into()))?;
     }
     if let Some(path) = &cfg.nkey_file {
-        let seed = std::fs::read_to_string(path).map_err(|e| cred("nats.nkey_file", &e))?;
+        let seed = std::fs::read_to_string(path).map_err(|e| cred("nats.nkey_file", e.into()))?;
         opts = opts.nkey(seed.trim().to_string());
     }
     if let Some(var) = &cfg.token_env {
-        let token = std::env::var(var).map_err(|e| cred("nats.token_env", &e))?;
+        let token = std::env::var(var).map_err(|e| cred("nats.token_env", e.into()))?;
         opts = opts.token(token);
     }
     if let Some(user) = &cfg.user {
         let var = cfg.password_env.as_deref().unwrap_or("NATS_PASSWORD");
-        let pass = std::env::var(var).map_err(|e| cred("nats.password_env", &e))?;
+        let pass = std::env::var(var).map_err(|e| cred("nats.password_env", e.into()))?;
         opts = opts.user_and_password(user.clone(), pass);
     }
     if let Some(ca) = &cfg.tls_ca_file {
@@ -77,13 +89,13 @@ pub async fn connect_named(cfg: &NatsConfig, name: &str) -> Result<async_nats::C
         .collect::<Result<_, _>>()
         .map_err(|e: std::io::Error| BusError::Connect {
             url: cfg.url.clone(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
     // retry_on_initial_connect makes connect() return at once; wait for the first
     // connection so that set-up errors are about JetStream, not about reachability.
     let client = opts.connect(addrs).await.map_err(|e| BusError::Connect {
         url: cfg.url.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     Ok(client)
 }
@@ -187,23 +199,23 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
-            .map_err(|e| setup_err(format!("stream {name}"))(Box::new(e)))?;
+            .map_err(setup_err(format!("stream {name}")))?;
     }
     let requests = js
         .get_stream(names.requests_stream())
         .await
-        .map_err(|e| setup_err("requests stream")(Box::new(e)))?;
+        .map_err(setup_err("requests stream"))?;
     let consumer = requests
         .create_consumer(consumer_config(cfg, &names))
         .await
-        .map_err(|e| setup_err(format!("consumer {WORKER_CONSUMER}"))(Box::new(e)))?;
+        .map_err(setup_err(format!("consumer {WORKER_CONSUMER}")))?;
     let settlers = js
         .get_stream(names.advisories_stream())
         .await
-        .map_err(|e| setup_err("advisories stream")(Box::new(e)))?
+        .map_err(setup_err("advisories stream"))?
         .create_consumer(settler_config(cfg))
         .await
-        .map_err(|e| setup_err(format!("consumer {SETTLER_CONSUMER}"))(Box::new(e)))?;
+        .map_err(setup_err(format!("consumer {SETTLER_CONSUMER}")))?;
 
     let bucket = |name: String, history: i64, max_age: Duration| kv::Config {
         bucket: name,
@@ -224,7 +236,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         let store = js
             .create_or_update_key_value(config)
             .await
-            .map_err(|e| setup_err(format!("bucket {name}"))(Box::new(e)))?;
+            .map_err(setup_err(format!("bucket {name}")))?;
         stores.push(store);
     }
     let [health, outcomes, budget, cache]: [kv::Store; 4] = stores

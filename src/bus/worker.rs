@@ -370,7 +370,7 @@ impl Worker {
                     let _ = msg.ack_with(AckKind::Progress).await;
                     match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, chrono::Utc::now()).await {
                         Ok(r) => revision = r,
-                        Err(e) => tracing::warn!(request_id = %id, error = %e, "heartbeat not stored"),
+                        Err(e) => tracing::warn!(request_id = %id, error = %crate::telemetry::chain(&e), "heartbeat not stored"),
                     }
                 }
                 _ = stop.cancelled() => {
@@ -478,7 +478,7 @@ impl Worker {
 /// Failures of the outcomes bucket itself (worth retrying), as opposed to a lost claim or a
 /// corrupt record.
 fn is_bus_error(e: &OutcomeError) -> bool {
-    matches!(e, OutcomeError::Kv(_))
+    matches!(e, OutcomeError::Kv(k) if k.is_transient())
 }
 
 /// The request kind token of a subject (re-exported for tools).

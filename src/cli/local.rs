@@ -50,35 +50,49 @@ fn nats_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// Starts `nats-server -js` on a free loopback port with its store in `dir`, registers it in
-/// `children`, and returns its URL once it is ready.
+/// `children`, and returns its URL once it is ready. A port taken between choosing it and
+/// binding it (another process on this machine) is replaced by another, a few times.
 pub async fn start_nats(dir: &Path, children: &mut Children) -> anyhow::Result<String> {
-    let port = free_port()?;
-    let log = dir.join("nats.log");
-    let child = Command::new(nats_binary()?)
-        .args([
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--store_dir",
-        ])
-        .arg(dir.join("jetstream"))
-        .arg("--log")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start nats-server")?;
-    children.0.push(("nats-server".into(), child));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready")) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "nats-server did not start; see {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..5 {
+        let port = free_port()?;
+        let log = dir.join(format!("nats-{port}.log"));
+        let child = Command::new(nats_binary()?)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--store_dir",
+            ])
+            .arg(dir.join("jetstream"))
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start nats-server")?;
+        children.0.push(("nats-server".into(), child));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return Ok(format!("nats://127.0.0.1:{port}"));
+            }
+            let exited = children
+                .0
+                .last_mut()
+                .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(Some(_))));
+            if exited && text.contains("address already in use") {
+                break; // try another port
+            }
+            anyhow::ensure!(
+                !exited && Instant::now() < deadline,
+                "nats-server did not start; see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    Ok(format!("nats://127.0.0.1:{port}"))
+    anyhow::bail!("nats-server found every port it tried taken")
 }

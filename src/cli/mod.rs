@@ -4,6 +4,7 @@
 pub mod client;
 pub mod control;
 pub mod publish;
+pub mod simulate;
 pub mod status;
 pub mod watch;
 
@@ -66,7 +67,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Run the provider simulator (OpenAI, Anthropic and Gemini wire APIs, with faults).
-    Simulate(crate::simulator::SimulateArgs),
+    Simulate(simulate::SimulateArgs),
     /// Create (or verify) the streams, consumer and KV buckets.
     Setup {
         #[command(flatten)]

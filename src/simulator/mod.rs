@@ -9,7 +9,7 @@
 //! can prove a provider was not paid twice.
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ai_failover::simulator::{Api, SimConfig, SimProvider, Simulator};
 //! let sim = Simulator::start(SimConfig::local().provider(SimProvider::new("openai", Api::Openai)))
 //!     .await?;
@@ -22,7 +22,6 @@
 mod answer;
 mod body;
 mod calls;
-mod cli;
 mod config;
 mod conn;
 mod control;
@@ -34,7 +33,6 @@ mod state;
 mod vendor;
 
 pub use calls::{CallOutcome, CallRecord, ProviderCalls};
-pub use cli::{ProviderSpec, SimulateArgs, run};
 pub use config::{Api, SimConfig, SimProvider};
 pub use control::ProviderView;
 pub use faults::{ErrorRates, FaultClass, Faults, Latency, Malformed, Outage, SlowDrip};

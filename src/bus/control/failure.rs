@@ -53,7 +53,7 @@ impl From<super::super::kv_record::KvError> for ControlFailure {
 
 impl From<super::super::event_log::EventLogError> for ControlFailure {
     fn from(e: super::super::event_log::EventLogError) -> Self {
-        ControlFailure::Unavailable(e.to_string())
+        ControlFailure::Unavailable(crate::telemetry::chain(&e))
     }
 }
 

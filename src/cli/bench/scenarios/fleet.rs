@@ -29,6 +29,9 @@ pub struct Fleet {
     /// Worker log files, named in errors.
     pub logs: Vec<PathBuf>,
     children: Children,
+    /// The `ai-failover` executable and the workers' configuration file.
+    exe: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -87,48 +90,68 @@ impl Fleet {
         std::fs::write(&key, KEY)?;
         let config = dir.path().join("worker.toml");
         std::fs::write(&config, worker_config(&nats_url, &sim, &key))?;
-        let (mut worker_http, mut logs) = (Vec::new(), Vec::new());
-        for n in 1..=workers {
-            let http = format!("127.0.0.1:{}", free_port()?);
-            let log_path = dir.path().join(format!("worker-{n}.log"));
-            let log = std::fs::File::create(&log_path)?;
-            let child = Command::new(exe)
-                .args(["worker", "--id", &format!("scenario-w{n}"), "--config"])
-                .arg(&config)
-                .env("AI_FAILOVER_WORKER__HTTP_LISTEN", &http)
-                .env(
-                    "RUST_LOG",
-                    std::env::var(WORKER_LOG_ENV).unwrap_or("warn".into()),
-                )
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("cannot start worker {n} ({})", exe.display()))?;
-            children.0.push((format!("worker {n}"), child));
-            worker_http.push(http);
-            logs.push(log_path);
-        }
         let mut fleet = Fleet {
             nats_url,
             sim,
-            worker_http,
-            logs,
+            worker_http: Vec::new(),
+            logs: Vec::new(),
             children,
+            exe: exe.to_path_buf(),
+            config,
             _dir: dir,
         };
+        for n in 1..=workers {
+            fleet.spawn_worker(n)?;
+        }
         fleet.wait_ready(Duration::from_secs(60)).await?;
         Ok(fleet)
     }
 
+    /// Starts worker `n` (1-based) on a fresh HTTP port, or starts it again.
+    fn spawn_worker(&mut self, n: usize) -> anyhow::Result<()> {
+        let http = format!("127.0.0.1:{}", free_port()?);
+        let log_path = self._dir.path().join(format!("worker-{n}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(&self.exe)
+            .args(["worker", "--id", &format!("scenario-w{n}"), "--config"])
+            .arg(&self.config)
+            .env("AI_FAILOVER_WORKER__HTTP_LISTEN", &http)
+            .env(
+                "RUST_LOG",
+                std::env::var(WORKER_LOG_ENV).unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start worker {n} ({})", self.exe.display()))?;
+        // Children: nats-server first, then the workers in order.
+        let entry = (format!("worker {n}"), child);
+        match self.children.0.get_mut(n) {
+            Some(old) => *old = entry,
+            None => self.children.0.push(entry),
+        }
+        match self.worker_http.get_mut(n - 1) {
+            Some(old) => *old = http,
+            None => self.worker_http.push(http),
+        }
+        match self.logs.get_mut(n - 1) {
+            Some(old) => *old = log_path,
+            None => self.logs.push(log_path),
+        }
+        Ok(())
+    }
+
     /// Waits until every worker answers `/readyz` with 200; a worker that exits or never
-    /// gets ready is named, with the end of its log.
+    /// gets ready is named, with the end of its log. One whose HTTP port was taken between
+    /// choosing and binding it (another process on this machine) is started again on another.
     async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let client = http_client();
         let deadline = Instant::now() + within;
-        for (n, addr) in self.worker_http.iter().enumerate() {
+        for n in 0..self.worker_http.len() {
+            let mut restarts = 0;
             loop {
                 let ready = client
-                    .get(format!("http://{addr}/readyz"))
+                    .get(format!("http://{}/readyz", self.worker_http[n]))
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await
@@ -136,17 +159,21 @@ impl Fleet {
                 if ready {
                     break;
                 }
-                // Children: nats-server first, then the workers in order.
                 let exited = self
                     .children
                     .0
                     .get_mut(n + 1)
                     .and_then(|(_, c)| c.try_wait().ok().flatten());
                 if let Some(status) = exited {
+                    let tail = log_tail(&self.logs[n]);
+                    if tail.contains("worker.http_listen") && restarts < 3 {
+                        restarts += 1;
+                        self.spawn_worker(n + 1)?;
+                        continue;
+                    }
                     anyhow::bail!(
-                        "worker {} exited ({status}) before it was ready; its log ends:\n{}",
-                        n + 1,
-                        log_tail(&self.logs[n])
+                        "worker {} exited ({status}) before it was ready; its log ends:\n{tail}",
+                        n + 1
                     );
                 }
                 anyhow::ensure!(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use super::{Api, Faults, SimConfig, SimProvider, Simulator};
+use crate::simulator::{Api, Faults, SimConfig, SimProvider, Simulator};
 
 /// Options of the `simulate` subcommand.
 #[derive(Debug, Clone, clap::Args)]
