@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::calls::{CallRecord, ProviderCalls};
-use super::server::{base_url, dedicated_base_url};
 use super::state::Shared;
+use super::urls::{base_url, dedicated_base_url};
 use super::{Api, Faults, Outage, SimError};
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ mod plan;
 mod routes;
 mod server;
 mod state;
+mod urls;
 mod vendor;
 
 pub use calls::{CallOutcome, CallRecord, ProviderCalls};

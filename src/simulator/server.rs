@@ -1,7 +1,7 @@
 //! Starting the simulator and the handle tests, the demo and benchmarks drive it with.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,38 +13,12 @@ use super::conn::{Conn, Gate, SimListener};
 use super::control;
 use super::routes::{Ctx, provider_router};
 use super::state::Shared;
-use super::{Api, Faults, Outage, SimConfig, SimError};
+use super::urls::{base_url, dedicated_base_url, reachable};
+use super::{Faults, Outage, SimConfig, SimError};
 
 /// The provider simulator, run in-process on the current tokio runtime.
 #[derive(Debug)]
 pub struct Simulator;
-
-/// Reachable form of a bound address: a wildcard bind is reached over loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-    } else {
-        addr
-    }
-}
-
-/// The base URL a client of `api` is configured with, as the vendor SDKs take it:
-/// OpenAI-compatible with `/v1`, Anthropic and Gemini the bare host.
-pub(crate) fn base_url(api: Api, addr: SocketAddr, prefix: Option<&str>) -> String {
-    let root = match prefix {
-        Some(p) => format!("http://{}/{p}", reachable(addr)),
-        None => format!("http://{}", reachable(addr)),
-    };
-    match api {
-        Api::Openai => format!("{root}/v1"),
-        Api::Anthropic | Api::Gemini => root,
-    }
-}
-
-/// The base URL of a provider's dedicated port.
-pub(crate) fn dedicated_base_url(api: Api, addr: SocketAddr) -> String {
-    base_url(api, addr, None)
-}
 
 type ServeTask = JoinHandle<std::io::Result<()>>;
 

@@ -1,0 +1,179 @@
+//! What a finished call does: the attempt record, spend, statistics, breaker and events.
+
+use std::time::Duration;
+
+use crate::contract::{
+    AnalysisRequest, Attempt, AttemptOutcome, BreakerState, ErrorClass, ErrorInfo, FailoverEvent,
+    ProviderModel,
+};
+use crate::engine::policy::policy;
+use crate::engine::ports::EngineEvent;
+
+use super::{Booked, CallResult, Engine, Trace, one_from_opening};
+
+impl Engine {
+    /// Books a finished call: breaker, statistics, spend, attempt record and events.
+    pub(super) fn book(
+        &self,
+        call: Booked<'_>,
+        res: CallResult,
+        trace: &mut Trace,
+        request: &AnalysisRequest,
+    ) -> CallResult {
+        let Booked {
+            slot,
+            model,
+            latency,
+            hedge,
+        } = call;
+        let synthetic = trace.synthetic;
+        let now = self.clock.now();
+        let (outcome, http_status, usage, class, message) = match &res {
+            Ok(c) => (
+                AttemptOutcome::Ok,
+                Some(c.http_status),
+                Some(c.usage),
+                None,
+                None,
+            ),
+            Err(e) => (
+                AttemptOutcome::from(e.class),
+                e.http_status,
+                e.usage,
+                Some(e.class),
+                Some(e.message.clone()),
+            ),
+        };
+        let attempt = Attempt {
+            provider: slot.id().to_string(),
+            model: model.to_string(),
+            outcome,
+            http_status,
+            latency_ms: latency.as_millis() as u64,
+            hedge,
+        };
+        trace.attempts.push(attempt.clone());
+        if let Some(u) = usage {
+            trace.usage.input_tokens += u.input_tokens;
+            trace.usage.output_tokens += u.output_tokens;
+            let usd = slot.cfg.cost.of(u.input_tokens, u.output_tokens);
+            trace.cost += usd;
+            if !synthetic && usd > 0.0 {
+                self.sink.emit(EngineEvent::Spend {
+                    provider: slot.id().to_string(),
+                    usd,
+                });
+            }
+        }
+        if let Err(e) = &res {
+            trace.last_error = Some(ErrorInfo {
+                class: e.class,
+                message: format!("{}: {}", slot.id(), e.message),
+            });
+        }
+        self.sink.emit(EngineEvent::Attempt {
+            request_id: request.request_id.clone(),
+            attempt,
+            class,
+            message,
+            synthetic,
+        });
+        if synthetic {
+            // test-failover never touches health, breakers or budgets.
+            let mut h = slot.health();
+            if h.breaker.state == BreakerState::HalfOpen {
+                h.breaker.release_probe();
+            }
+            return res;
+        }
+        let suspicion = self.suspicion(slot);
+        let transition = {
+            let mut h = slot.health();
+            // A call the request itself cut short says nothing about the provider.
+            let cut = res.as_ref().is_err_and(|e| {
+                matches!(
+                    e.class,
+                    ErrorClass::DeadlineExceeded | ErrorClass::Cancelled
+                )
+            });
+            if !cut {
+                h.stats.record(res.is_ok(), latency);
+            }
+            match &res {
+                Ok(_) => {
+                    h.answered();
+                    h.breaker.on_success(&slot.breaker_cfg, now, latency)
+                }
+                Err(e) => {
+                    let p = policy(e.class);
+                    if p.quarantine {
+                        h.quarantined = true;
+                    }
+                    if e.class == ErrorClass::RateLimited {
+                        let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+                        h.rate_limited_until = Some(now + wait);
+                    }
+                    if p.breaker_failure {
+                        let tr =
+                            h.breaker
+                                .on_failure(&slot.breaker_cfg, now, latency, e.class.as_str());
+                        if one_from_opening(&h.breaker, &slot.breaker_cfg) {
+                            h.suspect_until = Some(now + suspicion);
+                        }
+                        tr
+                    } else {
+                        if h.breaker.state == BreakerState::HalfOpen {
+                            h.breaker.release_probe();
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(transition) = transition {
+            self.sink.emit(EngineEvent::Breaker {
+                provider: slot.id().to_string(),
+                transition,
+            });
+        }
+        if let Err(e) = &res {
+            if policy(e.class).quarantine {
+                self.sink.emit(EngineEvent::Quarantine {
+                    provider: slot.id().to_string(),
+                    reason: e.message.clone(),
+                });
+            }
+            if e.class == ErrorClass::RateLimited {
+                let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+                self.sink.emit(EngineEvent::RateLimited {
+                    provider: slot.id().to_string(),
+                    until: self.clock.utc() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                });
+            }
+        }
+        res
+    }
+
+    pub(super) fn emit_failover(
+        &self,
+        request_id: &str,
+        from: ProviderModel,
+        to: Option<ProviderModel>,
+        class: ErrorClass,
+        hedge: bool,
+        synthetic: bool,
+    ) {
+        if synthetic {
+            return;
+        }
+        self.sink.emit(EngineEvent::Failover(FailoverEvent {
+            request_id: request_id.to_string(),
+            from,
+            to,
+            error_class: class,
+            hedge,
+            at: self.clock.utc(),
+            worker_id: self.worker_id.clone(),
+        }));
+    }
+}
