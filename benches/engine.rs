@@ -1,5 +1,6 @@
 //! The engine's own overhead per request: an instant in-process provider, so what is measured
 //! is selection, booking, events and result building (no HTTP, no NATS).
+#![allow(clippy::unwrap_used)]
 
 use ai_failover::cli::bench::fakes;
 use ai_failover::contract::AnalysisRequest;

@@ -1,6 +1,8 @@
 //! Each real adapter against the simulator speaking its wire API: answers parse, every
 //! injected fault is classified right, and a hostile provider still leaves the request
 //! answered by the next one.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -30,7 +32,7 @@ fn adapter(sim: &SimHandle, name: &str, api: Api, dir: &std::path::Path) -> Arc<
         dir,
         "[engine]\nmax_response_bytes = 65536\n",
     );
-    providers::build(&cfg.providers[0], &cfg.engine)
+    providers::try_build(&cfg.providers[0], &cfg.engine).unwrap()
 }
 
 fn call(name: &str) -> ProviderCall {
@@ -209,7 +211,7 @@ async fn a_hostile_provider_still_leaves_the_request_answered_by_the_next() {
         let adapters: Vec<Arc<dyn Provider>> = cfg
             .providers
             .iter()
-            .map(|p| providers::build(p, &cfg.engine))
+            .map(|p| providers::try_build(p, &cfg.engine).unwrap())
             .collect();
         let engine = Engine::new(
             Arc::new(cfg.clone()),

@@ -1,4 +1,6 @@
 //! Streams, consumer and buckets are created idempotently against a real nats-server.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

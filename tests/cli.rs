@@ -1,5 +1,7 @@
 //! The people-facing clients, run as the built binary against a real nats-server and a
 //! worker in this process (over fake providers).
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

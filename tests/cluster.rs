@@ -1,5 +1,7 @@
 //! A 3-node NATS cluster with R3 streams and buckets: one node killed mid-run and brought
 //! back loses nothing and duplicates nothing, and the workers never restart.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Configuration loading: each bad value stops start-up with the key and the fix.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ai_failover::config::{self, ConfigError};
 

@@ -1,5 +1,7 @@
 //! The control micro-service against a real nats-server, with workers running in this
 //! process over fake providers. Waits are bounded polls on observable state, never sleeps.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Bodies a mock framework cannot serve: one that drips, one that never ends, one that
 //! declares 100 MB. A raw TCP server writes the HTTP by hand.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod providers_support;
 
@@ -7,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ai_failover::config::EngineConfig;
 use ai_failover::contract::ErrorClass;
-use ai_failover::providers::{Provider, build};
+use ai_failover::providers::{Provider, try_build};
 use providers_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,10 +34,11 @@ where
         max_response_bytes,
         ..EngineConfig::default()
     };
-    build(
+    try_build(
         &config(Vendor::OpenAi, format!("http://{addr}/v1"), Some(KEY)),
         &engine,
     )
+    .unwrap()
 }
 
 const CHUNKED_HEAD: &[u8] =

@@ -1,5 +1,7 @@
 //! The API key must never leak into an error, whatever the vendor sends back: every error
 //! path is triggered with a canary key, including vendors and proxies that echo it.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod providers_support;
 
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use ai_failover::config::EngineConfig;
 use ai_failover::contract::ErrorClass;
-use ai_failover::providers::{ProviderError, build};
+use ai_failover::providers::{ProviderError, try_build};
 use providers_support::*;
 use serde_json::json;
 use wiremock::ResponseTemplate;
@@ -167,7 +169,8 @@ async fn transport_errors_and_bad_keys_do_not_leak_it_either() {
             .port();
         let base = format!("http://127.0.0.1:{port}");
         let cfg = config(vendor, base.clone(), Some(CANARY));
-        let err = build(&cfg, &EngineConfig::default())
+        let err = try_build(&cfg, &EngineConfig::default())
+            .unwrap()
             .complete(&call())
             .await
             .unwrap_err();
@@ -177,7 +180,8 @@ async fn transport_errors_and_bad_keys_do_not_leak_it_either() {
         // A key that cannot be a header value is an operator problem, reported without it.
         let bad = format!("{CANARY}\n");
         let cfg = config(vendor, base, Some(&bad));
-        let err = build(&cfg, &EngineConfig::default())
+        let err = try_build(&cfg, &EngineConfig::default())
+            .unwrap()
             .complete(&call())
             .await
             .unwrap_err();

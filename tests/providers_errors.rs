@@ -1,4 +1,6 @@
 //! Every error class each adapter must produce, from vendor-shaped mock answers.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod providers_support;
 
@@ -7,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ai_failover::config::EngineConfig;
 use ai_failover::contract::ErrorClass;
-use ai_failover::providers::{ProviderError, build};
+use ai_failover::providers::{ProviderError, try_build};
 use providers_support::*;
 use serde_json::json;
 use wiremock::ResponseTemplate;
@@ -359,7 +361,7 @@ async fn a_refused_connection_is_a_network_error() {
             Vendor::OpenAi => format!("http://127.0.0.1:{port}/v1"),
             _ => format!("http://127.0.0.1:{port}"),
         };
-        let p = build(&config(vendor, base, Some(KEY)), &EngineConfig::default());
+        let p = try_build(&config(vendor, base, Some(KEY)), &EngineConfig::default()).unwrap();
         let err = p.complete(&call()).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::Network, "{vendor:?}: {err:?}");
         assert_eq!(err.http_status, None);

@@ -2,6 +2,8 @@
 //! so that a regression of the fleet's end-to-end fault behaviour fails CI. Each run starts a
 //! real nats-server, the simulator and two worker processes, and sends 20 requests/s for 16 s
 //! with the fault from 4 s to 12 s. The full benchmark, with the real targets, is not a test.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The checked-in JSON Schemas match the Rust types, and the example messages in
 //! `schemas/examples/` are accepted (`valid/`) or rejected (`invalid/`) by them.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 

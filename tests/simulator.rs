@@ -1,5 +1,7 @@
 //! The provider simulator against a real HTTP client: envelopes, auth, every fault, the
 //! control API and call counting.
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

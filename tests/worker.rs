@@ -1,4 +1,6 @@
 //! The worker fleet against a real nats-server and the provider simulator (real HTTP).
+// Tests may panic: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

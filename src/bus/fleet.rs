@@ -2,8 +2,10 @@
 //! the [`Fleet`] port the engine reads it through.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -37,7 +39,7 @@ impl Records {
     /// Keeps `record`, written at `revision`, unless a newer one is known; returns whether it
     /// was newer.
     pub fn set(&self, record: ProviderHealthRecord, revision: u64) -> bool {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.write();
         if map
             .get(&record.provider)
             .is_some_and(|(_, known)| *known >= revision)
@@ -50,7 +52,7 @@ impl Records {
 
     /// Every record, by provider id.
     pub fn all(&self) -> Vec<ProviderHealthRecord> {
-        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.0.read();
         let mut v: Vec<_> = map.values().map(|(r, _)| r.clone()).collect();
         v.sort_by(|a, b| a.provider.cmp(&b.provider));
         v
@@ -109,10 +111,7 @@ impl FleetState {
     /// Sets today's fleet spend of `provider`.
     pub fn set_spend(&self, provider: &str, usd: f64) {
         crate::telemetry::metrics::spend_today(provider, usd);
-        self.spend
-            .write()
-            .unwrap()
-            .insert(provider.to_string(), usd);
+        self.spend.write().insert(provider.to_string(), usd);
     }
 
     /// Sets the operator's suspension flag.
@@ -129,12 +128,7 @@ impl FleetState {
 #[async_trait]
 impl Fleet for FleetState {
     fn spent_today(&self, provider: &str) -> f64 {
-        self.spend
-            .read()
-            .unwrap()
-            .get(provider)
-            .copied()
-            .unwrap_or(0.0)
+        self.spend.read().get(provider).copied().unwrap_or(0.0)
     }
 
     async fn cached_decision(&self, kind: Kind, symbol: &str) -> Option<CachedDecision> {

@@ -2,7 +2,9 @@
 //! written to `ai_provider_health/_mode` with compare-and-set, and announced once per change
 //! (`<prefix>.events.mode`) by whichever worker wins the write.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::kv;
@@ -65,11 +67,11 @@ impl ModeAnnouncer {
     }
 
     fn last(&self) -> Option<Mode> {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+        *self.last.lock()
     }
 
     fn set_last(&self, mode: Mode) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(mode);
+        *self.last.lock() = Some(mode);
     }
 
     /// Announces the fleet mode if it changed: one event per change, whichever worker wins

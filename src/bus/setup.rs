@@ -225,23 +225,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         num_replicas: replicas,
         ..Default::default()
     };
-    let mut stores = Vec::new();
-    for config in [
-        bucket(names.health_bucket(), 5, Duration::ZERO),
-        bucket(names.outcomes_bucket(), 1, OUTCOME_TTL),
-        bucket(names.budget_bucket(), 1, 3 * day),
-        bucket(names.cache_bucket(), 1, day),
-    ] {
-        let name = config.bucket.clone();
-        let store = js
-            .create_or_update_key_value(config)
-            .await
-            .map_err(setup_err(format!("bucket {name}")))?;
-        stores.push(store);
-    }
-    let [health, outcomes, budget, cache]: [kv::Store; 4] = stores
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("four buckets"));
+    let store = |config: kv::Config| {
+        let js = js.clone();
+        async move {
+            let name = config.bucket.clone();
+            js.create_or_update_key_value(config)
+                .await
+                .map_err(setup_err(format!("bucket {name}")))
+        }
+    };
+    let health = store(bucket(names.health_bucket(), 5, Duration::ZERO)).await?;
+    let outcomes = store(bucket(names.outcomes_bucket(), 1, OUTCOME_TTL)).await?;
+    let budget = store(bucket(names.budget_bucket(), 1, 3 * day)).await?;
+    let cache = store(bucket(names.cache_bucket(), 1, day)).await?;
     Ok(Bus {
         client: client.clone(),
         js,

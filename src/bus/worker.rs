@@ -137,7 +137,10 @@ impl Worker {
             // Pull only as many messages as there are free slots: buffered messages would burn
             // their ack wait before being touched (and then be served twice).
             let first = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break, // closed: nothing more will be served
+                },
                 _ = shutdown.cancelled() => break,
             };
             let mut slots = vec![first];

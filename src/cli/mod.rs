@@ -1,5 +1,9 @@
 //! The `ai-failover` command line: the worker, the simulator, and the clients people use
 //! (`publish`, `status`, `watch`, `control`).
+//!
+//! A command that cannot go on says why and exits: here (unlike the library) a panic with
+//! a message is an acceptable last resort.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
 pub mod control;

@@ -340,7 +340,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
                         (None, Some(f)) => {
                             format!("key file `{}` is missing or empty", f.display())
                         }
-                        (None, None) => unreachable!(),
+                        (None, None) => "no api_key_env or api_key_file is given".to_string(),
                     },
                     &fix,
                 ),

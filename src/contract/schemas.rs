@@ -6,7 +6,8 @@ use schemars::{JsonSchema, schema_for};
 use super::*;
 
 fn pretty<T: JsonSchema>() -> String {
-    let mut s = serde_json::to_string_pretty(&schema_for!(T)).expect("schemas serialize");
+    // A schema is a tree of strings, numbers and maps with string keys: it always renders.
+    let mut s = serde_json::to_string_pretty(&schema_for!(T)).unwrap_or_default();
     s.push('\n');
     s
 }

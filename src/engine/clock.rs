@@ -2,7 +2,7 @@
 //! auto-advancing clock with no real sleeps); wall-clock time comes through [`Clock`] so
 //! budget days and timestamps can be pinned in tests.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use crate::contract::Timestamp;
 
@@ -87,14 +87,17 @@ impl ManualClock {
     }
     /// Moves wall time forward.
     pub fn advance(&self, by: std::time::Duration) {
-        let mut t = self.0.lock().unwrap();
-        *t += chrono::Duration::from_std(by).expect("small duration");
+        let mut t = self.0.lock();
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        *t = t
+            .checked_add_signed(by)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     }
 }
 
 impl Clock for ManualClock {
     fn utc(&self) -> Timestamp {
-        *self.0.lock().unwrap()
+        *self.0.lock()
     }
 }
 

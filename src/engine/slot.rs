@@ -1,7 +1,9 @@
 //! One configured provider at run time: its adapter plus this worker's view of its health
 //! (breaker, statistics, operator overrides, quarantine, rate limit).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::config::{BreakerConfig, ProviderConfig};
@@ -164,7 +166,7 @@ impl Slot {
 
     /// Locks the health state (held only for short, non-async sections).
     pub fn health(&self) -> MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|p| p.into_inner())
+        self.health.lock()
     }
 
     /// Admission through overrides and the breaker; `Up` overrides the breaker.

@@ -110,16 +110,6 @@ pub trait Provider: Send + Sync {
     async fn probe(&self, model: &str, timeout: Duration) -> Result<(), ProviderError>;
 }
 
-/// The adapter for `cfg.api`, with its own HTTP client.
-///
-/// # Panics
-///
-/// If the HTTP client cannot be built, which only happens when the TLS stack cannot
-/// initialise; use [`try_build`] to handle that at start-up instead.
-pub fn build(cfg: &ProviderConfig, engine: &EngineConfig) -> Arc<dyn Provider> {
-    try_build(cfg, engine).unwrap_or_else(|e| panic!("provider {}: {e}", cfg.id))
-}
-
 /// The adapter for `cfg.api`, or why its HTTP client could not be built.
 pub fn try_build(
     cfg: &ProviderConfig,

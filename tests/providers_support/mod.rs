@@ -290,7 +290,7 @@ pub fn provider_with_cap(
         max_response_bytes,
         ..EngineConfig::default()
     };
-    providers::build(&config(vendor, vendor.base_url(server), key), &engine)
+    providers::try_build(&config(vendor, vendor.base_url(server), key), &engine).unwrap()
 }
 
 /// A signal call with a generous timeout.

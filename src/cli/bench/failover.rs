@@ -25,15 +25,12 @@ pub async fn engine_failover_us(n: usize) -> (Vec<f64>, Vec<f64>) {
     let (engine, a, b) = fakes::engine_a_then_b(true);
     let (mut wall, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        *a.last_failure.lock().unwrap() = None;
-        *b.last_call.lock().unwrap() = None;
+        *a.last_failure.lock() = None;
+        *b.last_call.lock() = None;
         let r = engine.handle(job()).await;
         debug_assert_eq!(r.status, Status::Ok);
         // Only requests that really failed over count (a stale stamp would measure nothing).
-        let (Some(failed), Some(called)) = (
-            *a.last_failure.lock().unwrap(),
-            *b.last_call.lock().unwrap(),
-        ) else {
+        let (Some(failed), Some(called)) = (*a.last_failure.lock(), *b.last_call.lock()) else {
             continue;
         };
         wall.push(called.wall.duration_since(failed.wall).as_secs_f64() * 1e6);

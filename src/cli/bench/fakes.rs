@@ -1,7 +1,9 @@
 //! In-process providers for benchmarks: answer at once, or fail on demand.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -71,9 +73,9 @@ impl Provider for Instant0 {
         &self.id
     }
     async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
-        *self.last_call.lock().unwrap() = Some(Stamp::now());
+        *self.last_call.lock() = Some(Stamp::now());
         if self.failing.load(Ordering::Relaxed) {
-            *self.last_failure.lock().unwrap() = Some(Stamp::now());
+            *self.last_failure.lock() = Some(Stamp::now());
             return Err(
                 ProviderError::new(ErrorClass::ServerError, "bench failure").with_status(503)
             );

@@ -277,7 +277,7 @@ pub async fn paced_latency(
     let mut results = client.subscribe(names.results_filter()).await?;
     let total = (rate * duration.as_secs_f64()) as usize;
     let reqs = requests(total);
-    let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let sent: Arc<parking_lot::Mutex<HashMap<String, Instant>>> = Arc::default();
     let pub_task = tokio::spawn({
         let (js, names, sent) = (js.clone(), names.clone(), sent.clone());
         async move {
@@ -286,9 +286,7 @@ pub async fn paced_latency(
                 tick.tick().await;
                 let mut h = async_nats::HeaderMap::new();
                 h.insert("Nats-Msg-Id", r.request_id.as_str());
-                sent.lock()
-                    .unwrap()
-                    .insert(r.request_id.clone(), Instant::now());
+                sent.lock().insert(r.request_id.clone(), Instant::now());
                 let body = serde_json::to_vec(&r).expect("request");
                 let ack = js
                     .publish_with_headers(names.request(r.kind), h, body.into())
@@ -308,7 +306,7 @@ pub async fn paced_latency(
             .ok_or_else(|| anyhow::anyhow!("subscription closed"))?;
         let now = Instant::now();
         if let Ok(r) = serde_json::from_slice::<AnalysisResult>(&msg.payload)
-            && let Some(t0) = sent.lock().unwrap().remove(&r.request_id)
+            && let Some(t0) = sent.lock().remove(&r.request_id)
         {
             lat.push(now.duration_since(t0).as_secs_f64() * 1_000.0);
         }

@@ -68,10 +68,7 @@ impl Engine {
                 continue;
             }
             if first {
-                self.retry_budget
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record_call(now);
+                self.retry_budget.lock().record_call(now);
                 first = false;
             }
             let here = ProviderModel {
@@ -207,14 +204,10 @@ impl Engine {
                     if p.retry_same
                         && !others_left
                         && *tries < self.cfg.engine.max_retries_per_provider
-                        && self
-                            .retry_budget
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .try_spend(self.clock.now())
+                        && self.retry_budget.lock().try_spend(self.clock.now())
                     {
                         let wait = full_jitter(
-                            &mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()),
+                            &mut *self.rng.lock(),
                             Duration::from_millis(self.cfg.engine.backoff_base_ms),
                             Duration::from_millis(self.cfg.engine.backoff_max_ms),
                             *tries,

@@ -22,7 +22,7 @@ impl Engine {
     /// moment: the first retry's verdict reaches the others before theirs is due).
     pub(super) fn suspicion(&self, slot: &Slot) -> Duration {
         let usual = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
-        let spread: f64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        let spread: f64 = self.rng.lock().random();
         usual.mul_f64(1.0 + spread).min(STALL)
     }
 
@@ -34,11 +34,7 @@ impl Engine {
     pub(super) fn may_hedge(&self, slot: &Slot, probe: bool) -> bool {
         probe
             || slot.health().breaker.consecutive_failures > 0
-            || self
-                .retry_budget
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .try_spend(self.clock.now())
+            || self.retry_budget.lock().try_spend(self.clock.now())
     }
 
     /// Races a slow primary against its hedge: the first valid answer wins; a failure of one

@@ -16,7 +16,9 @@ mod request;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -161,7 +163,7 @@ impl Engine {
 
     /// Replaces the RNG (weighted selection, jitter) with a seeded one, for tests.
     pub fn with_seed(self, seed: u64) -> Self {
-        *self.rng.lock().unwrap() = StdRng::seed_from_u64(seed);
+        *self.rng.lock() = StdRng::seed_from_u64(seed);
         self
     }
 

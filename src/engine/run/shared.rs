@@ -87,7 +87,7 @@ impl Engine {
     pub fn mode(&self) -> Mode {
         let derived = modes::derive(&self.provider_views());
         let now = self.clock.now();
-        let mut since = self.minimal_since.lock().unwrap();
+        let mut since = self.minimal_since.lock();
         if derived == Mode::Minimal {
             since.get_or_insert(now);
         } else {
@@ -136,6 +136,6 @@ impl Engine {
             max_output_tokens: self.cfg.engine.max_output_tokens as u64,
             spent_today: &spent,
         };
-        selection::plan(&self.slots, &inputs, &mut *self.rng.lock().unwrap())
+        selection::plan(&self.slots, &inputs, &mut *self.rng.lock())
     }
 }

@@ -3,7 +3,9 @@
 //! every health and mode event with the moment it arrived.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -84,14 +86,14 @@ pub async fn run(
                     Some(m) = results.next() => {
                         let at = start.elapsed();
                         if let Ok(result) = serde_json::from_slice::<AnalysisResult>(&m.payload) {
-                            let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                            let mut inbox = inbox.lock();
                             inbox.results.entry(result.request_id.clone())
                                 .or_insert(Received { at, result });
                         }
                     }
                     Some(m) = events.next() => {
                         let at = start.elapsed();
-                        let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut inbox = inbox.lock();
                         if m.subject.as_str().ends_with(".mode") {
                             if let Ok(e) = serde_json::from_slice::<ModeEvent>(&m.payload) {
                                 inbox.modes.push((at, e));
@@ -158,18 +160,14 @@ pub async fn run(
     }
     let drained_by = Instant::now() + drain_limit(plan);
     loop {
-        let answered = inbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .results
-            .len();
+        let answered = inbox.lock().results.len();
         if answered >= sent.len() || Instant::now() >= drained_by {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     collector.abort();
-    let inbox = std::mem::take(&mut *inbox.lock().unwrap_or_else(|p| p.into_inner()));
+    let inbox = std::mem::take(&mut *inbox.lock());
     Ok(Recording {
         sent,
         results: inbox.results,
