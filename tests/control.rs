@@ -8,10 +8,9 @@ mod common;
 use std::time::Duration;
 
 use ai_failover::contract::{
-    CONTROL_ENDPOINTS, ControlError, ErrorClass, FailoverHistoryReply, ForceStatusReply,
-    ForcedStatus, HealthEvent, HealthStatus, HealthSummaryReply, MONITORING_KEY, Mode,
-    MonitoringRecord, MonitoringReply, Names, ProviderHealthRecord, Source, Status, StatusReply,
-    TestFailoverReply,
+    ControlError, Endpoint, ErrorClass, FailoverHistoryReply, ForceStatusReply, ForcedStatus,
+    HealthEvent, HealthStatus, HealthSummaryReply, MONITORING_KEY, Mode, MonitoringRecord,
+    MonitoringReply, Names, ProviderHealthRecord, Source, Status, StatusReply, TestFailoverReply,
 };
 use async_nats::jetstream::{self, kv};
 use common::nats::NatsServer;
@@ -98,7 +97,10 @@ async fn the_service_is_discoverable_and_refuses_bad_requests_with_a_reason() {
         .map(|e| e["subject"].as_str().unwrap().to_string())
         .collect();
     subjects.sort();
-    let mut expected: Vec<String> = CONTROL_ENDPOINTS.iter().map(|e| names.control(e)).collect();
+    let mut expected: Vec<String> = Endpoint::ALL
+        .iter()
+        .map(|e| names.control(e.name()))
+        .collect();
     expected.sort();
     assert_eq!(subjects, expected);
 
@@ -401,11 +403,11 @@ async fn test_failover_returns_the_trace_and_leaves_fleet_state_alone() {
     let trail: Vec<(&str, String)> = reply
         .attempts
         .iter()
-        .map(|a| (a.provider.as_str(), format!("{:?}", a.outcome)))
+        .map(|a| (a.provider.as_str(), a.outcome.as_str().to_string()))
         .collect();
     assert_eq!(
         trail,
-        [("primary", "Timeout".to_string()), ("backup", "Ok".into())]
+        [("primary", "timeout".to_string()), ("backup", "ok".into())]
     );
     assert_eq!(reply.result.source, Source::Provider);
     assert_eq!(

@@ -643,7 +643,7 @@ async fn a_call_cut_short_by_the_deadline_is_not_held_against_the_provider() {
         assert_eq!(res.source, Source::Fallback);
         assert_eq!(
             res.attempts[0].outcome,
-            ai_failover::contract::AttemptOutcome::DeadlineExceeded
+            ai_failover::contract::AttemptOutcome::Failed(ErrorClass::DeadlineExceeded)
         );
     }
     // Three requests whose deadlines were too short for a: a is still healthy.

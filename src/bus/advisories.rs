@@ -26,6 +26,7 @@ use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
 use super::hold::{self, hold_limit};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::{PublishError, Publisher};
+use crate::telemetry::metrics::name as metric;
 
 /// Why a request could not be settled (it is tried again later).
 #[derive(Debug, thiserror::Error)]
@@ -387,12 +388,12 @@ impl Settler {
             publish,
         )
         .await?;
-        metrics::counter!("ai_failover_dead_letters_total", "class" => dl.error.class.as_str())
+        metrics::counter!(metric::DEAD_LETTERS_TOTAL, "class" => dl.error.class.as_str())
             .increment(1);
         Ok(())
     }
 }
 
 fn count(settled: Settled) {
-    metrics::counter!("ai_failover_max_deliveries_total", "how" => settled.as_str()).increment(1);
+    metrics::counter!(metric::MAX_DELIVERIES_TOTAL, "how" => settled.as_str()).increment(1);
 }

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{CONTROL_ENDPOINTS, SERVICE_NAME};
+use crate::contract::{Endpoint, SERVICE_NAME};
 
 use super::setup::BusError;
 
@@ -37,16 +37,17 @@ pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, 
         .await
         .map_err(setup)?;
     let group = service.group(bus.names.control_group());
-    let mut endpoints = Vec::with_capacity(CONTROL_ENDPOINTS.len());
-    for name in CONTROL_ENDPOINTS {
+    let mut endpoints = Vec::with_capacity(Endpoint::ALL.len());
+    for endpoint in Endpoint::ALL {
+        let name = endpoint.name();
         // Micro endpoint names allow no dots; the subject keeps them (`monitoring.start`).
-        let endpoint = group
+        let added = group
             .endpoint_builder()
             .name(name.replace('.', "-"))
             .add(name)
             .await
             .map_err(setup)?;
-        endpoints.push(endpoint.map(move |req| (name, req)).boxed());
+        endpoints.push(added.map(move |req| (endpoint, req)).boxed());
     }
     // Once `start` returns, a call must find the endpoints: the subscriptions have to have
     // reached the server, not only the client's outgoing buffer.
@@ -75,7 +76,8 @@ pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, 
 /// Sends the reply. An error goes out with the micro protocol's error headers and a JSON
 /// `ControlError` body; async-nats' own error response cannot carry a body, so it is sent
 /// as a payload with the headers set (the service's STATS then do not count it as an error).
-async fn respond(req: &Request, endpoint: &str, reply: Result<Vec<u8>, ControlFailure>) {
+async fn respond(req: &Request, endpoint: Endpoint, reply: Result<Vec<u8>, ControlFailure>) {
+    let endpoint = endpoint.name();
     let sent = match reply {
         Ok(body) => req.respond(Ok(body.into())).await,
         Err(failure) => {

@@ -25,6 +25,7 @@ use super::fleet_health::{CallOutcome, apply_outcomes};
 use super::health_store::HealthStore;
 use super::publish::Publisher;
 use super::spend::SpendBook;
+use crate::telemetry::metrics::name as metric;
 
 /// Events waiting beyond this are dropped (and counted) rather than slowing requests.
 const QUEUE: usize = 16_384;
@@ -42,7 +43,7 @@ pub struct BusSink {
 impl EventSink for BusSink {
     fn emit(&self, event: EngineEvent) {
         if self.tx.try_send(event).is_err() {
-            metrics::counter!("ai_failover_events_dropped_total").increment(1);
+            metrics::counter!(metric::EVENTS_DROPPED_TOTAL).increment(1);
         }
     }
 }
@@ -217,7 +218,7 @@ impl EventLoop {
                 synthetic,
                 ..
             } => {
-                metrics::counter!("ai_failover_attempts_total",
+                metrics::counter!(metric::ATTEMPTS_TOTAL,
                     "provider" => attempt.provider.clone(), "outcome" => attempt.outcome.as_str())
                 .increment(1);
                 if synthetic {
@@ -271,7 +272,7 @@ impl EventLoop {
                 self.outcomes.announcer.report(changed).await;
             }
             EngineEvent::Spend { provider, usd } => {
-                metrics::counter!("ai_failover_spend_usd_micros_total", "provider" => provider.clone())
+                metrics::counter!(metric::SPEND_USD_MICROS_TOTAL, "provider" => provider.clone())
                     .increment((usd * 1e6) as u64);
                 self.spend.book(provider, usd);
             }
@@ -280,8 +281,7 @@ impl EventLoop {
     }
 
     async fn failover(&self, f: FailoverEvent) {
-        metrics::counter!("ai_failover_failovers_total", "from" => f.from.provider.clone())
-            .increment(1);
+        metrics::counter!(metric::FAILOVERS_TOTAL, "from" => f.from.provider.clone()).increment(1);
         tracing::info!(
             request_id = %f.request_id, from = %f.from.provider,
             to = f.to.as_ref().map_or("fallback", |t| t.provider.as_str()),

@@ -8,6 +8,7 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+use crate::telemetry::metrics::name as metric;
 use async_nats::jetstream::{self, AckKind};
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +58,7 @@ pub async fn holding<T, E: Display, F: Future<Output = Result<T, E>>>(
             }
             Err(e) if transient(&e) && !stop.is_cancelled() && started.elapsed() + wait < limit => {
                 tries += 1;
-                metrics::counter!("ai_failover_bus_retries_total", "op" => what).increment(1);
+                metrics::counter!(metric::BUS_RETRIES_TOTAL, "op" => what).increment(1);
                 tracing::debug!(error = %e, what, tries, "bus operation failed; holding the message and retrying");
                 let _ = msg.ack_with(AckKind::Progress).await;
                 tokio::select! {

@@ -8,6 +8,7 @@
 
 use std::marker::PhantomData;
 
+use crate::telemetry::metrics::name as metric;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -203,8 +204,7 @@ impl<T: Serialize + DeserializeOwned> KvRecord<T> {
                             outcome,
                         });
                     }
-                    metrics::counter!("ai_failover_kv_races_total", "record" => self.what)
-                        .increment(1);
+                    metrics::counter!(metric::KV_RACES_TOTAL, "record" => self.what).increment(1);
                 }
             }
         }

@@ -17,6 +17,7 @@ use crate::engine::{Engine, modes};
 use super::fleet::FleetState;
 use super::kv_record::{Decided, Decision, KvRecord};
 use super::publish::Publisher;
+use crate::telemetry::metrics::name as metric;
 
 /// Announces the fleet mode when it changes.
 pub struct ModeAnnouncer {
@@ -78,7 +79,7 @@ impl ModeAnnouncer {
     /// the compare-and-set on `_mode`.
     pub async fn announce(&self) {
         let mode = self.fleet_mode();
-        metrics::gauge!("ai_failover_mode").set(mode as u8 as f64);
+        metrics::gauge!(metric::MODE).set(mode as u8 as f64);
         if self.last() == Some(mode) {
             return;
         }

@@ -26,6 +26,7 @@ use super::announce::HealthAnnouncer;
 use super::fleet::FleetState;
 use super::fleet_health::{apply_probe, claim_probe_slot, release_probe_slot, suspect};
 use super::lease::Lease;
+use crate::telemetry::metrics::name as metric;
 
 /// How often the prober looks at the records and renews its lease.
 const TICK: Duration = Duration::from_millis(100);
@@ -245,7 +246,7 @@ impl Prober {
             Ok(()) => String::new(),
             Err((_, message)) => message.clone(),
         };
-        metrics::counter!("ai_failover_probes_total",
+        metrics::counter!(metric::PROBES_TOTAL,
         "provider" => p.provider.clone(), "verdict" => verdict.as_str())
         .increment(1);
         tracing::debug!(provider = %p.provider, verdict = verdict.as_str(), %message, "fleet probe");

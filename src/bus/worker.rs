@@ -26,6 +26,7 @@ use super::decode::{Rejection, decode, kind_token};
 use super::hold::{self, FinishError};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::{PublishError, Publisher};
+use crate::telemetry::metrics::name as metric;
 
 /// Why a message could not be finished now (it is given back, or settled on its last
 /// delivery).
@@ -236,12 +237,12 @@ impl Worker {
     async fn serve(&self, msg: jetstream::Message, stop: CancellationToken) {
         let subject = msg.subject.to_string();
         let started = std::time::Instant::now();
-        metrics::gauge!("ai_failover_in_flight").increment(1.0);
+        metrics::gauge!(metric::IN_FLIGHT).increment(1.0);
         let handled = self
             .handle(&msg, &subject, &stop)
             .instrument(request_span(&msg))
             .await;
-        metrics::gauge!("ai_failover_in_flight").decrement(1.0);
+        metrics::gauge!(metric::IN_FLIGHT).decrement(1.0);
         let handled = match handled {
             Ok(h) => h,
             Err(e) => {
@@ -267,7 +268,7 @@ impl Worker {
                 Handled::Retried
             }
         };
-        metrics::histogram!("ai_failover_handle_seconds", "how" => handled.as_str())
+        metrics::histogram!(metric::HANDLE_SECONDS, "how" => handled.as_str())
             .record(started.elapsed().as_secs_f64());
     }
 
@@ -334,7 +335,7 @@ impl Worker {
                 self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
                     .await?;
                 self.ack(msg, stop).await?;
-                metrics::counter!("ai_failover_replayed_total").increment(1);
+                metrics::counter!(metric::REPLAYED_TOTAL).increment(1);
                 return Ok(Handled::Replayed);
             }
             Claim::Busy { worker_id } if last_delivery => {
@@ -352,7 +353,7 @@ impl Worker {
         };
         if run > 1 {
             // The one case where a provider may be paid twice: the first owner died mid-call.
-            metrics::counter!("ai_failover_takeovers_total").increment(1);
+            metrics::counter!(metric::TAKEOVERS_TOTAL).increment(1);
             tracing::warn!(request_id = %id, run, "took over a request from a dead worker");
         }
 
@@ -415,13 +416,13 @@ impl Worker {
             .await?;
         self.ack(msg, stop).await?;
         metrics::counter!(
-            "ai_failover_requests_total",
+            metric::REQUESTS_TOTAL,
             "status" => result.status.as_str(),
             "source" => result.source.as_str(),
             "mode" => result.mode.as_str()
         )
         .increment(1);
-        metrics::histogram!("ai_failover_request_latency_seconds", "status" => result.status.as_str())
+        metrics::histogram!(metric::REQUEST_LATENCY_SECONDS, "status" => result.status.as_str())
             .record(result.latency_ms as f64 / 1_000.0);
         Ok(Handled::Answered)
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 
-use crate::contract::CONTROL_ENDPOINTS;
+use crate::contract::Endpoint;
 
 use super::client;
 
@@ -27,11 +27,12 @@ pub struct ControlArgs {
 
 /// Sends the request and prints the reply.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
-    if !CONTROL_ENDPOINTS.contains(&args.endpoint.as_str()) {
+    if Endpoint::from_name(&args.endpoint).is_none() {
+        let known: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
         bail!(
             "unknown endpoint `{}`; the service has: {}",
             args.endpoint,
-            CONTROL_ENDPOINTS.join(", ")
+            known.join(", ")
         );
     }
     let body = args.json.unwrap_or_else(|| "{}".into());

@@ -9,18 +9,54 @@ use super::{
     ProviderHealthRecord, Status, Timestamp,
 };
 
-/// Endpoint names, relative to `<prefix>.control.`.
-pub const CONTROL_ENDPOINTS: [&str; 9] = [
-    "status",
-    "health-check",
-    "force-status",
-    "best-provider",
-    "failover-history",
-    "health-summary",
-    "monitoring.start",
-    "monitoring.stop",
-    "test-failover",
-];
+/// The control service's endpoints; each answers on `<prefix>.control.<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Status,
+    HealthCheck,
+    ForceStatus,
+    BestProvider,
+    FailoverHistory,
+    HealthSummary,
+    MonitoringStart,
+    MonitoringStop,
+    TestFailover,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Status,
+        Endpoint::HealthCheck,
+        Endpoint::ForceStatus,
+        Endpoint::BestProvider,
+        Endpoint::FailoverHistory,
+        Endpoint::HealthSummary,
+        Endpoint::MonitoringStart,
+        Endpoint::MonitoringStop,
+        Endpoint::TestFailover,
+    ];
+
+    /// The name, relative to `<prefix>.control.`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Status => "status",
+            Endpoint::HealthCheck => "health-check",
+            Endpoint::ForceStatus => "force-status",
+            Endpoint::BestProvider => "best-provider",
+            Endpoint::FailoverHistory => "failover-history",
+            Endpoint::HealthSummary => "health-summary",
+            Endpoint::MonitoringStart => "monitoring.start",
+            Endpoint::MonitoringStop => "monitoring.stop",
+            Endpoint::TestFailover => "test-failover",
+        }
+    }
+
+    /// The endpoint called `name`.
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
 
 /// Any endpoint's error reply (also sent as the micro protocol's error headers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -4,8 +4,21 @@ use serde::{Deserialize, Serialize};
 use super::Timestamp;
 
 /// Why a request was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DeadLetterClass {
     /// Not JSON, or not the request shape at all.
     InvalidJson,
@@ -20,12 +33,7 @@ pub enum DeadLetterClass {
 impl DeadLetterClass {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterClass::InvalidJson => "invalid_json",
-            DeadLetterClass::InvalidRequest => "invalid_request",
-            DeadLetterClass::TooLarge => "too_large",
-            DeadLetterClass::MaxDeliveries => "max_deliveries",
-        }
+        self.into()
     }
 }
 

@@ -4,8 +4,21 @@ use serde::{Deserialize, Serialize};
 /// Why a provider call (or a whole request) did not produce a valid answer.
 ///
 /// Each class has its own retry/failover policy in the engine (see `engine::policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorClass {
     /// No complete answer within the call's timeout (connect or total).
     Timeout,
@@ -42,23 +55,7 @@ pub enum ErrorClass {
 impl ErrorClass {
     /// The snake_case name used on the wire and in metric labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::RateLimited => "rate_limited",
-            ErrorClass::Overloaded => "overloaded",
-            ErrorClass::ServerError => "server_error",
-            ErrorClass::Network => "network",
-            ErrorClass::Auth => "auth",
-            ErrorClass::BadRequest => "bad_request",
-            ErrorClass::ContextLength => "context_length",
-            ErrorClass::InvalidResponse => "invalid_response",
-            ErrorClass::ContentFiltered => "content_filtered",
-            ErrorClass::Cancelled => "cancelled",
-            ErrorClass::DeadlineExceeded => "deadline_exceeded",
-            ErrorClass::BudgetExceeded => "budget_exceeded",
-            ErrorClass::NoProvider => "no_provider",
-            ErrorClass::Suspended => "suspended",
-        }
+        self.into()
     }
 }
 

@@ -4,8 +4,21 @@ use serde::{Deserialize, Serialize};
 use super::{ErrorClass, Mode, Timestamp};
 
 /// A provider's health as the fleet sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum HealthStatus {
     Healthy,
     Degraded,
@@ -17,18 +30,26 @@ pub enum HealthStatus {
 impl HealthStatus {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Degraded => "degraded",
-            HealthStatus::Unhealthy => "unhealthy",
-            HealthStatus::Disabled => "disabled",
-        }
+        self.into()
     }
 }
 
 /// A circuit breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum BreakerState {
     Closed,
     Open,
@@ -38,11 +59,7 @@ pub enum BreakerState {
 impl BreakerState {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
+        self.into()
     }
 }
 

@@ -2,8 +2,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The analysis a trading component asks for; also the last token of the request subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     /// A buy/sell/hold signal for one symbol.
     Signal,
@@ -21,12 +34,7 @@ impl Kind {
 
     /// The subject token, e.g. `signal`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Signal => "signal",
-            Kind::Portfolio => "portfolio",
-            Kind::Risk => "risk",
-            Kind::Sentiment => "sentiment",
-        }
+        self.into()
     }
 
     /// Parses a subject token.

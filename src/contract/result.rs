@@ -4,8 +4,21 @@ use serde::{Deserialize, Serialize};
 use super::{ErrorClass, ErrorInfo, Kind, Timestamp};
 
 /// How a request ended. Every status is published and stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     /// A provider answered.
     Ok,
@@ -22,19 +35,26 @@ pub enum Status {
 impl Status {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Degraded => "degraded",
-            Status::Failed => "failed",
-            Status::Expired => "expired",
-            Status::Rejected => "rejected",
-        }
+        self.into()
     }
 }
 
 /// Where the answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Source {
     Provider,
     Cache,
@@ -45,20 +65,28 @@ pub enum Source {
 impl Source {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Provider => "provider",
-            Source::Cache => "cache",
-            Source::Fallback => "fallback",
-            Source::None => "none",
-        }
+        self.into()
     }
 }
 
 /// The fleet's trading mode, derived from shared provider health.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Mode {
     /// The top-priority provider is serving.
     Normal,
@@ -75,13 +103,7 @@ pub enum Mode {
 impl Mode {
     /// The wire name, also a metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Normal => "normal",
-            Mode::Degraded => "degraded",
-            Mode::Conservative => "conservative",
-            Mode::Minimal => "minimal",
-            Mode::Suspended => "suspended",
-        }
+        self.into()
     }
 }
 
@@ -122,26 +144,12 @@ pub struct RiskAdjustment {
     pub trading_suspended: bool,
 }
 
-/// What one provider call ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+/// What one provider call ended with: `ok`, or its error's class. On the wire one flat
+/// string: `ok` or the class's name (`timeout`, `rate_limited`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AttemptOutcome {
     Ok,
-    Timeout,
-    RateLimited,
-    Overloaded,
-    ServerError,
-    Network,
-    Auth,
-    BadRequest,
-    ContextLength,
-    InvalidResponse,
-    ContentFiltered,
-    Cancelled,
-    DeadlineExceeded,
-    BudgetExceeded,
-    NoProvider,
-    Suspended,
+    Failed(ErrorClass),
 }
 
 impl AttemptOutcome {
@@ -149,44 +157,58 @@ impl AttemptOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Ok => "ok",
-            AttemptOutcome::Timeout => "timeout",
-            AttemptOutcome::RateLimited => "rate_limited",
-            AttemptOutcome::Overloaded => "overloaded",
-            AttemptOutcome::ServerError => "server_error",
-            AttemptOutcome::Network => "network",
-            AttemptOutcome::Auth => "auth",
-            AttemptOutcome::BadRequest => "bad_request",
-            AttemptOutcome::ContextLength => "context_length",
-            AttemptOutcome::InvalidResponse => "invalid_response",
-            AttemptOutcome::ContentFiltered => "content_filtered",
-            AttemptOutcome::Cancelled => "cancelled",
-            AttemptOutcome::DeadlineExceeded => "deadline_exceeded",
-            AttemptOutcome::BudgetExceeded => "budget_exceeded",
-            AttemptOutcome::NoProvider => "no_provider",
-            AttemptOutcome::Suspended => "suspended",
+            AttemptOutcome::Failed(class) => class.as_str(),
         }
+    }
+
+    /// The outcome called `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use strum::VariantArray;
+        if name == "ok" {
+            return Some(AttemptOutcome::Ok);
+        }
+        ErrorClass::VARIANTS
+            .iter()
+            .find(|c| c.as_str() == name)
+            .map(|c| AttemptOutcome::Failed(*c))
     }
 }
 
 impl From<ErrorClass> for AttemptOutcome {
     fn from(c: ErrorClass) -> Self {
-        match c {
-            ErrorClass::Timeout => AttemptOutcome::Timeout,
-            ErrorClass::RateLimited => AttemptOutcome::RateLimited,
-            ErrorClass::Overloaded => AttemptOutcome::Overloaded,
-            ErrorClass::ServerError => AttemptOutcome::ServerError,
-            ErrorClass::Network => AttemptOutcome::Network,
-            ErrorClass::Auth => AttemptOutcome::Auth,
-            ErrorClass::BadRequest => AttemptOutcome::BadRequest,
-            ErrorClass::ContextLength => AttemptOutcome::ContextLength,
-            ErrorClass::InvalidResponse => AttemptOutcome::InvalidResponse,
-            ErrorClass::ContentFiltered => AttemptOutcome::ContentFiltered,
-            ErrorClass::Cancelled => AttemptOutcome::Cancelled,
-            ErrorClass::DeadlineExceeded => AttemptOutcome::DeadlineExceeded,
-            ErrorClass::BudgetExceeded => AttemptOutcome::BudgetExceeded,
-            ErrorClass::NoProvider => AttemptOutcome::NoProvider,
-            ErrorClass::Suspended => AttemptOutcome::Suspended,
-        }
+        AttemptOutcome::Failed(c)
+    }
+}
+
+impl Serialize for AttemptOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttemptOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        AttemptOutcome::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown attempt outcome `{name}`")))
+    }
+}
+
+impl JsonSchema for AttemptOutcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AttemptOutcome".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use strum::VariantArray;
+        let names: Vec<&str> = std::iter::once("ok")
+            .chain(ErrorClass::VARIANTS.iter().map(|c| c.as_str()))
+            .collect();
+        schemars::json_schema!({
+            "description": "What one provider call ended with.",
+            "type": "string",
+            "enum": names,
+        })
     }
 }
 
@@ -247,35 +269,45 @@ pub struct AnalysisResult {
 }
 
 #[cfg(test)]
-mod attempt_outcome_tests {
-    use super::*;
+mod tests {
+    use strum::VariantArray;
 
-    #[test]
-    fn metric_labels_are_the_wire_names() {
-        use AttemptOutcome::*;
-        let all = [
-            Ok,
-            Timeout,
-            RateLimited,
-            Overloaded,
-            ServerError,
-            Network,
-            Auth,
-            BadRequest,
-            ContextLength,
-            InvalidResponse,
-            ContentFiltered,
-            Cancelled,
-            DeadlineExceeded,
-            BudgetExceeded,
-            NoProvider,
-            Suspended,
-        ];
-        for outcome in all {
+    use super::*;
+    use crate::contract::{BreakerState, DeadLetterClass, HealthStatus, Kind};
+
+    /// `as_str` (metric labels, logs) and serde (the wire) agree for `T`'s every variant.
+    fn same_names<T: Serialize + Copy>(all: &[T], as_str: impl Fn(T) -> &'static str) {
+        for v in all {
             assert_eq!(
-                serde_json::to_value(outcome).unwrap(),
-                serde_json::Value::from(outcome.as_str())
+                serde_json::to_value(v).unwrap(),
+                serde_json::Value::from(as_str(*v))
             );
         }
+    }
+
+    #[test]
+    fn every_wire_enum_has_the_same_name_on_the_wire_and_in_labels() {
+        same_names(ErrorClass::VARIANTS, ErrorClass::as_str);
+        same_names(Status::VARIANTS, Status::as_str);
+        same_names(Source::VARIANTS, Source::as_str);
+        same_names(Mode::VARIANTS, Mode::as_str);
+        same_names(HealthStatus::VARIANTS, HealthStatus::as_str);
+        same_names(BreakerState::VARIANTS, BreakerState::as_str);
+        same_names(DeadLetterClass::VARIANTS, DeadLetterClass::as_str);
+        same_names(Kind::VARIANTS, Kind::as_str);
+        let outcomes: Vec<AttemptOutcome> = std::iter::once(AttemptOutcome::Ok)
+            .chain(
+                ErrorClass::VARIANTS
+                    .iter()
+                    .map(|c| AttemptOutcome::Failed(*c)),
+            )
+            .collect();
+        same_names(&outcomes, AttemptOutcome::as_str);
+        for o in outcomes {
+            let back: AttemptOutcome =
+                serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap();
+            assert_eq!(back, o);
+        }
+        assert!(serde_json::from_str::<AttemptOutcome>(r#""nope""#).is_err());
     }
 }

@@ -11,6 +11,57 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::contract::{BreakerState, HealthStatus, ProviderHealthRecord};
 
+/// Every metric's name, in one place: the code counts with these, `describe` documents them,
+/// and a test checks `docs/metrics.md` lists exactly these.
+pub mod name {
+    pub const ATTEMPTS_TOTAL: &str = "ai_failover_attempts_total";
+    pub const BREAKER_STATE: &str = "ai_failover_breaker_state";
+    pub const BUS_RETRIES_TOTAL: &str = "ai_failover_bus_retries_total";
+    pub const DEAD_LETTERS_TOTAL: &str = "ai_failover_dead_letters_total";
+    pub const EVENTS_DROPPED_TOTAL: &str = "ai_failover_events_dropped_total";
+    pub const FAILOVERS_TOTAL: &str = "ai_failover_failovers_total";
+    pub const HANDLE_SECONDS: &str = "ai_failover_handle_seconds";
+    pub const IN_FLIGHT: &str = "ai_failover_in_flight";
+    pub const KV_RACES_TOTAL: &str = "ai_failover_kv_races_total";
+    pub const MAX_DELIVERIES_TOTAL: &str = "ai_failover_max_deliveries_total";
+    pub const MODE: &str = "ai_failover_mode";
+    pub const PROBES_TOTAL: &str = "ai_failover_probes_total";
+    pub const PROVIDER_LATENCY_P95_SECONDS: &str = "ai_failover_provider_latency_p95_seconds";
+    pub const PROVIDER_STATUS: &str = "ai_failover_provider_status";
+    pub const PROVIDER_SUCCESS_RATE: &str = "ai_failover_provider_success_rate";
+    pub const REPLAYED_TOTAL: &str = "ai_failover_replayed_total";
+    pub const REQUEST_LATENCY_SECONDS: &str = "ai_failover_request_latency_seconds";
+    pub const REQUESTS_TOTAL: &str = "ai_failover_requests_total";
+    pub const SPEND_TODAY_USD: &str = "ai_failover_spend_today_usd";
+    pub const SPEND_USD_MICROS_TOTAL: &str = "ai_failover_spend_usd_micros_total";
+    pub const TAKEOVERS_TOTAL: &str = "ai_failover_takeovers_total";
+
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        ATTEMPTS_TOTAL,
+        BREAKER_STATE,
+        BUS_RETRIES_TOTAL,
+        DEAD_LETTERS_TOTAL,
+        EVENTS_DROPPED_TOTAL,
+        FAILOVERS_TOTAL,
+        HANDLE_SECONDS,
+        IN_FLIGHT,
+        KV_RACES_TOTAL,
+        MAX_DELIVERIES_TOTAL,
+        MODE,
+        PROBES_TOTAL,
+        PROVIDER_LATENCY_P95_SECONDS,
+        PROVIDER_STATUS,
+        PROVIDER_SUCCESS_RATE,
+        REPLAYED_TOTAL,
+        REQUEST_LATENCY_SECONDS,
+        REQUESTS_TOTAL,
+        SPEND_TODAY_USD,
+        SPEND_USD_MICROS_TOTAL,
+        TAKEOVERS_TOTAL,
+    ];
+}
+
 /// Histogram samples are folded into their summaries this often.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -65,77 +116,75 @@ pub fn status_value(status: HealthStatus) -> f64 {
 /// Mirrors a provider's shared record into its gauges.
 pub fn provider_record(r: &ProviderHealthRecord) {
     let p = r.provider.clone();
-    metrics::gauge!("ai_failover_breaker_state", "provider" => p.clone())
-        .set(breaker_value(r.breaker));
-    metrics::gauge!("ai_failover_provider_status", "provider" => p.clone())
-        .set(status_value(r.status));
-    metrics::gauge!("ai_failover_provider_success_rate", "provider" => p.clone())
-        .set(r.success_rate);
-    metrics::gauge!("ai_failover_provider_latency_p95_seconds", "provider" => p)
+    metrics::gauge!(name::BREAKER_STATE, "provider" => p.clone()).set(breaker_value(r.breaker));
+    metrics::gauge!(name::PROVIDER_STATUS, "provider" => p.clone()).set(status_value(r.status));
+    metrics::gauge!(name::PROVIDER_SUCCESS_RATE, "provider" => p.clone()).set(r.success_rate);
+    metrics::gauge!(name::PROVIDER_LATENCY_P95_SECONDS, "provider" => p)
         .set(r.latency_ms_p95 / 1_000.0);
 }
 
 /// Sets a provider's fleet-wide spend today.
 pub fn spend_today(provider: &str, usd: f64) {
-    metrics::gauge!("ai_failover_spend_today_usd", "provider" => provider.to_string()).set(usd);
+    metrics::gauge!(name::SPEND_TODAY_USD, "provider" => provider.to_string()).set(usd);
 }
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
-        "ai_failover_requests_total",
+        name::REQUESTS_TOTAL,
         "Requests answered, by status, source and fleet mode"
     );
     describe_histogram!(
-        "ai_failover_request_latency_seconds",
+        name::REQUEST_LATENCY_SECONDS,
         Unit::Seconds,
         "Engine time per answered request, by status"
     );
     describe_histogram!(
-        "ai_failover_handle_seconds",
+        name::HANDLE_SECONDS,
         Unit::Seconds,
         "Time to handle one message end to end, by how it ended"
     );
-    describe_gauge!("ai_failover_in_flight", "Requests being handled now");
+    describe_gauge!(name::IN_FLIGHT, "Requests being handled now");
+    describe_counter!(name::DEAD_LETTERS_TOTAL, "Messages dead-lettered, by class");
     describe_counter!(
-        "ai_failover_dead_letters_total",
-        "Messages dead-lettered, by class"
-    );
-    describe_counter!(
-        "ai_failover_attempts_total",
+        name::ATTEMPTS_TOTAL,
         "Provider calls, by provider and outcome"
     );
     describe_counter!(
-        "ai_failover_probes_total",
+        name::KV_RACES_TOTAL,
+        "Compare-and-set writes to a shared record that lost a race and were tried again"
+    );
+    describe_counter!(
+        name::PROBES_TOTAL,
         "Probes the fleet's prober sent to providers with an open breaker, by verdict"
     );
     describe_counter!(
-        "ai_failover_failovers_total",
+        name::FAILOVERS_TOTAL,
         "Moves to another provider or model, by the provider left"
     );
     describe_gauge!(
-        "ai_failover_breaker_state",
+        name::BREAKER_STATE,
         "Circuit breaker per provider: 0 closed, 1 half_open, 2 open"
     );
     describe_gauge!(
-        "ai_failover_provider_status",
+        name::PROVIDER_STATUS,
         "Health per provider: 0 healthy, 1 degraded, 2 unhealthy, 3 disabled"
     );
     describe_gauge!(
-        "ai_failover_provider_success_rate",
+        name::PROVIDER_SUCCESS_RATE,
         "Fleet-wide success rate per provider over its window (0-1)"
     );
     describe_gauge!(
-        "ai_failover_provider_latency_p95_seconds",
+        name::PROVIDER_LATENCY_P95_SECONDS,
         Unit::Seconds,
         "Fleet-shared p95 call latency per provider"
     );
     describe_gauge!(
-        "ai_failover_spend_today_usd",
+        name::SPEND_TODAY_USD,
         "Fleet-wide spend today per provider, in USD"
     );
     describe_gauge!(
-        "ai_failover_mode",
+        name::MODE,
         "Fleet mode: 0 normal, 1 degraded, 2 conservative, 3 minimal, 4 suspended"
     );
 }
@@ -143,6 +192,18 @@ fn describe() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_docs_list_every_metric_and_no_other() {
+        let docs = std::fs::read_to_string("docs/metrics.md").unwrap();
+        let documented: std::collections::BTreeSet<&str> = docs
+            .split('`')
+            .filter(|w| w.len() > "ai_failover_".len())
+            .filter(|w| w.starts_with("ai_failover_") && !w.contains(' '))
+            .collect();
+        let known: std::collections::BTreeSet<&str> = name::ALL.iter().copied().collect();
+        assert_eq!(documented, known);
+    }
 
     #[test]
     fn install_is_idempotent_and_renders_gauges() {
@@ -160,6 +221,6 @@ mod tests {
         );
         assert!(text.contains(r#"ai_failover_provider_status{provider="openai"} 2"#));
         assert!(text.contains(r#"ai_failover_spend_today_usd{provider="openai"} 1.25"#));
-        assert!(a.render().contains("ai_failover_spend_today_usd"));
+        assert!(a.render().contains(name::SPEND_TODAY_USD));
     }
 }

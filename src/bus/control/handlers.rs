@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::contract::{
-    self, AnalysisRequest, BestProviderReply, BestProviderRequest, ErrorClass,
+    self, AnalysisRequest, BestProviderReply, BestProviderRequest, Endpoint, ErrorClass,
     FailoverHistoryReply, FailoverHistoryRequest, ForceAction, ForceStatusReply,
     ForceStatusRequest, Forced, ForcedStatus, HealthCheckReply, HealthCheckRequest,
     HealthSummaryReply, Kind, MONITORING_KEY, MonitoringRecord, MonitoringReply, MonitoringRequest,
@@ -53,19 +53,20 @@ impl Ctx {
 
 type Reply = Result<Vec<u8>, ControlFailure>;
 
-/// Answers one request to `endpoint` (relative to `<prefix>.control.`).
-pub(super) async fn handle(ctx: &Ctx, endpoint: &str, body: &[u8]) -> Reply {
+/// Answers one request to `endpoint`: the one table tying each endpoint to its handler, whose
+/// signature ties it to its request and reply types.
+pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, body: &[u8]) -> Reply {
+    let name = endpoint.name();
     match endpoint {
-        "status" => json(status(ctx).await),
-        "health-check" => json(health_check(ctx, parse(endpoint, body)?).await),
-        "force-status" => json(force_status(ctx, parse(endpoint, body)?).await),
-        "best-provider" => json(best_provider(ctx, parse(endpoint, body)?).await),
-        "failover-history" => json(failover_history(ctx, parse(endpoint, body)?).await),
-        "health-summary" => json(health_summary(ctx).await),
-        "monitoring.start" => json(monitoring(ctx, true, parse(endpoint, body)?).await),
-        "monitoring.stop" => json(monitoring(ctx, false, parse(endpoint, body)?).await),
-        "test-failover" => json(test_failover(ctx, parse(endpoint, body)?).await),
-        other => Err(ControlFailure::Invalid(format!("no endpoint `{other}`"))),
+        Endpoint::Status => json(status(ctx).await),
+        Endpoint::HealthCheck => json(health_check(ctx, parse(name, body)?).await),
+        Endpoint::ForceStatus => json(force_status(ctx, parse(name, body)?).await),
+        Endpoint::BestProvider => json(best_provider(ctx, parse(name, body)?).await),
+        Endpoint::FailoverHistory => json(failover_history(ctx, parse(name, body)?).await),
+        Endpoint::HealthSummary => json(health_summary(ctx).await),
+        Endpoint::MonitoringStart => json(monitoring(ctx, true, parse(name, body)?).await),
+        Endpoint::MonitoringStop => json(monitoring(ctx, false, parse(name, body)?).await),
+        Endpoint::TestFailover => json(test_failover(ctx, parse(name, body)?).await),
     }
 }
 

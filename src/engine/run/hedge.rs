@@ -112,14 +112,14 @@ impl Engine {
             };
             let _ = self.book(call, Err(err), trace, request);
             if let Some(a) = trace.attempts.last_mut() {
-                a.outcome = AttemptOutcome::Cancelled;
+                a.outcome = AttemptOutcome::Failed(ErrorClass::Cancelled);
             }
         } else {
             slot.health().breaker.release_probe();
             trace.attempts.push(Attempt {
                 provider: slot.id().to_string(),
                 model: c.model.clone(),
-                outcome: AttemptOutcome::Cancelled,
+                outcome: AttemptOutcome::Failed(ErrorClass::Cancelled),
                 http_status: None,
                 latency_ms: ran.as_millis() as u64,
                 hedge,

@@ -15,6 +15,7 @@ pub mod targets;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::telemetry::metrics::name as metric;
 use anyhow::Context;
 
 pub use catalog::Scenario;
@@ -85,7 +86,7 @@ async fn probes_sent(fleet: &fleet::Fleet, plan: &catalog::Plan) -> Option<f64> 
     let mut total = None;
     for p in &plan.faulty {
         let label = format!("provider=\"{p}\"");
-        if let Some(n) = fleet.counter("ai_failover_probes_total", &label).await {
+        if let Some(n) = fleet.counter(metric::PROBES_TOTAL, &label).await {
             *total.get_or_insert(0.0) += n;
         }
     }
