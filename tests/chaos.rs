@@ -69,7 +69,7 @@ async fn kills_and_provider_faults_lose_nothing_and_pay_twice_only_at_a_kill() {
     let js = jetstream::new(client);
     let names = Names::default();
     // Wait for the first worker to create the streams.
-    fleet::eventually(Duration::from_secs(20), "the streams", async || {
+    common::eventually(Duration::from_secs(20), "the streams", async || {
         js.get_stream("AI_REQUESTS").await.is_ok()
     })
     .await;

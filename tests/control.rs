@@ -13,8 +13,9 @@ use ai_failover::contract::{
     MonitoringReply, Names, ProviderHealthRecord, Source, Status, StatusReply, TestFailoverReply,
 };
 use async_nats::jetstream::{self, kv};
+use common::eventually;
 use common::nats::NatsServer;
-use common::workers::{ask, ask_with, eventually, signal, start_worker};
+use common::workers::{ask, ask_with, signal, start_worker};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,83 +15,8 @@ use ai_failover::contract::{
 use ai_failover::engine::clock::SystemClock;
 use ai_failover::engine::ports::{EngineEvent, EventSink, LocalFleet};
 use ai_failover::engine::{Engine, Job};
-use ai_failover::providers::{Completion, Provider, ProviderCall, ProviderError};
-use async_trait::async_trait;
-
-/// What a fake provider does on one call.
-#[derive(Debug, Clone)]
-enum Step {
-    Ok(Duration),
-    Fail(ErrorClass, Duration),
-    RateLimited(Duration),
-    Hang,
-}
-
-struct Fake {
-    id: String,
-    script: Mutex<VecDeque<Step>>,
-    default: Step,
-    calls: AtomicUsize,
-    models: Mutex<Vec<String>>,
-}
-
-impl Fake {
-    fn new(id: &str, default: Step) -> Arc<Self> {
-        Arc::new(Fake {
-            id: id.into(),
-            script: Mutex::new(VecDeque::new()),
-            default,
-            calls: AtomicUsize::new(0),
-            models: Mutex::new(Vec::new()),
-        })
-    }
-    fn then(self: &Arc<Self>, steps: &[Step]) -> Arc<Self> {
-        self.script.lock().unwrap().extend(steps.iter().cloned());
-        self.clone()
-    }
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Provider for Fake {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.models.lock().unwrap().push(call.model.clone());
-        let step = self
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(self.default.clone());
-        match step {
-            Step::Ok(d) => {
-                tokio::time::sleep(d).await;
-                Ok(common::fake_completion(&call.model, &self.id))
-            }
-            Step::Fail(class, d) => {
-                tokio::time::sleep(d).await;
-                Err(ProviderError::new(class, format!("{} failed", self.id)).with_status(503))
-            }
-            Step::RateLimited(retry) => {
-                let mut e = ProviderError::new(ErrorClass::RateLimited, "slow down");
-                e.retry_after = Some(retry);
-                Err(e)
-            }
-            Step::Hang => std::future::pending().await,
-        }
-    }
-    async fn probe(&self, _model: &str, _t: Duration) -> Result<(), ProviderError> {
-        match self.default {
-            Step::Ok(_) => Ok(()),
-            _ => Err(ProviderError::new(ErrorClass::ServerError, "down")),
-        }
-    }
-}
+use ai_failover::providers::Provider;
+use ai_failover::providers::fake::{Fake, Step};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<EngineEvent>>);
@@ -234,7 +158,7 @@ async fn failover_also_moves_between_models_of_one_provider() {
     );
     let res = done(&r.engine, job("AAPL")).await;
     assert_eq!(res.model.as_deref(), Some("small"));
-    assert_eq!(*a.models.lock().unwrap(), vec!["big", "small"]);
+    assert_eq!(a.models(), vec!["big", "small"]);
     assert_eq!(r.events.failovers().len(), 1);
 }
 

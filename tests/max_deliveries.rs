@@ -91,7 +91,7 @@ async fn die_holding(bus: &setup::Bus, count: usize) {
 /// Waits for the dead letter of `request_id` and returns it, checking it is the only one and
 /// says the deliveries ran out.
 async fn the_only_dead_letter(js: &jetstream::Context, request_id: &str) -> DeadLetter {
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(20),
         &format!("the dead letter of {request_id}"),
         async || {
@@ -117,7 +117,7 @@ async fn messages_in(js: &jetstream::Context, stream: &str) -> u64 {
 
 /// Waits until neither the work queue nor the advisories hold a message.
 async fn queues_end_empty(js: &jetstream::Context) {
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(20),
         "the work queue and the advisories to be empty",
         async || {
@@ -230,7 +230,7 @@ async fn an_advisory_raised_while_no_worker_runs_is_settled_by_the_next_worker()
         "{raised:?}"
     );
     // Raised with no worker running, and kept (the stream stores it on its own time).
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(10),
         "the advisory kept in AI_ADVISORIES",
         async || messages_in(js, "AI_ADVISORIES").await == 1,
@@ -262,7 +262,7 @@ async fn a_deleted_settlers_consumer_is_recreated_by_the_running_worker() {
     .unwrap()
     .await
     .unwrap();
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(30),
         "the consumer back and the advisory settled",
         async || {

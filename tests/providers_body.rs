@@ -3,14 +3,14 @@
 // Tests may panic: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod providers_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
 use ai_failover::config::EngineConfig;
 use ai_failover::contract::ErrorClass;
 use ai_failover::providers::{Provider, try_build};
-use providers_support::*;
+use common::providers::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

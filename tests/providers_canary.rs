@@ -3,7 +3,7 @@
 // Tests may panic: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod providers_support;
+mod common;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use ai_failover::config::EngineConfig;
 use ai_failover::contract::ErrorClass;
 use ai_failover::providers::{ProviderError, try_build};
-use providers_support::*;
+use common::providers::*;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 

@@ -3,11 +3,11 @@
 // Tests may panic: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod providers_support;
+mod common;
 
 use ai_failover::contract::{Action, ErrorClass, Kind};
 use ai_failover::providers::Answer;
-use providers_support::*;
+use common::providers::*;
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer};

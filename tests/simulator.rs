@@ -3,12 +3,15 @@
 // Tests may panic: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ai_failover::simulator::{
     Api, FaultClass, Faults, Latency, Malformed, Outage, SimConfig, SimHandle, SimProvider,
     Simulator, SlowDrip,
 };
+use common::eventually;
 use serde_json::{Value, json};
 
 fn client(timeout: Duration) -> reqwest::Client {
@@ -112,22 +115,6 @@ fn assert_valid_signal(text: &str) {
     }
     assert!(!s["rationale"].as_str().unwrap().is_empty());
     assert!(!s["horizon"].as_str().unwrap().is_empty());
-}
-
-/// Polls `check` every 10 ms until it holds, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn status_of(sim: &SimHandle, name: &str, api: Api) -> u16 {
@@ -516,13 +503,13 @@ async fn outage_window_starts_and_ends() {
     // Set just now: the window has not opened yet.
     assert_eq!(status_of(&sim, "openai", Api::Openai).await, 200);
     let within = Duration::from_secs(3);
-    eventually(within, || async {
+    eventually(within, "the outage window to open", async || {
         status_of(&sim, "openai", Api::Openai).await == 503
     })
     .await;
     // Anthropic shows an outage as 529 overloaded_error.
     assert_eq!(status_of(&sim, "anthropic", Api::Anthropic).await, 529);
-    eventually(within, || async {
+    eventually(within, "the outage window to close", async || {
         status_of(&sim, "openai", Api::Openai).await == 200
     })
     .await;
@@ -595,15 +582,17 @@ async fn refused_connections_on_a_dedicated_port_and_dropped_on_the_shared_one()
         },
     )
     .unwrap();
-    eventually(Duration::from_secs(3), || async {
-        match request(&h, Api::Openai, &dedicated, None, PROMPT)
+    eventually(
+        Duration::from_secs(3),
+        "the port to close",
+        async || match request(&h, Api::Openai, &dedicated, None, PROMPT)
             .send()
             .await
         {
             Err(e) => e.is_connect(),
             Ok(_) => false,
-        }
-    })
+        },
+    )
     .await;
     // A fresh client sees ECONNREFUSED right away.
     let err = request(&http(), Api::Openai, &dedicated, None, PROMPT)
@@ -621,12 +610,16 @@ async fn refused_connections_on_a_dedicated_port_and_dropped_on_the_shared_one()
     assert!(err.status().is_none() && !err.is_timeout(), "{err:?}");
 
     sim.clear_faults("local").unwrap();
-    eventually(Duration::from_secs(3), || async {
-        request(&http(), Api::Openai, &dedicated, None, PROMPT)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    eventually(
+        Duration::from_secs(3),
+        "the port to open again",
+        async || {
+            request(&http(), Api::Openai, &dedicated, None, PROMPT)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
     .await;
     sim.shutdown().await;
 }

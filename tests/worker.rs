@@ -177,7 +177,7 @@ async fn an_outage_mid_run_fails_over_with_events_and_a_breaker() {
         "alpha called while its breaker was open"
     );
 
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(5),
         "failover and health events",
         async || {
@@ -229,7 +229,7 @@ async fn a_breaker_opened_on_one_worker_is_obeyed_by_the_other() {
         w1.engine.provider_status("alpha").unwrap().1,
         BreakerState::Open
     );
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(5),
         "w2 to adopt alpha's open breaker",
         async || w2.engine.provider_status("alpha").unwrap().1 == BreakerState::Open,
@@ -272,7 +272,7 @@ async fn a_duplicate_request_gets_one_result_and_one_provider_call() {
         serde_json::to_vec(&r).unwrap(),
     )
     .await;
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(10),
         "the replay to be acked",
         async || {
@@ -316,7 +316,7 @@ async fn bad_messages_are_dead_lettered_and_the_worker_keeps_serving() {
     .await;
     let good = rig.send(3, "GOOD").await;
     fleet::await_results(&rig.js, &good, Duration::from_secs(20)).await;
-    fleet::eventually(Duration::from_secs(10), "four dead letters", async || {
+    common::eventually(Duration::from_secs(10), "four dead letters", async || {
         fleet::dead_letters(&rig.js).await.len() == 4
     })
     .await;
@@ -375,7 +375,7 @@ async fn a_request_cannot_make_a_worker_publish_outside_the_reply_prefixes() {
         .unwrap();
     let result: AnalysisResult = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(result.request_id, good.request_id);
-    fleet::eventually(Duration::from_secs(10), "three dead letters", async || {
+    common::eventually(Duration::from_secs(10), "three dead letters", async || {
         fleet::dead_letters(&rig.js).await.len() == 3
     })
     .await;
@@ -450,7 +450,7 @@ async fn all_providers_down_gives_marked_fallback_results_and_mode_events() {
         assert!(r.signal.as_ref().unwrap().confidence <= rig.cfg.engine.fallback_max_confidence);
         assert!(r.error.is_some());
     }
-    fleet::eventually(Duration::from_secs(5), "a minimal-mode event", async || {
+    common::eventually(Duration::from_secs(5), "a minimal-mode event", async || {
         let events: Vec<serde_json::Value> = fleet::stored(&rig.js, "AI_EVENTS").await;
         events
             .iter()
@@ -517,7 +517,7 @@ async fn the_api_key_never_leaks_into_results_events_kv_or_dead_letters() {
     )
     .await;
     fleet::await_results(&rig.js, &ids, Duration::from_secs(20)).await;
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(5),
         "the quarantine to reach KV",
         async || {
@@ -565,7 +565,7 @@ async fn a_worker_killed_mid_request_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut victim = slow_alpha_worker_process(&rig, extra, 1_500, "victim", dir.path());
     let ids = rig.send(4, "KILL").await;
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(20),
         "the victim to be mid-call",
         async || rig.calls("alpha") >= 4,
@@ -597,7 +597,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let dir = tempfile::tempdir().unwrap();
     let mut worker = slow_alpha_worker_process(&rig, extra, 1_000, "draining", dir.path());
     let ids = rig.send(3, "TERM").await;
-    fleet::eventually(
+    common::eventually(
         Duration::from_secs(20),
         "three requests in flight",
         async || rig.calls("alpha") >= 3,

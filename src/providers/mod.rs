@@ -6,6 +6,7 @@
 //! [`ProviderError`] whose [`ErrorClass`] drives the engine's retry/failover policy.
 
 pub mod classify;
+pub mod fake;
 pub mod http;
 pub mod message;
 pub mod parse;

@@ -283,15 +283,3 @@ async fn explain_missing(js: &jetstream::Context, ids: &[String]) -> String {
 pub async fn dead_letters(js: &jetstream::Context) -> Vec<DeadLetter> {
     stored(js, "AI_DEADLETTER").await
 }
-
-/// Polls `cond` every 20 ms until it holds or `within` passes.
-pub async fn eventually(within: Duration, what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}

@@ -4,7 +4,10 @@
 pub mod fleet;
 pub mod logs;
 pub mod nats;
+pub mod providers;
 pub mod workers;
+
+use std::time::Duration;
 
 use ai_failover::config::{self, Config};
 
@@ -25,23 +28,42 @@ models = ["m1"]
 tier = "local"
 "#;
 
-/// The answer the fake providers give: a buy signal naming `provider`, with fixed usage
-/// (1,000 input and 100 output tokens) so cost arithmetic can be checked.
-pub fn fake_completion(model: &str, provider: &str) -> ai_failover::providers::Completion {
-    use ai_failover::contract::{Action, Signal, Usage};
-    ai_failover::providers::Completion {
-        model: model.to_string(),
-        answer: ai_failover::providers::Answer::Signal(Signal {
-            action: Action::Buy,
-            confidence: 0.8,
-            rationale: format!("from {provider}"),
-            position_size: 0.5,
-            horizon: "1d".into(),
-        }),
-        usage: Usage {
-            input_tokens: 1_000,
-            output_tokens: 100,
-        },
-        http_status: 200,
+/// What a polled check can say: `true`/`false`, or `Some(value)`/`None`.
+pub trait Ready {
+    type Value;
+    fn ready(self) -> Option<Self::Value>;
+}
+
+impl Ready for bool {
+    type Value = ();
+    fn ready(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Ready for Option<T> {
+    type Value = T;
+    fn ready(self) -> Option<T> {
+        self
+    }
+}
+
+/// Polls `check` every 20 ms until it is ready, for at most `within` (then fails, naming
+/// `what`): an observable condition, not a guess at how long something takes.
+pub async fn eventually<R: Ready>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> R,
+) -> R::Value {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await.ready() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

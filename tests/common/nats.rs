@@ -86,12 +86,6 @@ impl NatsServer {
             .join(format!("server-{}.log", self.starts))
     }
 
-    fn launch(&mut self) {
-        if let Err(log) = self.try_launch() {
-            panic!("nats-server exited before it was ready:\n{log}");
-        }
-    }
-
     /// Starts the server and waits until it is ready; its log when it exits first.
     fn try_launch(&mut self) -> Result<(), String> {
         self.spawn();
@@ -167,10 +161,22 @@ impl NatsServer {
         }
     }
 
-    /// Starts the server again on the same port with the same store.
+    /// Starts the server again on the same port with the same store (its clients reconnect
+    /// to that port). Should another process have taken the port meanwhile (any outgoing
+    /// connection may get it as its ephemeral port), waits for it to be released.
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_launch() {
+                Ok(()) => return,
+                Err(log) if log.contains("address already in use") && Instant::now() < deadline => {
+                    // The holder is another process: nothing to await but its release.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!("nats-server did not restart:\n{log}"),
+            }
+        }
     }
 
     /// Whether the process is running.
@@ -194,8 +200,20 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts three clustered nodes and waits until each is ready (JetStream meta leader
-    /// election may still be under way: clients retry their first JetStream calls).
+    /// election may still be under way: clients retry their first JetStream calls). If one
+    /// of the six ports was taken before its node bound it, starts over on fresh ports.
     pub fn start() -> Self {
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("cluster node exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("the cluster found no six free ports in five tries");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let routes = route_ports
@@ -204,7 +222,7 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
-        let mut children = Vec::new();
+        let mut logs = Vec::new();
         // Start all three before waiting: a node is only "ready" once it sees its peers.
         for i in 0..3 {
             let mut node = NatsServer {
@@ -224,15 +242,14 @@ impl NatsCluster {
                 starts: 0,
             };
             node.spawn();
-            children.push(node.log_path());
+            logs.push(node.log_path());
             nodes.push(node);
         }
-        for (node, log) in nodes.iter_mut().zip(children) {
-            if let Err(log) = node.wait_ready(&log) {
-                panic!("cluster node exited before it was ready:\n{log}");
-            }
+        for (node, log) in nodes.iter_mut().zip(logs) {
+            // Dropping `nodes` on an error kills the ones that did start.
+            node.wait_ready(&log)?;
         }
-        NatsCluster { nodes }
+        Ok(NatsCluster { nodes })
     }
 
     /// A comma-separated seed list of every node.

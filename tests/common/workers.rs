@@ -1,17 +1,14 @@
 //! In-process workers with fake providers, for control-service and CLI tests.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ai_failover::bus::runtime::{self, Running};
 use ai_failover::config::{self, Config};
-use ai_failover::contract::{AnalysisRequest, AnalysisResult, ErrorClass, Names};
-use ai_failover::providers::{Completion, Provider, ProviderCall, ProviderError};
+use ai_failover::contract::{AnalysisRequest, AnalysisResult, Names};
+use ai_failover::providers::Provider;
+use ai_failover::providers::fake::Fake;
 use async_nats::HeaderMap;
-use async_trait::async_trait;
 use futures::StreamExt;
 
 /// Two remote providers, `primary` (priority 1) and `backup` (priority 2), with prices so
@@ -41,54 +38,6 @@ pub fn fleet_config(nats_url: &str, prefix: &str, worker_id: &str) -> Config {
     cfg
 }
 
-/// A fake provider that answers a buy signal, or fails with a class set at run time.
-pub struct Fake {
-    id: String,
-    failing: Mutex<Option<ErrorClass>>,
-    calls: AtomicUsize,
-}
-
-impl Fake {
-    /// A healthy fake.
-    pub fn new(id: &str) -> Arc<Self> {
-        Arc::new(Fake {
-            id: id.into(),
-            failing: Mutex::new(None),
-            calls: AtomicUsize::new(0),
-        })
-    }
-
-    /// From now on every call fails with `class` (`None`: succeeds).
-    pub fn fail_with(&self, class: Option<ErrorClass>) {
-        *self.failing.lock().unwrap() = class;
-    }
-
-    /// Calls made so far.
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Provider for Fake {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(class) = *self.failing.lock().unwrap() {
-            return Err(ProviderError::new(class, format!("{} failed", self.id)).with_status(503));
-        }
-        Ok(super::fake_completion(&call.model, &self.id))
-    }
-
-    // Probes always pass: active monitoring must not add failures the tests did not ask for.
-    async fn probe(&self, _model: &str, _timeout: Duration) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
-
 /// One running worker and its fakes.
 pub struct TestWorker {
     pub running: Running,
@@ -98,8 +47,9 @@ pub struct TestWorker {
 
 /// Starts a worker named `id` in this process.
 pub async fn start_worker(nats_url: &str, prefix: &str, id: &str) -> TestWorker {
-    let primary = Fake::new("primary");
-    let backup = Fake::new("backup");
+    // Probes always pass: active monitoring must not add failures the tests did not ask for.
+    let primary = Fake::instant("primary").probes_always_pass();
+    let backup = Fake::instant("backup").probes_always_pass();
     let providers: Vec<Arc<dyn Provider>> = vec![primary.clone(), backup.clone()];
     let running = runtime::start(
         Arc::new(fleet_config(nats_url, prefix, id)),
@@ -153,24 +103,4 @@ pub async fn ask_with(
         .expect("a result within 20 s")
         .expect("inbox open");
     serde_json::from_slice(&msg.payload).expect("a result")
-}
-
-/// Polls `check` every 20 ms until it yields a value, for at most `within`: an observable
-/// condition, not a guess at how long something takes.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

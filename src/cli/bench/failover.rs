@@ -2,7 +2,6 @@
 //! propagation between two workers, and time to recover after a provider heals.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::bus::runtime;
@@ -10,7 +9,9 @@ use crate::contract::{BreakerState, Status};
 use crate::engine::Job;
 use crate::providers::Provider;
 
-use super::fakes::{self, Instant0};
+use super::fakes;
+use crate::contract::ErrorClass;
+use crate::providers::fake::Fake;
 
 fn job() -> Job {
     Job {
@@ -25,12 +26,12 @@ pub async fn engine_failover_us(n: usize) -> (Vec<f64>, Vec<f64>) {
     let (engine, a, b) = fakes::engine_a_then_b(true);
     let (mut wall, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        *a.last_failure.lock() = None;
-        *b.last_call.lock() = None;
+        a.clear_stamps();
+        b.clear_stamps();
         let r = engine.handle(job()).await;
         debug_assert_eq!(r.status, Status::Ok);
         // Only requests that really failed over count (a stale stamp would measure nothing).
-        let (Some(failed), Some(called)) = (*a.last_failure.lock(), *b.last_call.lock()) else {
+        let (Some(failed), Some(called)) = (a.last_failure(), b.last_call()) else {
             continue;
         };
         wall.push(called.wall.duration_since(failed.wall).as_secs_f64() * 1e6);
@@ -60,18 +61,18 @@ pub async fn breaker_propagation_ms(
     trials: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let extra = "[engine]\nhedging = false\n[breaker]\nopen_ms = 60000\nmax_open_ms = 60000\n";
-    let a = Instant0::new("a");
+    let a = Fake::instant("a");
     let mut workers = Vec::new();
     for i in 0..2 {
         let mut cfg = fakes::config(nats, prefix, &["a", "b"], extra);
         cfg.worker.id = Some(format!("prop-{i}"));
-        let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), Instant0::new("b")];
+        let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), Fake::instant("b")];
         workers.push(runtime::start(Arc::new(cfg), Some(providers)).await?);
     }
     let (w1, w2) = (&workers[0], &workers[1]);
     let mut out = Vec::new();
     for _ in 0..trials {
-        a.failing.store(true, Ordering::Relaxed);
+        a.fail_with(Some(ErrorClass::ServerError));
         while w1.engine.provider_status("a").map(|s| s.1) != Some(BreakerState::Open) {
             w1.engine.handle(job()).await;
         }
@@ -84,7 +85,7 @@ pub async fn breaker_propagation_ms(
         .await?;
         out.push(seen.duration_since(opened).as_secs_f64() * 1e3);
         // Close it fleet-wide again (as an operator's force-status up then clear would).
-        a.failing.store(false, Ordering::Relaxed);
+        a.fail_with(None);
         w1.fleet
             .health()
             .modify("a", |r, _| {
@@ -119,15 +120,15 @@ pub async fn recovery_ms(nats: &str, prefix: &str) -> anyhow::Result<(f64, u64)>
     let extra = format!(
         "[engine]\nhedging = false\n[breaker]\nopen_ms = {open_ms}\nmax_open_ms = {open_ms}\n"
     );
-    let a = Instant0::new("a");
+    let a = Fake::instant("a");
     let cfg = fakes::config(nats, prefix, &["a", "b"], &extra);
-    let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), Instant0::new("b")];
+    let providers: Vec<Arc<dyn Provider>> = vec![a.clone(), Fake::instant("b")];
     let w = runtime::start(Arc::new(cfg), Some(providers)).await?;
-    a.failing.store(true, Ordering::Relaxed);
+    a.fail_with(Some(ErrorClass::ServerError));
     while w.engine.provider_status("a").map(|s| s.1) != Some(BreakerState::Open) {
         w.engine.handle(job()).await;
     }
-    a.failing.store(false, Ordering::Relaxed);
+    a.fail_with(None);
     let healed = Instant::now();
     // Steady traffic, as in production: the first request after the open period probes.
     loop {

@@ -236,7 +236,7 @@ pub async fn workers(
     for i in 0..count {
         let mut cfg = fakes::config(nats, prefix, &["a"], "");
         cfg.worker.id = Some(format!("bench-{prefix}-{i}"));
-        let p: Arc<dyn Provider> = fakes::Instant0::new("a");
+        let p: Arc<dyn Provider> = crate::providers::fake::Fake::instant("a");
         running.push(runtime::start(Arc::new(cfg), Some(vec![p])).await?);
     }
     let t = drive(nats, server_pid, &Names::new(prefix), n).await?;
@@ -268,7 +268,7 @@ pub async fn paced_latency(
             stop.clone(),
         )));
     } else {
-        let p: Arc<dyn Provider> = fakes::Instant0::new("a");
+        let p: Arc<dyn Provider> = crate::providers::fake::Fake::instant("a");
         worker = Some(runtime::start(Arc::new(cfg), Some(vec![p])).await?);
     }
     let names = Names::new(prefix);

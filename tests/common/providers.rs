@@ -1,6 +1,5 @@
 //! Shared helpers for the provider adapter tests: one table of what each vendor's real
 //! answers look like, so every scenario runs against all three wire APIs.
-#![allow(dead_code)] // each test crate uses a different subset
 
 use std::sync::Arc;
 use std::time::Duration;
