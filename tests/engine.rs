@@ -35,8 +35,8 @@ impl Recorder {
             .iter()
             .filter_map(|e| match e {
                 EngineEvent::Failover(f) => Some((
-                    f.from.provider.clone(),
-                    f.to.as_ref().map(|t| t.provider.clone()),
+                    f.from.provider.to_string(),
+                    f.to.as_ref().map(|t| t.provider.to_string()),
                     f.error_class,
                     f.hedge,
                 )),
@@ -112,7 +112,7 @@ async fn done(engine: &Engine, job: Job) -> ai_failover::contract::AnalysisResul
 
 /// Which provider answered a fresh request for `X` (`None`: nobody did).
 async fn answered_by(engine: &Engine) -> Option<String> {
-    done(engine, job("X")).await.provider
+    done(engine, job("X")).await.provider.map(String::from)
 }
 
 const FAST: Duration = Duration::from_millis(20);
@@ -718,7 +718,7 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
         ),
         &[a.clone(), b.clone()],
     );
-    let injected = HashMap::from([("a".to_string(), ErrorClass::ServerError)]);
+    let injected = HashMap::from([("a".into(), ErrorClass::ServerError)]);
     let res = r.engine.handle_with(job("X"), &injected).await;
     assert_eq!(res.provider.as_deref(), Some("b"));
     assert_eq!(res.attempts[0].outcome, ErrorClass::ServerError.into());

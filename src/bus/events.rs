@@ -219,7 +219,7 @@ impl EventLoop {
                 ..
             } => {
                 metrics::counter!(metric::ATTEMPTS_TOTAL,
-                    "provider" => attempt.provider.clone(), "outcome" => attempt.outcome.as_str())
+                    "provider" => attempt.provider.to_string(), "outcome" => attempt.outcome.as_str())
                 .increment(1);
                 if synthetic {
                     return;
@@ -281,7 +281,8 @@ impl EventLoop {
     }
 
     async fn failover(&self, f: FailoverEvent) {
-        metrics::counter!(metric::FAILOVERS_TOTAL, "from" => f.from.provider.clone()).increment(1);
+        metrics::counter!(metric::FAILOVERS_TOTAL, "from" => f.from.provider.to_string())
+            .increment(1);
         tracing::info!(
             request_id = %f.request_id, from = %f.from.provider,
             to = f.to.as_ref().map_or("fallback", |t| t.provider.as_str()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 
-use crate::contract::{CachedDecision, Kind, ProviderHealthRecord};
+use crate::contract::{CachedDecision, Kind, ProviderHealthRecord, ProviderId};
 use crate::engine::ports::Fleet;
 
 use super::health_store::HealthStore;
@@ -33,7 +33,7 @@ pub fn cache_key(kind: Kind, symbol: &str) -> String {
 
 /// Each provider's newest shared record, with the KV revision it was written at.
 #[derive(Debug, Default)]
-pub struct Records(RwLock<HashMap<String, (ProviderHealthRecord, u64)>>);
+pub struct Records(RwLock<HashMap<ProviderId, (ProviderHealthRecord, u64)>>);
 
 impl Records {
     /// Keeps `record`, written at `revision`, unless a newer one is known; returns whether it

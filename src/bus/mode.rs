@@ -83,11 +83,11 @@ impl ModeAnnouncer {
         if self.last() == Some(mode) {
             return;
         }
-        let healthy: Vec<String> =
+        let healthy: Vec<crate::contract::ProviderId> =
             modes::views_from_records(&self.providers, &self.fleet.records(), chrono::Utc::now())
                 .into_iter()
                 .filter(|v| v.available)
-                .map(|v| v.id)
+                .map(|v| v.id.into())
                 .collect();
         let reason = if healthy.is_empty() {
             "no provider available".to_string()

@@ -44,13 +44,13 @@ pub async fn check_now(engine: &Engine, only: Option<&str>) -> Vec<ProbeResult> 
         };
         out.push(match res {
             Ok(latency) => ProbeResult {
-                provider: id,
+                provider: id.into(),
                 ok: true,
                 latency_ms: latency.as_millis() as u64,
                 error: None,
             },
             Err(e) => ProbeResult {
-                provider: id,
+                provider: id.into(),
                 ok: false,
                 latency_ms: 0,
                 error: Some(crate::contract::ErrorInfo {

@@ -17,7 +17,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BreakerConfig, Config};
-use crate::contract::{BreakerState, ErrorClass, PROBER_LEASE_KEY, ProviderHealthRecord};
+use crate::contract::{
+    BreakerState, ErrorClass, PROBER_LEASE_KEY, ProviderHealthRecord, ProviderId,
+};
 use crate::engine::Engine;
 use crate::engine::clock::Instant;
 use crate::engine::probing::{MAX_GAP_INTERVALS, ProbeSchedule, ProbeVerdict};
@@ -38,7 +40,7 @@ const VALVE_FLOOR: Duration = Duration::from_secs(60);
 
 /// One probe's end.
 struct Probed {
-    provider: String,
+    provider: ProviderId,
     started: Instant,
     ended: Instant,
     outcome: Result<(), (ErrorClass, String)>,
@@ -121,7 +123,7 @@ impl Prober {
         // Held from before a probe starts until after the next one could start (the longest
         // gap follows timeouts), with a margin: no worker's breaker half-opens in between.
         let hold = timeout + interval * (MAX_GAP_INTERVALS + 1);
-        let mut watched: HashMap<String, Watched> = HashMap::new();
+        let mut watched: HashMap<ProviderId, Watched> = HashMap::new();
         let mut probing: JoinSet<Probed> = JoinSet::new();
         let mut leader = false;
         let mut renewed: Option<Instant> = None;
@@ -247,7 +249,7 @@ impl Prober {
             Err((_, message)) => message.clone(),
         };
         metrics::counter!(metric::PROBES_TOTAL,
-        "provider" => p.provider.clone(), "verdict" => verdict.as_str())
+        "provider" => p.provider.to_string(), "verdict" => verdict.as_str())
         .increment(1);
         tracing::debug!(provider = %p.provider, verdict = verdict.as_str(), %message, "fleet probe");
         let Some(pcfg) = self.cfg.provider(&p.provider) else {

@@ -180,7 +180,7 @@ pub async fn start(
         announcer.clone(),
         SpendBook::new(
             bus.budget.clone(),
-            cfg.providers.iter().map(|p| p.id.clone()).collect(),
+            cfg.providers.iter().map(|p| p.id.to_string()).collect(),
             fleet.clone(),
         ),
         bus.cache.clone(),

@@ -101,7 +101,7 @@ impl SpendBook {
             .records
             .modify(&key, |current| {
                 let mut record = current.unwrap_or_else(|| BudgetRecord {
-                    provider: provider.to_string(),
+                    provider: provider.into(),
                     date: day.format("%Y-%m-%d").to_string(),
                     spend_usd: 0.0,
                     calls: 0,

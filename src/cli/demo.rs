@@ -249,7 +249,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 *tally.by_status.entry(r.status.as_str()).or_default() += 1;
                 *tally.by_source.entry(r.source.as_str()).or_default() += 1;
                 let who = match (r.source, &r.provider) {
-                    (Source::Provider, Some(p)) => p.clone(),
+                    (Source::Provider, Some(p)) => p.to_string(),
                     (s, _) => s.as_str().to_string(),
                 };
                 *tally.by_provider.entry(who.clone()).or_default() += 1;
@@ -262,7 +262,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                         tally.failovers += 1;
                         // Show the first few of each burst; the 2 s report counts the rest.
                         if tally.failovers <= 5 || tally.failovers % 25 == 0 {
-                            let to = f.to.map_or("fallback".to_string(), |t| t.provider);
+                            let to = f.to.map_or("fallback".to_string(), |t| t.provider.to_string());
                             let hedge = if f.hedge { " (hedge)" } else { "" };
                             println!("{}   failover #{:<4} {} -> {} on {}{} [{}]", clock(start), tally.failovers,
                                 f.from.provider, to, f.error_class, hedge, f.worker_id);

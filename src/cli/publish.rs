@@ -68,7 +68,7 @@ pub fn build_request(args: &PublishArgs) -> anyhow::Result<AnalysisRequest> {
     request.deadline_ms = args.deadline_ms;
     request.allow_fallback = !args.no_fallback;
     if !args.providers.is_empty() {
-        request.providers = Some(args.providers.clone());
+        request.providers = Some(args.providers.iter().map(Into::into).collect());
     }
     if !args.prices.is_empty() {
         let prices = args.prices.iter().map(|p| serde_json::json!(p)).collect();

@@ -97,7 +97,7 @@ pub fn table(s: &FleetStatus) -> String {
                 }
             });
             [
-                r.provider.clone(),
+                r.provider.to_string(),
                 r.status.as_str().to_string(),
                 r.breaker.as_str().to_string(),
                 format!("{:.1}%", r.success_rate * 100.0),

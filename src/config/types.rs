@@ -337,7 +337,7 @@ impl Cost {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Name used in subjects, KV keys, events: `[a-z0-9_-]+`.
-    pub id: String,
+    pub id: crate::contract::ProviderId,
     pub api: Api,
     /// As the vendor SDK takes it: OpenAI-compatible with the version path (`…/v1`),
     /// Anthropic and Gemini the bare host.

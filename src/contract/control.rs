@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::provider_id::ProviderId;
+
 use super::{
     AnalysisResult, Attempt, BreakerState, FailoverEvent, ForcedStatus, HealthStatus, Kind, Mode,
     ProviderHealthRecord, Status, Timestamp,
@@ -78,13 +80,13 @@ pub struct StatusReply {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthCheckRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderId>,
 }
 
 /// One probe's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeResult {
-    pub provider: String,
+    pub provider: ProviderId,
     pub ok: bool,
     pub latency_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,7 +124,7 @@ impl ForceAction {
 /// `force-status` request, obeyed by the whole fleet through `ai_provider_health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ForceStatusRequest {
-    pub provider: String,
+    pub provider: ProviderId,
     pub status: ForceAction,
     /// Override expires after this many ms; absent = until cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,18 +146,18 @@ pub struct BestProviderRequest {
     pub kind: Option<Kind>,
     /// Optional allow-list, as in a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providers: Option<Vec<String>>,
+    pub providers: Option<Vec<ProviderId>>,
 }
 
 /// `best-provider` reply: who would be asked first right now (none in minimal mode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BestProviderReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The candidates in the order they would be tried.
-    pub order: Vec<String>,
+    pub order: Vec<ProviderId>,
     pub mode: Mode,
 }
 
@@ -167,7 +169,7 @@ pub struct FailoverHistoryRequest {
     pub limit: Option<usize>,
     /// Only events moving away from this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderId>,
 }
 
 /// `failover-history` reply, oldest first, read from `AI_EVENTS`.
@@ -179,7 +181,7 @@ pub struct FailoverHistoryReply {
 /// One provider's line in `health-summary`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderSummary {
-    pub provider: String,
+    pub provider: ProviderId,
     pub status: HealthStatus,
     pub breaker: BreakerState,
     pub success_rate: f64,
@@ -221,7 +223,7 @@ pub struct MonitoringReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TestFailoverRequest {
     /// The provider to make fail.
-    pub fail_provider: String,
+    pub fail_provider: ProviderId,
     /// The error it fails with (default `server_error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<super::ErrorClass>,

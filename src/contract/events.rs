@@ -1,6 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::provider_id::ProviderId;
+
 use super::{ErrorClass, Mode, Timestamp};
 
 /// A provider's health as the fleet sees it.
@@ -66,7 +68,7 @@ impl BreakerState {
 /// `<prefix>.events.health.<provider>`: published on every status or breaker transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthEvent {
-    pub provider: String,
+    pub provider: ProviderId,
     pub status: HealthStatus,
     pub previous_status: HealthStatus,
     pub breaker: BreakerState,
@@ -86,7 +88,7 @@ pub struct HealthEvent {
 /// A (provider, model) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderModel {
-    pub provider: String,
+    pub provider: ProviderId,
     pub model: String,
 }
 
@@ -110,7 +112,7 @@ pub struct FailoverEvent {
 pub struct ModeEvent {
     pub mode: Mode,
     pub previous: Mode,
-    pub healthy_providers: Vec<String>,
+    pub healthy_providers: Vec<ProviderId>,
     pub reason: String,
     pub at: Timestamp,
     pub worker_id: String,

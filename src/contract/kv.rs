@@ -1,6 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::provider_id::ProviderId;
+
 use super::{AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, Timestamp};
 
 /// Keys in `ai_provider_health` that start with `_` hold fleet coordination records
@@ -55,7 +57,7 @@ pub struct Forced {
 /// `ai_provider_health/<provider>`: the fleet's shared view of one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderHealthRecord {
-    pub provider: String,
+    pub provider: ProviderId,
     pub status: HealthStatus,
     pub breaker: BreakerState,
     /// While `breaker = open`: no calls before this instant.
@@ -96,7 +98,7 @@ impl ProviderHealthRecord {
     /// A fresh record: healthy, breaker closed, no history.
     pub fn new(provider: &str, by: &str) -> Self {
         ProviderHealthRecord {
-            provider: provider.to_string(),
+            provider: provider.into(),
             status: HealthStatus::Healthy,
             breaker: BreakerState::Closed,
             open_until: None,
@@ -138,7 +140,7 @@ pub enum OutcomeRecord {
 /// `ai_budget/<provider>.<yyyy-mm-dd>`: fleet-wide spend of one provider on one UTC day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetRecord {
-    pub provider: String,
+    pub provider: ProviderId,
     pub date: String,
     #[schemars(range(min = 0.0))]
     pub spend_usd: f64,

@@ -10,6 +10,7 @@ mod error_class;
 mod events;
 mod kv;
 mod names;
+mod provider_id;
 mod request;
 mod result;
 pub mod schemas;
@@ -20,6 +21,7 @@ pub use error_class::*;
 pub use events::*;
 pub use kv::*;
 pub use names::*;
+pub use provider_id::ProviderId;
 pub use request::*;
 pub use result::*;
 

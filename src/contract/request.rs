@@ -1,6 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::provider_id::ProviderId;
+
 /// The analysis a trading component asks for; also the last token of the request subject.
 #[derive(
     Debug,
@@ -77,7 +79,7 @@ pub struct AnalysisRequest {
     pub deadline_ms: Option<u64>,
     /// Optional allow-list of provider ids; order among them follows the strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providers: Option<Vec<String>>,
+    pub providers: Option<Vec<ProviderId>>,
     /// Optional cap on what this one request may spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]

@@ -1,6 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::provider_id::ProviderId;
+
 use super::{ErrorClass, ErrorInfo, Kind, Timestamp};
 
 /// How a request ended. Every status is published and stored.
@@ -215,7 +217,7 @@ impl JsonSchema for AttemptOutcome {
 /// One provider call made for a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Attempt {
-    pub provider: String,
+    pub provider: ProviderId,
     pub model: String,
     pub outcome: AttemptOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,7 +247,7 @@ pub struct AnalysisResult {
     pub source: Source,
     /// The provider that answered (also set for `cache`: the provider of the cached answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub mode: Mode,

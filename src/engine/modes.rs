@@ -59,7 +59,7 @@ pub fn views_from_records(
                 },
             };
             ProviderView {
-                id: p.id.clone(),
+                id: p.id.to_string(),
                 priority: p.priority,
                 tier: p.tier,
                 available,

@@ -57,7 +57,7 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
     let mut eligible: Vec<(usize, bool, f64)> = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         let skip = |reason: &str, retry_at, cost_cap| Skipped {
-            provider: slot.id().to_string(),
+            provider: slot.id().into(),
             reason: reason.to_string(),
             retry_at,
             cost_cap,

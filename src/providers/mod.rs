@@ -122,7 +122,7 @@ pub fn try_build(
         .api_key
         .clone()
         .filter(|k| !k.expose_secret().is_empty());
-    let id = cfg.id.clone();
+    let id = cfg.id.to_string();
     let max = engine.max_response_bytes;
     Ok(match cfg.api {
         Api::Openai => Arc::new(HttpAdapter::new(

@@ -116,10 +116,10 @@ pub fn status_value(status: HealthStatus) -> f64 {
 /// Mirrors a provider's shared record into its gauges.
 pub fn provider_record(r: &ProviderHealthRecord) {
     let p = r.provider.clone();
-    metrics::gauge!(name::BREAKER_STATE, "provider" => p.clone()).set(breaker_value(r.breaker));
-    metrics::gauge!(name::PROVIDER_STATUS, "provider" => p.clone()).set(status_value(r.status));
-    metrics::gauge!(name::PROVIDER_SUCCESS_RATE, "provider" => p.clone()).set(r.success_rate);
-    metrics::gauge!(name::PROVIDER_LATENCY_P95_SECONDS, "provider" => p)
+    metrics::gauge!(name::BREAKER_STATE, "provider" => p.to_string()).set(breaker_value(r.breaker));
+    metrics::gauge!(name::PROVIDER_STATUS, "provider" => p.to_string()).set(status_value(r.status));
+    metrics::gauge!(name::PROVIDER_SUCCESS_RATE, "provider" => p.to_string()).set(r.success_rate);
+    metrics::gauge!(name::PROVIDER_LATENCY_P95_SECONDS, "provider" => p.to_string())
         .set(r.latency_ms_p95 / 1_000.0);
 }
 

@@ -94,7 +94,7 @@ fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
     }
     Err(ControlFailure::UnknownProvider {
         given: id.to_string(),
-        known: cfg.providers.iter().map(|p| p.id.clone()).collect(),
+        known: cfg.providers.iter().map(|p| p.id.to_string()).collect(),
     })
 }
 
@@ -197,7 +197,7 @@ async fn best_provider(
     request.kind = req.kind.unwrap_or(Kind::Signal);
     request.providers = req.providers;
     let candidates = ctx.engine.candidate_order(&request);
-    let mut order: Vec<String> = Vec::new();
+    let mut order: Vec<contract::ProviderId> = Vec::new();
     for (p, _) in &candidates {
         if !order.contains(p) {
             order.push(p.clone());
@@ -236,7 +236,7 @@ async fn health_summary(ctx: &Ctx) -> Result<HealthSummaryReply, ControlFailure>
     let mut total = 0;
     event_log::replay_failovers(&ctx.bus.js, &ctx.bus.names, HISTORY_WAIT, |e| {
         total += 1;
-        *from.entry(e.from.provider).or_default() += 1;
+        *from.entry(e.from.provider.to_string()).or_default() += 1;
     })
     .await?;
     let mut providers = Vec::new();
@@ -253,7 +253,7 @@ async fn health_summary(ctx: &Ctx) -> Result<HealthSummaryReply, ControlFailure>
                 .cfg()
                 .provider(&r.provider)
                 .and_then(|p| p.daily_budget_usd),
-            failovers_from: from.get(&r.provider).copied().unwrap_or(0),
+            failovers_from: from.get(r.provider.as_str()).copied().unwrap_or(0),
             provider: r.provider,
             status: r.status,
             breaker: r.breaker,
@@ -330,7 +330,7 @@ async fn test_failover(
     let result = ctx.engine.handle_with(job, &injected).await;
     Ok(TestFailoverReply {
         status: result.status,
-        answered_by: result.provider.clone(),
+        answered_by: result.provider.as_ref().map(|p| p.to_string()),
         attempts: result.attempts.clone(),
         result,
     })

@@ -104,7 +104,7 @@ async fn build(s: &HttpState) -> StatusReply {
             (None, None) => (HealthStatus::Healthy, BreakerState::Closed),
         };
         providers.push(ProviderStatus {
-            id: p.id.clone(),
+            id: p.id.to_string(),
             priority: p.priority,
             tier: serde_json::to_value(p.tier)
                 .ok()

@@ -72,7 +72,7 @@ impl Engine {
                 first = false;
             }
             let here = ProviderModel {
-                provider: slot.id().to_string(),
+                provider: slot.id().into(),
                 model: cand.model.clone(),
             };
             if let Some((from, class)) = trace.pending_failover.take() {
@@ -128,7 +128,7 @@ impl Engine {
                                 None => (primary.await, cand.clone()),
                                 Some(other) => {
                                     let there = ProviderModel {
-                                        provider: self.slots[other.slot].id().to_string(),
+                                        provider: self.slots[other.slot].id().into(),
                                         model: other.model.clone(),
                                     };
                                     self.emit_failover(
@@ -166,7 +166,7 @@ impl Engine {
                     return Some(Answered {
                         answer: completion.answer,
                         source: Source::Provider,
-                        provider: Some(winner_slot.id().to_string()),
+                        provider: Some(winner_slot.id().into()),
                         model: Some(completion.model),
                     });
                 }
@@ -224,7 +224,7 @@ impl Engine {
                     }
                     trace.pending_failover = Some((
                         ProviderModel {
-                            provider: winner_slot.id().to_string(),
+                            provider: winner_slot.id().into(),
                             model: winner.model.clone(),
                         },
                         err.class,

@@ -45,7 +45,7 @@ impl Engine {
             ),
         };
         let attempt = Attempt {
-            provider: slot.id().to_string(),
+            provider: slot.id().into(),
             model: model.to_string(),
             outcome,
             http_status,
@@ -60,7 +60,7 @@ impl Engine {
             trace.cost += usd;
             if !synthetic && usd > 0.0 {
                 self.sink.emit(EngineEvent::Spend {
-                    provider: slot.id().to_string(),
+                    provider: slot.id().into(),
                     usd,
                 });
             }
@@ -132,21 +132,21 @@ impl Engine {
         };
         if let Some(transition) = transition {
             self.sink.emit(EngineEvent::Breaker {
-                provider: slot.id().to_string(),
+                provider: slot.id().into(),
                 transition,
             });
         }
         if let Err(e) = &res {
             if policy(e.class).quarantine {
                 self.sink.emit(EngineEvent::Quarantine {
-                    provider: slot.id().to_string(),
+                    provider: slot.id().into(),
                     reason: e.message.clone(),
                 });
             }
             if e.class == ErrorClass::RateLimited {
                 let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
                 self.sink.emit(EngineEvent::RateLimited {
-                    provider: slot.id().to_string(),
+                    provider: slot.id().into(),
                     until: self.clock.utc() + chrono::Duration::from_std(wait).unwrap_or_default(),
                 });
             }

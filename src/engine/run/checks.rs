@@ -58,7 +58,7 @@ impl Engine {
         };
         if let Some(transition) = transition {
             self.sink.emit(EngineEvent::Breaker {
-                provider: provider.to_string(),
+                provider: provider.into(),
                 transition,
             });
         }
@@ -67,7 +67,7 @@ impl Engine {
         self.sink.emit(EngineEvent::Attempt {
             request_id: "health-check".into(),
             attempt: Attempt {
-                provider: provider.to_string(),
+                provider: provider.into(),
                 model: slot.cfg.models.first().cloned().unwrap_or_default(),
                 outcome: class.map_or(AttemptOutcome::Ok, AttemptOutcome::from),
                 http_status: res.as_ref().err().and_then(|e| e.http_status),

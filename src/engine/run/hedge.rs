@@ -117,7 +117,7 @@ impl Engine {
         } else {
             slot.health().breaker.release_probe();
             trace.attempts.push(Attempt {
-                provider: slot.id().to_string(),
+                provider: slot.id().into(),
                 model: c.model.clone(),
                 outcome: AttemptOutcome::Failed(ErrorClass::Cancelled),
                 http_status: None,

@@ -26,8 +26,8 @@ use rand::rngs::StdRng;
 
 use crate::config::Config;
 use crate::contract::{
-    AnalysisRequest, Attempt, BreakerState, ErrorClass, ErrorInfo, ProviderModel, Source,
-    Timestamp, Usage,
+    AnalysisRequest, Attempt, BreakerState, ErrorClass, ErrorInfo, ProviderId, ProviderModel,
+    Source, Timestamp, Usage,
 };
 use crate::providers::{Answer, Completion, Provider, ProviderError};
 
@@ -83,7 +83,7 @@ struct Pass<'a> {
     prompt: &'a (String, String),
     deadline: Instant,
     /// `test-failover`: providers made to fail with a class without being called.
-    injected: &'a HashMap<String, ErrorClass>,
+    injected: &'a HashMap<ProviderId, ErrorClass>,
 }
 
 /// A primary and its hedge, racing.
@@ -191,6 +191,6 @@ impl Engine {
 struct Answered {
     answer: Answer,
     source: Source,
-    provider: Option<String>,
+    provider: Option<ProviderId>,
     model: Option<String>,
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::contract::{
-    AnalysisRequest, AnalysisResult, ErrorClass, ErrorInfo, Mode, Source, Status,
+    AnalysisRequest, AnalysisResult, ErrorClass, ErrorInfo, Mode, ProviderId, Source, Status,
 };
 use crate::engine::clock::Instant;
 use crate::engine::fallback;
@@ -25,7 +25,7 @@ impl Engine {
     pub async fn handle_with(
         &self,
         job: Job,
-        injected: &HashMap<String, ErrorClass>,
+        injected: &HashMap<ProviderId, ErrorClass>,
     ) -> Box<AnalysisResult> {
         let started = self.clock.now();
         let utc = self.clock.utc();

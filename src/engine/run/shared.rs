@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::contract::{
-    AnalysisRequest, BreakerState, HealthStatus, Mode, ProviderHealthRecord, Timestamp,
+    AnalysisRequest, BreakerState, HealthStatus, Mode, ProviderHealthRecord, ProviderId, Timestamp,
 };
 use crate::engine::breaker::Breaker;
 use crate::engine::clock::TimeMap;
@@ -61,7 +61,7 @@ impl Engine {
         drop(h);
         if let Some(transition) = transition {
             self.sink.emit(EngineEvent::Breaker {
-                provider: record.provider.clone(),
+                provider: record.provider.to_string(),
                 transition,
             });
         }
@@ -113,12 +113,12 @@ impl Engine {
     }
 
     /// The order in which a request would try providers now.
-    pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(String, String)> {
+    pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(ProviderId, String)> {
         let prompt = crate::providers::prompt::build(request);
         let plan = self.plan(request, &prompt);
         plan.candidates
             .iter()
-            .map(|c| (self.slots[c.slot].id().to_string(), c.model.clone()))
+            .map(|c| (self.slots[c.slot].id().into(), c.model.clone()))
             .collect()
     }
 

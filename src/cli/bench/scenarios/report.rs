@@ -167,7 +167,7 @@ fn phase_stats(
         }
         *s.by_source.entry(r.source.as_str().into()).or_default() += 1.0;
         if let (Source::Provider, Some(p)) = (r.source, &r.provider) {
-            *s.by_provider.entry(p.clone()).or_default() += 1.0;
+            *s.by_provider.entry(p.to_string()).or_default() += 1.0;
         }
         if matches!(r.source, Source::Cache | Source::Fallback) {
             fallback.push(ms);
@@ -366,7 +366,7 @@ mod tests {
         }))
         .unwrap();
         r.source = source;
-        r.provider = provider.map(str::to_string);
+        r.provider = provider.map(Into::into);
         if source != Source::Provider {
             r.status = crate::contract::Status::Degraded;
         }
