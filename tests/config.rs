@@ -2,7 +2,10 @@
 // Tests may panic: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use ai_failover::config::{self, ConfigError};
+use common::config::TestConfig;
 
 const NATS: &str = "[nats]\nurl = \"nats://127.0.0.1:4222\"\n";
 
@@ -167,4 +170,22 @@ fn reply_prefixes_that_would_reach_system_or_fleet_subjects_are_refused() {
     );
     let cfg = config::load_str(&ok).expect("safe prefixes");
     assert_eq!(cfg.worker.reply_prefixes.len(), 3);
+}
+
+#[test]
+fn the_test_config_builder_merges_tables_and_lets_later_keys_win() {
+    let toml = TestConfig::new("nats://x:1")
+        .merge("[engine]\nhedging = false\n[worker]\nack_wait_ms = 1000\n")
+        .merge("[engine]\nhedge_floor_ms = 9\n[[providers]]\nid = \"a\"\n")
+        .toml();
+    assert_eq!(toml.matches("[engine]").count(), 1, "{toml}");
+    assert!(
+        toml.contains("hedging = false\nhedge_floor_ms = 9"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("http_listen = \"\"\nack_wait_ms = 1000"),
+        "{toml}"
+    );
+    assert!(toml.ends_with("[[providers]]\nid = \"a\"\n"), "{toml}");
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ai_failover::config::{self, Config, Tier};
+use ai_failover::config::{Config, Tier};
 use ai_failover::contract::{
     Action, AnalysisRequest, BreakerState, ErrorClass, Kind, Mode, Source, Status,
 };
@@ -50,16 +50,16 @@ impl Recorder {
 }
 
 fn cfg(ids: &[(&str, &[&str])], extra: &str) -> Config {
-    let mut toml = format!("[worker]\nhttp_listen = \"\"\n{extra}\n");
+    let mut cfg = common::config::TestConfig::new("nats://127.0.0.1:4222").merge(extra);
     for (i, (id, models)) in ids.iter().enumerate() {
         let models: Vec<String> = models.iter().map(|m| format!("\"{m}\"")).collect();
-        toml += &format!(
-            "[[providers]]\nid = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [{}]\npriority = {}\ntier = \"local\"\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n",
+        cfg = cfg.provider(&format!(
+            "id = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [{}]\npriority = {}\ntier = \"local\"\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n",
             models.join(","),
             i + 1
-        );
+        ));
     }
-    let mut c = config::load_str(&toml).expect("valid test config");
+    let mut c = cfg.load();
     // Remote tier without needing keys in the environment (validation already ran).
     for p in &mut c.providers {
         p.tier = Tier::Remote;

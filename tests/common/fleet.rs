@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ai_failover::config::{self, Api, Config};
+use ai_failover::config::{Api, Config};
+
+use super::config::TestConfig;
 use ai_failover::contract::{AnalysisRequest, AnalysisResult, DeadLetter, Names};
 use ai_failover::simulator::{SimConfig, SimHandle, SimProvider, Simulator};
 use async_nats::jetstream;
@@ -26,7 +28,7 @@ pub async fn simulator(providers: &[(&str, Api)]) -> SimHandle {
 }
 
 /// A worker config pointing at `sim` for `providers` in priority order, with the canary key
-/// in a file and `extra` TOML (sections) appended.
+/// in a file and `extra` TOML (tables) merged in.
 pub fn config(
     nats_url: &str,
     sim: &SimHandle,
@@ -34,8 +36,7 @@ pub fn config(
     key_dir: &std::path::Path,
     extra: &str,
 ) -> Config {
-    let toml = config_toml(nats_url, sim, providers, key_dir, extra);
-    config::load_str(&toml).unwrap_or_else(|e| panic!("fleet test config: {e}\n{toml}"))
+    fleet_config(nats_url, sim, providers, key_dir, extra).load()
 }
 
 /// The TOML text behind [`config`], for workers run as separate processes.
@@ -46,36 +47,36 @@ pub fn config_toml(
     key_dir: &std::path::Path,
     extra: &str,
 ) -> String {
+    fleet_config(nats_url, sim, providers, key_dir, extra).toml()
+}
+
+fn fleet_config(
+    nats_url: &str,
+    sim: &SimHandle,
+    providers: &[(&str, Api)],
+    key_dir: &std::path::Path,
+    extra: &str,
+) -> TestConfig {
     let key = key_dir.join("api-key");
     std::fs::write(&key, CANARY_KEY).unwrap();
-    let ack = if extra.contains("ack_wait_ms") {
-        ""
-    } else {
-        "ack_wait_ms = 5000\n"
-    };
-    let worker = format!("[worker]\nhttp_listen = \"\"\nshutdown_grace_ms = 2000\n{ack}");
-    let mut toml = if extra.contains("[worker]\n") {
-        format!(
-            "[nats]\nurl = \"{nats_url}\"\n{}\n",
-            extra.replace("[worker]\n", &worker)
-        )
-    } else {
-        format!("[nats]\nurl = \"{nats_url}\"\n{worker}{extra}\n")
-    };
+    let mut cfg = TestConfig::new(nats_url)
+        .set("worker", "shutdown_grace_ms", "2000")
+        .set("worker", "ack_wait_ms", "5000")
+        .merge(extra);
     for (i, (name, api)) in providers.iter().enumerate() {
         let api = match api {
             Api::Openai => "openai",
             Api::Anthropic => "anthropic",
             Api::Gemini => "gemini",
         };
-        toml += &format!(
-            "[[providers]]\nid = \"{name}\"\napi = \"{api}\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\nmodels = [\"{name}-large\", \"{name}-small\"]\npriority = {}\ntimeout_ms = 3000\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 5.0 }}\n",
+        cfg = cfg.provider(&format!(
+            "id = \"{name}\"\napi = \"{api}\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\nmodels = [\"{name}-large\", \"{name}-small\"]\npriority = {}\ntimeout_ms = 3000\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 5.0 }}\n",
             sim.base_url(name).unwrap(),
             key.display(),
             i + 1
-        );
+        ));
     }
-    toml
+    cfg
 }
 
 /// Starts `ai-failover worker --id <id> --config <config>` as its own process (so a test can

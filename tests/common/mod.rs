@@ -1,6 +1,7 @@
 //! Test helpers shared by the integration tests: a real `nats-server` per test, configs.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fleet;
 pub mod logs;
 pub mod nats;
@@ -9,13 +10,13 @@ pub mod workers;
 
 use std::time::Duration;
 
-use ai_failover::config::{self, Config};
+use ai_failover::config::Config;
 
 /// A valid config around `providers_toml`, pointing at `nats_url`.
 pub fn config_with(nats_url: &str, providers_toml: &str) -> Config {
-    let toml =
-        format!("[nats]\nurl = \"{nats_url}\"\n[worker]\nhttp_listen = \"\"\n{providers_toml}");
-    config::load_str(&toml).unwrap_or_else(|e| panic!("test config is invalid: {e}"))
+    config::TestConfig::new(nats_url)
+        .merge(providers_toml)
+        .load()
 }
 
 /// One local (keyless) provider: enough for set-up tests.

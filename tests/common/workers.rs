@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ai_failover::bus::runtime::{self, Running};
 use ai_failover::config::{self, Config};
+
+use super::config::TestConfig;
 use ai_failover::contract::{AnalysisRequest, AnalysisResult, Names};
 use ai_failover::providers::Provider;
 use ai_failover::providers::fake::Fake;
@@ -16,18 +18,18 @@ use futures::StreamExt;
 pub fn fleet_toml(nats_url: &str, prefix: &str) -> String {
     let provider = |id: &str, prio: u32| {
         format!(
-            "[[providers]]\nid = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+            "id = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
              models = [\"{id}-m1\"]\npriority = {prio}\ntier = \"remote\"\n\
              api_key_env = \"AI_FAILOVER_TEST_NEVER_SET_KEY\"\n\
              cost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n"
         )
     };
-    format!(
-        "[nats]\nurl = \"{nats_url}\"\nprefix = \"{prefix}\"\n[worker]\nhttp_listen = \"\"\n\
-         [engine]\nhedging = false\n{}{}",
-        provider("primary", 1),
-        provider("backup", 2)
-    )
+    TestConfig::new(nats_url)
+        .set("nats", "prefix", &format!("\"{prefix}\""))
+        .set("engine", "hedging", "false")
+        .provider(&provider("primary", 1))
+        .provider(&provider("backup", 2))
+        .toml()
 }
 
 /// The fleet configuration as a worker in this process uses it.
