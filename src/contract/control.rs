@@ -4,11 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::provider_id::ProviderId;
-
 use super::{
     AnalysisResult, Attempt, BreakerState, FailoverEvent, ForcedStatus, HealthStatus, Kind, Mode,
-    ProviderHealthRecord, Status, Timestamp,
+    ProviderHealthRecord, ProviderId, Status, Timestamp,
 };
 
 /// The control service's endpoints; each answers on `<prefix>.control.<name>`.

@@ -3,37 +3,17 @@ use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
 
-/// Why a request was dead-lettered.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum DeadLetterClass {
-    /// Not JSON, or not the request shape at all.
-    InvalidJson,
-    /// JSON, but a field breaks the contract (bad request_id, kind mismatch, ...).
-    InvalidRequest,
-    /// Larger than `worker.max_request_bytes`.
-    TooLarge,
-    /// Delivered `max_deliver` times without being acknowledged.
-    MaxDeliveries,
-}
-
-impl DeadLetterClass {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// Why a request was dead-lettered.
+    pub enum DeadLetterClass {
+        /// Not JSON, or not the request shape at all.
+        InvalidJson,
+        /// JSON, but a field breaks the contract (bad request_id, kind mismatch, ...).
+        InvalidRequest,
+        /// Larger than `worker.max_request_bytes`.
+        TooLarge,
+        /// Delivered `max_deliver` times without being acknowledged.
+        MaxDeliveries,
     }
 }
 

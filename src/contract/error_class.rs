@@ -1,61 +1,41 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Why a provider call (or a whole request) did not produce a valid answer.
-///
-/// Each class has its own retry/failover policy in the engine (see `engine::policy`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum ErrorClass {
-    /// No complete answer within the call's timeout (connect or total).
-    Timeout,
-    /// HTTP 429 or a vendor rate-limit signal; honour `Retry-After`.
-    RateLimited,
-    /// The vendor says it is overloaded (Anthropic 529, Gemini 503 `UNAVAILABLE`).
-    Overloaded,
-    /// Any other 5xx.
-    ServerError,
-    /// Connection refused/reset, DNS, TLS: the request never got a full HTTP answer.
-    Network,
-    /// 401/403: the key is wrong or revoked. Disables the provider; never retried.
-    Auth,
-    /// The request's own fault (400/404/422): no failover, it would fail everywhere.
-    BadRequest,
-    /// The prompt does not fit the model's context window: try a larger-context model.
-    ContextLength,
-    /// The body was unparseable, truncated, too large, or not a valid signal/analysis.
-    InvalidResponse,
-    /// The vendor refused to answer on safety grounds.
-    ContentFiltered,
-    /// The call was cancelled (a hedge lost, the deadline passed, shutdown).
-    Cancelled,
-    /// The request's deadline passed.
-    DeadlineExceeded,
-    /// A daily budget or the request's cost cap stopped the call.
-    BudgetExceeded,
-    /// No provider could be tried (all open, forced down, filtered out).
-    NoProvider,
-    /// Refused by policy (suspended mode).
-    Suspended,
-}
-
-impl ErrorClass {
-    /// The snake_case name used on the wire and in metric labels.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// Why a provider call (or a whole request) did not produce a valid answer.
+    ///
+    /// Each class has its own retry/failover policy in the engine (see `engine::policy`).
+    pub enum ErrorClass {
+        /// No complete answer within the call's timeout (connect or total).
+        Timeout,
+        /// HTTP 429 or a vendor rate-limit signal; honour `Retry-After`.
+        RateLimited,
+        /// The vendor says it is overloaded (Anthropic 529, Gemini 503 `UNAVAILABLE`).
+        Overloaded,
+        /// Any other 5xx.
+        ServerError,
+        /// Connection refused/reset, DNS, TLS: the request never got a full HTTP answer.
+        Network,
+        /// 401/403: the key is wrong or revoked. Disables the provider; never retried.
+        Auth,
+        /// The request's own fault (400/404/422): no failover, it would fail everywhere.
+        BadRequest,
+        /// The prompt does not fit the model's context window: try a larger-context model.
+        ContextLength,
+        /// The body was unparseable, truncated, too large, or not a valid signal/analysis.
+        InvalidResponse,
+        /// The vendor refused to answer on safety grounds.
+        ContentFiltered,
+        /// The call was cancelled (a hedge lost, the deadline passed, shutdown).
+        Cancelled,
+        /// The request's deadline passed.
+        DeadlineExceeded,
+        /// A daily budget or the request's cost cap stopped the call.
+        BudgetExceeded,
+        /// No provider could be tried (all open, forced down, filtered out).
+        NoProvider,
+        /// Refused by policy (suspended mode).
+        Suspended,
     }
 }
 

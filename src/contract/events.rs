@@ -1,67 +1,25 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::provider_id::ProviderId;
+use super::{ErrorClass, Mode, ProviderId, Timestamp};
 
-use super::{ErrorClass, Mode, Timestamp};
-
-/// A provider's health as the fleet sees it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum HealthStatus {
-    Healthy,
-    Degraded,
-    Unhealthy,
-    /// Forced off by an operator, or quarantined after an `auth` failure.
-    Disabled,
-}
-
-impl HealthStatus {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// A provider's health as the fleet sees it.
+    pub enum HealthStatus {
+        Healthy,
+        Degraded,
+        Unhealthy,
+        /// Forced off by an operator, or quarantined after an `auth` failure.
+        Disabled,
     }
 }
 
-/// A circuit breaker's state.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// A circuit breaker's state.
+    pub enum BreakerState {
+        Closed,
+        Open,
+        HalfOpen,
     }
 }
 

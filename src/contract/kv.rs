@@ -1,9 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::provider_id::ProviderId;
-
-use super::{AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, Timestamp};
+use super::{AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, ProviderId, Timestamp};
 
 /// Keys in `ai_provider_health` that start with `_` hold fleet coordination records
 /// (mode, monitor lease, monitoring switch), not providers; dashboards skip them.

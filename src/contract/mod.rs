@@ -4,6 +4,37 @@
 //! Nothing in here knows about NATS or HTTP; the types are plain serde + schemars data.
 //! Changes must be additive: trading components and dashboards decode these shapes.
 
+/// A wire enum: one snake_case name per variant, the same for serde (the wire), schemars (the
+/// schemas) and `as_str` (metric labels, logs), with the derives every wire enum has.
+macro_rules! wire_enum {
+    ($(#[$attr:meta])* $vis:vis enum $name:ident { $($variants:tt)* }) => {
+        $(#[$attr])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            schemars::JsonSchema,
+            strum::IntoStaticStr,
+            strum::VariantArray,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        $vis enum $name { $($variants)* }
+
+        impl $name {
+            /// The snake_case name used on the wire and in metric labels.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
 mod control;
 mod dead_letter;
 mod error_class;

@@ -1,43 +1,25 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::provider_id::ProviderId;
+use super::ProviderId;
 
-/// The analysis a trading component asks for; also the last token of the request subject.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Kind {
-    /// A buy/sell/hold signal for one symbol.
-    Signal,
-    /// An analysis of the positions in `context`.
-    Portfolio,
-    /// A risk assessment.
-    Risk,
-    /// A sentiment reading, typically of `context.news`.
-    Sentiment,
+wire_enum! {
+    /// The analysis a trading component asks for; also the last token of the request subject.
+    pub enum Kind {
+        /// A buy/sell/hold signal for one symbol.
+        Signal,
+        /// An analysis of the positions in `context`.
+        Portfolio,
+        /// A risk assessment.
+        Risk,
+        /// A sentiment reading, typically of `context.news`.
+        Sentiment,
+    }
 }
 
 impl Kind {
     /// Every kind, in subject order.
     pub const ALL: [Kind; 4] = [Kind::Signal, Kind::Portfolio, Kind::Risk, Kind::Sentiment];
-
-    /// The subject token, e.g. `signal`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 
     /// Parses a subject token.
     pub fn from_token(token: &str) -> Option<Kind> {

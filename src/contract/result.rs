@@ -1,111 +1,48 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::provider_id::ProviderId;
+use super::{ErrorClass, ErrorInfo, Kind, ProviderId, Timestamp};
 
-use super::{ErrorClass, ErrorInfo, Kind, Timestamp};
-
-/// How a request ended. Every status is published and stored.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Status {
-    /// A provider answered.
-    Ok,
-    /// Answered from the decision cache or the rule-based fallback (`source` says which).
-    Degraded,
-    /// No answer and fallback not allowed.
-    Failed,
-    /// The deadline had passed before any provider call.
-    Expired,
-    /// Refused by policy (suspended mode, cost cap).
-    Rejected,
-}
-
-impl Status {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// How a request ended. Every status is published and stored.
+    pub enum Status {
+        /// A provider answered.
+        Ok,
+        /// Answered from the decision cache or the rule-based fallback (`source` says which).
+        Degraded,
+        /// No answer and fallback not allowed.
+        Failed,
+        /// The deadline had passed before any provider call.
+        Expired,
+        /// Refused by policy (suspended mode, cost cap).
+        Rejected,
     }
 }
 
-/// Where the answer came from.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Source {
-    Provider,
-    Cache,
-    Fallback,
-    None,
-}
-
-impl Source {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// Where the answer came from.
+    pub enum Source {
+        Provider,
+        Cache,
+        Fallback,
+        None,
     }
 }
 
-/// The fleet's trading mode, derived from shared provider health.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Mode {
-    /// The top-priority provider is serving.
-    Normal,
-    /// A lower-priority remote provider is serving.
-    Degraded,
-    /// Only local/low-tier providers are left: smaller positions, higher confidence bar.
-    Conservative,
-    /// No provider: cached decisions or rule-based fallback only.
-    Minimal,
-    /// Manual, or minimal for too long: every signal is `hold`, trading suspended.
-    Suspended,
-}
-
-impl Mode {
-    /// The wire name, also a metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+wire_enum! {
+    /// The fleet's trading mode, derived from shared provider health.
+    #[derive(PartialOrd, Ord)]
+    pub enum Mode {
+        /// The top-priority provider is serving.
+        Normal,
+        /// A lower-priority remote provider is serving.
+        Degraded,
+        /// Only local/low-tier providers are left: smaller positions, higher confidence bar.
+        Conservative,
+        /// No provider: cached decisions or rule-based fallback only.
+        Minimal,
+        /// Manual, or minimal for too long: every signal is `hold`, trading suspended.
+        Suspended,
     }
 }
 
