@@ -675,8 +675,8 @@ async fn a_half_open_trial_is_hedged_and_never_left_to_hang() {
     assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
 }
 
-#[tokio::test(start_paused = true)]
-async fn no_live_trial_while_the_fleet_prober_holds_the_slot() {
+/// Provider `a` fails and its breaker opens for a second after one request; `b` answers.
+async fn a_opened_b_answers() -> (Arc<Fake>, Rig) {
     let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
     let b = Fake::new("b", Step::Ok(FAST));
     let r = rig(
@@ -684,12 +684,24 @@ async fn no_live_trial_while_the_fleet_prober_holds_the_slot() {
             &[("a", &["a1"]), ("b", &["b1"])],
             &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 1000\n"),
         ),
-        &[a.clone(), b.clone()],
+        &[a.clone(), b],
     );
     done(&r.engine, job("X")).await;
-    let mut record = ai_failover::contract::ProviderHealthRecord::new("a", "w-prober");
+    (a, r)
+}
+
+/// A shared health record, written by `owner`, saying `id`'s breaker is open for a second.
+fn shared_open(id: &str, owner: &str) -> ai_failover::contract::ProviderHealthRecord {
+    let mut record = ai_failover::contract::ProviderHealthRecord::new(id, owner);
     record.breaker = BreakerState::Open;
     record.open_until = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    record
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_live_trial_while_the_fleet_prober_holds_the_slot() {
+    let (a, r) = a_opened_b_answers().await;
+    let mut record = shared_open("a", "w-prober");
     record.breaker_changed_at = Some(chrono::Utc::now());
     record.probe_owner = Some("w-prober".into());
     record.probe_until = Some(chrono::Utc::now() + chrono::Duration::seconds(10));
@@ -742,20 +754,9 @@ async fn test_failover_injection_leaves_fleet_state_alone() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_down_holds_even_when_an_open_breaker_would_probe() {
-    let a = Fake::new("a", Step::Fail(ErrorClass::ServerError, FAST));
-    let b = Fake::new("b", Step::Ok(FAST));
-    let r = rig(
-        cfg(
-            &[("a", &["a1"]), ("b", &["b1"])],
-            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 1\nopen_ms = 1000\n"),
-        ),
-        &[a.clone(), b.clone()],
-    );
-    done(&r.engine, job("X")).await;
+    let (a, r) = a_opened_b_answers().await;
     assert_eq!(r.engine.provider_status("a").unwrap().1, BreakerState::Open);
-    let mut record = ai_failover::contract::ProviderHealthRecord::new("a", "operator");
-    record.breaker = BreakerState::Open;
-    record.open_until = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    let mut record = shared_open("a", "operator");
     record.open_count = 1;
     record.forced = Some(ai_failover::contract::Forced {
         status: ai_failover::contract::ForcedStatus::Down,
