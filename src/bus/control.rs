@@ -3,6 +3,7 @@
 //! in and out. Every worker serves it in one queue group, so any one of them answers; the
 //! answers come from the fleet's shared state, so it does not matter which.
 
+mod access;
 mod failure;
 mod handlers;
 
@@ -14,16 +15,38 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{Endpoint, SERVICE_NAME};
+use crate::contract::{AuditChannel, AuditOutcome, Endpoint, Role, SERVICE_NAME};
 
+use super::audit::{self, Call};
 use super::setup::BusError;
 
 pub use failure::ControlFailure;
 pub use handlers::Ctx;
 
+/// Answers one control call, whichever way it came in: checks the caller may make it, acts,
+/// and records it in the audit trail before the caller sees the reply. `granted` is the
+/// role the channel established (the REST token's); over NATS the server's permissions and
+/// `[control]` decide.
+pub async fn answer(
+    ctx: &Ctx,
+    call: &Call<'_>,
+    granted: Option<Role>,
+) -> Result<Vec<u8>, ControlFailure> {
+    let reply = match access::check(&ctx.cfg.control, call, granted) {
+        Err(denied) => Err(denied),
+        Ok(()) => handlers::handle(ctx, call.endpoint, &call.actor, call.body).await,
+    };
+    let (outcome, error) = match &reply {
+        Ok(_) => (AuditOutcome::Ok, None),
+        Err(f) => (f.outcome(), Some(f.to_string())),
+    };
+    ctx.auditor.record(call, outcome, error).await;
+    reply
+}
+
 /// Registers the service and its endpoints, then serves them on a task; returns once every
 /// endpoint is subscribed, so a caller may use the service as soon as this returns.
-pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, BusError> {
+pub async fn start(ctx: Arc<Ctx>, stop: CancellationToken) -> Result<JoinHandle<()>, BusError> {
     let bus = &ctx.bus;
     let setup = |source: async_nats::Error| BusError::Setup {
         what: "control service".into(),
@@ -52,7 +75,6 @@ pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, 
     // Once `start` returns, a call must find the endpoints: the subscriptions have to have
     // reached the server, not only the client's outgoing buffer.
     bus.client.flush().await.map_err(|e| setup(e.into()))?;
-    let ctx = Arc::new(ctx);
     Ok(tokio::spawn(async move {
         // Dropping the service would close its endpoints: it lives as long as this task.
         let _service = service;
@@ -66,7 +88,13 @@ pub async fn start(ctx: Ctx, stop: CancellationToken) -> Result<JoinHandle<()>, 
             let ctx = ctx.clone();
             // A health check or test-failover may take seconds: never hold up the others.
             tokio::spawn(async move {
-                let reply = handlers::handle(&ctx, endpoint, &req.message.payload).await;
+                let call = Call {
+                    endpoint,
+                    channel: AuditChannel::Nats,
+                    actor: audit::actor_from_headers(req.message.headers.as_ref()),
+                    body: &req.message.payload,
+                };
+                let reply = answer(&ctx, &call, None).await;
                 respond(&req, endpoint, reply).await;
             });
         }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 use std::time::Duration;
@@ -11,7 +10,9 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
 
-use crate::contract::{CachedDecision, Kind, ProviderHealthRecord, ProviderId};
+use crate::contract::{
+    CachedDecision, FleetModeRecord, Kind, Mode, ProviderHealthRecord, ProviderId,
+};
 use crate::engine::ports::Fleet;
 
 use super::health_store::HealthStore;
@@ -63,7 +64,8 @@ impl Records {
 pub struct FleetState {
     records: Records,
     spend: RwLock<HashMap<String, f64>>,
-    suspended: AtomicBool,
+    /// The `_mode` record last seen and its KV revision: it carries the operator's manual mode.
+    mode_record: RwLock<Option<(FleetModeRecord, u64)>>,
     health: HealthStore,
     cache: kv::Store,
     probe_ttl: Duration,
@@ -75,7 +77,7 @@ impl FleetState {
         FleetState {
             records: Records::default(),
             spend: RwLock::default(),
-            suspended: AtomicBool::new(false),
+            mode_record: RwLock::default(),
             health,
             cache,
             probe_ttl,
@@ -114,9 +116,13 @@ impl FleetState {
         self.spend.write().insert(provider.to_string(), usd);
     }
 
-    /// Sets the operator's suspension flag.
-    pub fn set_suspended(&self, on: bool) {
-        self.suspended.store(on, Ordering::Relaxed);
+    /// Stores the `_mode` record written at KV `revision` unless a newer one is known (the
+    /// watch and this worker's own `mode.set` write can arrive in either order).
+    pub fn set_mode_record(&self, record: FleetModeRecord, revision: u64) {
+        let mut current = self.mode_record.write();
+        if current.as_ref().is_none_or(|(_, r)| *r <= revision) {
+            *current = Some((record, revision));
+        }
     }
 
     /// The decision cache bucket.
@@ -144,8 +150,11 @@ impl Fleet for FleetState {
             .unwrap_or(true)
     }
 
-    fn manually_suspended(&self) -> bool {
-        self.suspended.load(Ordering::Relaxed)
+    fn manual_mode(&self) -> Option<Mode> {
+        let record = self.mode_record.read();
+        record
+            .as_ref()
+            .and_then(|(r, _)| r.manual_at(chrono::Utc::now()))
     }
 }
 

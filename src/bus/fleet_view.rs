@@ -29,16 +29,18 @@ pub async fn provider_records(
     Ok(out)
 }
 
-/// The fleet mode last announced in `_mode` (`suspended` while an operator holds it);
-/// `normal` before any worker announced one.
+/// The effective fleet mode: an operator's manual mode while it holds, else the one last
+/// announced in `_mode`; `normal` before any worker announced one.
 pub async fn fleet_mode(health: &kv::Store) -> Result<Mode, KvError> {
     let record = KvRecord::<FleetModeRecord>::new(health.clone(), "fleet mode record")
         .get(FLEET_MODE_KEY)
         .await?;
     Ok(match record {
         None => Mode::Normal,
-        Some(r) if r.value.manual_suspend => Mode::Suspended,
-        Some(r) => r.value.mode,
+        Some(r) => r
+            .value
+            .manual_at(crate::contract::now())
+            .unwrap_or(r.value.mode),
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod advisories;
 pub mod announce;
+pub mod audit;
 pub mod control;
 pub mod decode;
 pub mod event_log;

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::contract::ProviderHealthRecord;
+use crate::contract::{FLEET_MODE_KEY, FleetModeRecord, ProviderHealthRecord};
 use crate::engine::Engine;
 use crate::engine::clock::SystemClock;
 use crate::providers::Provider;
@@ -20,6 +20,7 @@ use crate::providers::http::ClientError;
 
 use super::advisories::Settler;
 use super::announce::HealthAnnouncer;
+use super::audit::Auditor;
 use super::control::{self, Ctx};
 use super::events::{self, EventLoop};
 use super::fleet::FleetState;
@@ -125,6 +126,12 @@ pub async fn start(
             engine.apply_shared(&record);
         }
     }
+    // An operator's manual mode holds from the first request on.
+    if let Ok(Some(entry)) = bus.health.entry(FLEET_MODE_KEY).await
+        && let Ok(record) = serde_json::from_slice::<FleetModeRecord>(&entry.value)
+    {
+        fleet.set_mode_record(record, entry.revision);
+    }
     let publisher = Publisher::new(bus.js.clone(), client.clone(), bus.names.clone());
     let mode = Arc::new(ModeAnnouncer::new(
         cfg.providers.clone(),
@@ -153,6 +160,16 @@ pub async fn start(
         publisher: publisher.clone(),
         worker_id: worker_id.clone(),
     });
+    let control = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        bus: bus.clone(),
+        engine: engine.clone(),
+        fleet: fleet.clone(),
+        announcer: announcer.clone(),
+        mode: mode.clone(),
+        auditor: Auditor::new(bus.js.clone(), bus.names.clone(), worker_id.clone()),
+        worker_id: worker_id.clone(),
+    });
     let ready = Arc::new(AtomicBool::new(false));
     let consuming = CancellationToken::new();
     let services = CancellationToken::new();
@@ -167,6 +184,7 @@ pub async fn start(
             metrics: crate::telemetry::metrics::install(),
             worker_id: worker_id.clone(),
             shutdown: services.clone(),
+            control: control.clone(),
         },
     )
     .await?;
@@ -212,20 +230,7 @@ pub async fn start(
         tokio::spawn(monitor.run(services.clone())),
         tokio::spawn(prober.run(services.clone())),
     ];
-    background.push(
-        control::start(
-            Ctx {
-                cfg: cfg.clone(),
-                bus: bus.clone(),
-                engine: engine.clone(),
-                fleet: fleet.clone(),
-                announcer,
-                worker_id: worker_id.clone(),
-            },
-            services.clone(),
-        )
-        .await?,
-    );
+    background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));
     background.push(tokio::spawn(settler.clone().run(
         client.clone(),

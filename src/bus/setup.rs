@@ -195,7 +195,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         max_age: 30 * day,
         ..Default::default()
     };
-    for config in [requests, results, events, dead, advisories] {
+    // Who did what to the fleet: kept long (audits ask for a year and more), readable one
+    // record at a time through the direct-get API, which an operator's account may import.
+    let audit = stream::Config {
+        name: names.audit_stream(),
+        description: Some("ai-failover audit trail: one record per control call".into()),
+        subjects: vec![names.audit_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: day * cfg.audit.retention_days,
+        allow_direct: true,
+        ..Default::default()
+    };
+    for config in [requests, results, events, dead, advisories, audit] {
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await

@@ -61,7 +61,7 @@ impl HealthWatch {
         }
         if entry.key == FLEET_MODE_KEY {
             if let Ok(r) = serde_json::from_slice::<FleetModeRecord>(&entry.value) {
-                self.fleet.set_suspended(r.manual_suspend);
+                self.fleet.set_mode_record(r, entry.revision);
             }
             return;
         }

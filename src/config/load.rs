@@ -70,6 +70,9 @@ fn load_with(toml: &str, rules: Rules) -> Result<Config, ConfigError> {
         }
         p.api_key = read_key(p.api_key_env.as_deref(), p.api_key_file.as_deref());
     }
+    for t in &mut cfg.http.tokens {
+        t.token = read_key(t.token_env.as_deref(), t.token_file.as_deref());
+    }
     match validate(&cfg, rules) {
         problems if problems.is_empty() => Ok(cfg),
         problems => Err(ConfigError::Invalid(problems)),

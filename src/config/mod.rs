@@ -5,6 +5,7 @@
 //! (`api_key_env`) or file (`api_key_file`) that holds its key, and the key is read into a
 //! [`secrecy::SecretString`] that never prints.
 
+mod access;
 mod load;
 mod types;
 mod validate;

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
 use secrecy::SecretString;
+
+pub use super::access::{AuditConfig, ControlConfig, HttpConfig, HttpToken};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -20,6 +22,12 @@ pub struct Config {
     pub modes: ModesConfig,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// `[nats]`: where the bus is and how names are derived.

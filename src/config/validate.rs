@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use secrecy::ExposeSecret;
+
 use super::types::*;
 
 /// One thing wrong with the configuration: the key, what is wrong, and how to fix it.
@@ -127,6 +129,8 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
         "below 100 ms",
         "use at least 100 (default 5000)",
     );
+
+    check_nats_auth(&mut c, n);
 
     let w = &cfg.worker;
     c.check(
@@ -347,7 +351,115 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
             }
         }
     }
+    c.check(
+        (1..=36_500).contains(&cfg.audit.retention_days),
+        "audit.retention_days",
+        format!("{} days", cfg.audit.retention_days),
+        "keep the audit trail between 1 and 36500 days (default 400)",
+    );
+    if rules == Rules::Worker {
+        check_tokens(&mut c, &cfg.http.tokens);
+    }
     c.0
+}
+
+/// TLS files and credentials must be usable as given: a certificate without its key would
+/// otherwise be ignored silently and the connection made without client authentication.
+fn check_nats_auth(c: &mut Checker, n: &NatsConfig) {
+    c.check(
+        n.tls_cert_file.is_some() == n.tls_key_file.is_some(),
+        if n.tls_cert_file.is_some() {
+            "nats.tls_key_file"
+        } else {
+            "nats.tls_cert_file"
+        },
+        "a client certificate and its key go together; only one is given",
+        "set both nats.tls_cert_file and nats.tls_key_file (PEM), or neither",
+    );
+    let files = [
+        ("nats.tls_ca_file", &n.tls_ca_file),
+        ("nats.tls_cert_file", &n.tls_cert_file),
+        ("nats.tls_key_file", &n.tls_key_file),
+        ("nats.creds_file", &n.creds_file),
+        ("nats.nkey_file", &n.nkey_file),
+    ];
+    for (key, file) in files {
+        if let Some(f) = file {
+            c.check(
+                f.is_file(),
+                key,
+                format!("`{}` does not exist or is not a file", f.display()),
+                "point it at a readable file (paths are relative to the working directory)",
+            );
+        }
+    }
+    if n.user.is_some() {
+        let var = n.password_env.as_deref().unwrap_or("NATS_PASSWORD");
+        c.check(
+            std::env::var(var).is_ok_and(|v| !v.is_empty()),
+            "nats.password_env",
+            format!("nats.user is set but the password variable `{var}` is not set or empty"),
+            "export the password in that variable, or name another with nats.password_env",
+        );
+    } else {
+        c.check(
+            n.password_env.is_none(),
+            "nats.password_env",
+            "a password without nats.user",
+            "set nats.user as well, or remove nats.password_env",
+        );
+    }
+    if let Some(var) = &n.token_env {
+        c.check(
+            std::env::var(var).is_ok_and(|v| !v.is_empty()),
+            "nats.token_env",
+            format!("environment variable `{var}` is not set or empty"),
+            "export the token in that variable, or remove nats.token_env",
+        );
+    }
+}
+
+/// Shorter tokens can be guessed; ids name callers in the audit trail, so they are unique.
+const MIN_TOKEN_LEN: usize = 16;
+
+fn check_tokens(c: &mut Checker, tokens: &[HttpToken]) {
+    for (i, t) in tokens.iter().enumerate() {
+        let k = |f: &str| format!("http.tokens[{i}].{f}");
+        c.check(
+            valid_token(&t.id, 64),
+            k("id"),
+            format!("`{}` is not a valid id", t.id),
+            "use 1-64 characters from [A-Za-z0-9_-]",
+        );
+        c.check(
+            !tokens[..i].iter().any(|o| o.id == t.id),
+            k("id"),
+            format!("`{}` is used twice", t.id),
+            "give every token its own id: the audit trail names callers by it",
+        );
+        match (&t.token_env, &t.token_file) {
+            (Some(_), Some(_)) | (None, None) => c.check(
+                false,
+                k("token_env"),
+                "give exactly one of token_env and token_file",
+                "name the environment variable (token_env) or the file (token_file) holding the token",
+            ),
+            (env, file) => {
+                let len = t.token.as_ref().map_or(0, |s| s.expose_secret().len());
+                let (key, what) = match (env, file) {
+                    (Some(v), _) => (k("token_env"), format!("environment variable `{v}`")),
+                    (_, Some(f)) => (k("token_file"), format!("token file `{}`", f.display())),
+                    (None, None) => (k("token_env"), String::new()),
+                };
+                c.check(
+                    len >= MIN_TOKEN_LEN,
+                    key,
+                    format!("{what} is unset, empty or shorter than {MIN_TOKEN_LEN} characters"),
+                    "put a random token there, e.g. `openssl rand -hex 32`",
+                );
+            }
+        }
+    }
 }
 
 fn check_breaker(c: &mut Checker, at: &str, b: &BreakerConfig) {

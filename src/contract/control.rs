@@ -21,11 +21,25 @@ pub enum Endpoint {
     MonitoringStart,
     MonitoringStop,
     TestFailover,
+    ModeSet,
+}
+
+wire_enum! {
+    /// Who may call an endpoint. The NATS server enforces it (`deploy/nats/server.conf`), the
+    /// REST API enforces it from the bearer token's role, and the service checks it again
+    /// when the server vouched for the caller. Ordered: an operator may do what a viewer may.
+    #[derive(PartialOrd, Ord)]
+    pub enum Role {
+        /// Reads: status, best provider, history, summaries.
+        Viewer,
+        /// Everything, including changes and paid health checks.
+        Operator,
+    }
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Status,
         Endpoint::HealthCheck,
         Endpoint::ForceStatus,
@@ -35,6 +49,7 @@ impl Endpoint {
         Endpoint::MonitoringStart,
         Endpoint::MonitoringStop,
         Endpoint::TestFailover,
+        Endpoint::ModeSet,
     ];
 
     /// The name, relative to `<prefix>.control.`.
@@ -49,6 +64,24 @@ impl Endpoint {
             Endpoint::MonitoringStart => "monitoring.start",
             Endpoint::MonitoringStop => "monitoring.stop",
             Endpoint::TestFailover => "test-failover",
+            Endpoint::ModeSet => "mode.set",
+        }
+    }
+
+    /// The least role that may call it: anything that changes the fleet, or pays a provider,
+    /// is the operator's.
+    pub fn role(self) -> Role {
+        match self {
+            Endpoint::Status
+            | Endpoint::BestProvider
+            | Endpoint::FailoverHistory
+            | Endpoint::HealthSummary => Role::Viewer,
+            Endpoint::HealthCheck
+            | Endpoint::ForceStatus
+            | Endpoint::MonitoringStart
+            | Endpoint::MonitoringStop
+            | Endpoint::TestFailover
+            | Endpoint::ModeSet => Role::Operator,
         }
     }
 
@@ -76,6 +109,7 @@ pub struct StatusReply {
 
 /// `health-check` request: probe one provider, or all when `provider` is absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HealthCheckRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderId>,
@@ -121,6 +155,7 @@ impl ForceAction {
 
 /// `force-status` request, obeyed by the whole fleet through `ai_provider_health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ForceStatusRequest {
     pub provider: ProviderId,
     pub status: ForceAction,
@@ -139,6 +174,7 @@ pub struct ForceStatusReply {
 
 /// `best-provider` request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BestProviderRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
@@ -161,6 +197,7 @@ pub struct BestProviderReply {
 
 /// `failover-history` request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FailoverHistoryRequest {
     /// Most recent N events (default 50, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +242,7 @@ pub struct HealthSummaryReply {
 
 /// `monitoring.start` request (`monitoring.stop` takes an empty body).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MonitoringRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
@@ -219,6 +257,7 @@ pub struct MonitoringReply {
 
 /// `test-failover` request: a synthetic request with one provider made to fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TestFailoverRequest {
     /// The provider to make fail.
     pub fail_provider: ProviderId,
@@ -237,4 +276,49 @@ pub struct TestFailoverReply {
     pub answered_by: Option<String>,
     pub attempts: Vec<Attempt>,
     pub result: Box<AnalysisResult>,
+}
+
+/// What `mode.set` asks for: a mode to hold fleet-wide, or `auto` to go back to the derived one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeChoice {
+    Normal,
+    Conservative,
+    Minimal,
+    Suspended,
+    /// Clear the manual mode: the fleet mode is derived from provider health again.
+    Auto,
+}
+
+impl ModeChoice {
+    /// The mode it holds (`None` for `auto`).
+    pub fn mode(self) -> Option<Mode> {
+        match self {
+            ModeChoice::Normal => Some(Mode::Normal),
+            ModeChoice::Conservative => Some(Mode::Conservative),
+            ModeChoice::Minimal => Some(Mode::Minimal),
+            ModeChoice::Suspended => Some(Mode::Suspended),
+            ModeChoice::Auto => None,
+        }
+    }
+}
+
+/// `mode.set` request (operator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModeSetRequest {
+    pub mode: ModeChoice,
+    /// Why; shown in the mode event, the dashboard and the audit trail.
+    pub reason: String,
+    /// The manual mode ends by itself after this many ms; absent = until `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// `mode.set` reply: the effective fleet mode and the manual mode now held, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModeSetReply {
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<super::ManualMode>,
 }

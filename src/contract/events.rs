@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ErrorClass, Mode, ProviderId, Timestamp};
+use super::{Actor, ErrorClass, Mode, ProviderId, Timestamp};
 
 wire_enum! {
     /// A provider's health as the fleet sees it.
@@ -74,4 +74,8 @@ pub struct ModeEvent {
     pub reason: String,
     pub at: Timestamp,
     pub worker_id: String,
+    /// The operator who set or cleared a manual mode (`mode.set`), in the audit record's
+    /// form; absent when the mode followed provider health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }

@@ -1,7 +1,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, ProviderId, Timestamp};
+use super::{
+    Actor, AnalysisResult, BreakerState, ErrorClass, HealthStatus, Mode, ProviderId, Timestamp,
+};
 
 /// Keys in `ai_provider_health` that start with `_` hold fleet coordination records
 /// (mode, monitor lease, monitoring switch), not providers; dashboards skip them.
@@ -158,11 +160,46 @@ pub struct CachedDecision {
 pub struct FleetModeRecord {
     pub mode: Mode,
     pub since: Timestamp,
-    /// Set while an operator holds the fleet suspended.
+    /// Set while an operator holds the fleet suspended (also `manual.mode == suspended`).
     #[serde(default)]
     pub manual_suspend: bool,
     pub reason: String,
     pub updated_by: String,
+    /// A mode an operator set with `mode.set`; it overrides the derived mode until cleared
+    /// (`auto`) or until `until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<ManualMode>,
+}
+
+/// A mode held by an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ManualMode {
+    pub mode: Mode,
+    pub reason: String,
+    pub set_at: Timestamp,
+    /// When it ends by itself; absent = until `mode.set auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    pub actor: Actor,
+}
+
+impl ManualMode {
+    /// Whether it still holds at `now`.
+    pub fn holds(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+impl FleetModeRecord {
+    /// The manual mode that holds at `now`: `manual` within its TTL, else a bare
+    /// `manual_suspend` (set by hand in the KV, as before `mode.set` existed).
+    pub fn manual_at(&self, now: Timestamp) -> Option<Mode> {
+        match &self.manual {
+            Some(m) if m.holds(now) => Some(m.mode),
+            Some(_) => None,
+            None => self.manual_suspend.then_some(Mode::Suspended),
+        }
+    }
 }
 
 /// `ai_provider_health/_monitor_lease` and `_prober_lease`: the worker holding a fleet role.

@@ -35,6 +35,7 @@ macro_rules! wire_enum {
     };
 }
 
+mod audit;
 mod control;
 mod dead_letter;
 mod error_class;
@@ -46,6 +47,7 @@ mod request;
 mod result;
 pub mod schemas;
 
+pub use audit::*;
 pub use control::*;
 pub use dead_letter::*;
 pub use error_class::*;

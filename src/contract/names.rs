@@ -68,6 +68,10 @@ impl Names {
     pub fn events_stream(&self) -> String {
         self.stream("EVENTS")
     }
+    /// `AI_AUDIT`: one record per control call (who, what, outcome).
+    pub fn audit_stream(&self) -> String {
+        self.stream("AUDIT")
+    }
     /// `AI_DEADLETTER`: rejected requests with their reason.
     pub fn dead_letter_stream(&self) -> String {
         self.stream("DEADLETTER")
@@ -134,6 +138,15 @@ impl Names {
     /// `ai.control.<endpoint>`.
     pub fn control(&self, endpoint: &str) -> String {
         format!("{}.control.{endpoint}", self.prefix)
+    }
+
+    /// `ai.audit.<endpoint>`.
+    pub fn audit(&self, endpoint: &str) -> String {
+        format!("{}.audit.{endpoint}", self.prefix)
+    }
+    /// `ai.audit.>`.
+    pub fn audit_filter(&self) -> String {
+        format!("{}.audit.>", self.prefix)
     }
 
     /// `ai_provider_health`.

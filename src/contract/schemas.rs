@@ -64,6 +64,9 @@ pub fn all() -> Vec<(&'static str, String)> {
             pretty::<TestFailoverRequest>(),
         ),
         ("control_test_failover_reply", pretty::<TestFailoverReply>()),
+        ("control_mode_set_request", pretty::<ModeSetRequest>()),
+        ("control_mode_set_reply", pretty::<ModeSetReply>()),
+        ("audit_record", pretty::<AuditRecord>()),
     ]
 }
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::contract::{
-    AnalysisResult, Attempt, CachedDecision, ErrorClass, FailoverEvent, Kind, Timestamp,
+    AnalysisResult, Attempt, CachedDecision, ErrorClass, FailoverEvent, Kind, Mode, Timestamp,
 };
 
 use super::breaker::Transition;
@@ -68,9 +68,9 @@ pub trait Fleet: Send + Sync {
     async fn acquire_probe(&self, _provider: &str) -> bool {
         true
     }
-    /// Whether an operator holds the fleet suspended.
-    fn manually_suspended(&self) -> bool {
-        false
+    /// The mode an operator holds the fleet in (`mode.set`), if any.
+    fn manual_mode(&self) -> Option<Mode> {
+        None
     }
 }
 

@@ -15,6 +15,8 @@ use crate::contract::{BreakerState, HealthStatus, ProviderHealthRecord};
 /// and a test checks `docs/metrics.md` lists exactly these.
 pub mod name {
     pub const ATTEMPTS_TOTAL: &str = "ai_failover_attempts_total";
+    pub const AUDIT_FAILURES: &str = "ai_failover_audit_failures_total";
+    pub const AUDIT_RECORDS: &str = "ai_failover_audit_records_total";
     pub const BREAKER_STATE: &str = "ai_failover_breaker_state";
     pub const BUS_RETRIES_TOTAL: &str = "ai_failover_bus_retries_total";
     pub const DEAD_LETTERS_TOTAL: &str = "ai_failover_dead_letters_total";
@@ -39,6 +41,8 @@ pub mod name {
     /// Every name above.
     pub const ALL: &[&str] = &[
         ATTEMPTS_TOTAL,
+        AUDIT_FAILURES,
+        AUDIT_RECORDS,
         BREAKER_STATE,
         BUS_RETRIES_TOTAL,
         DEAD_LETTERS_TOTAL,

@@ -2,7 +2,7 @@
 //! headers (`Nats-Service-Error`, `Nats-Service-Error-Code`) plus a JSON [`ControlError`]
 //! body, so that both micro-aware tools and plain JSON clients see the reason.
 
-use crate::contract::ControlError;
+use crate::contract::{AuditOutcome, ControlError};
 
 /// A control request that could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +16,9 @@ pub enum ControlFailure {
     /// A field value is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not make this call.
+    #[error("denied: {0}")]
+    Denied(String),
     /// The shared state (KV, events stream) could not be read or written.
     #[error("fleet state unavailable: {0}")]
     Unavailable(String),
@@ -27,7 +30,16 @@ impl ControlFailure {
         match self {
             ControlFailure::BadRequest { .. } | ControlFailure::Invalid(_) => 400,
             ControlFailure::UnknownProvider { .. } => 404,
+            ControlFailure::Denied(_) => 403,
             ControlFailure::Unavailable(_) => 503,
+        }
+    }
+
+    /// How the audit trail records it.
+    pub fn outcome(&self) -> AuditOutcome {
+        match self {
+            ControlFailure::Denied(_) => AuditOutcome::Denied,
+            _ => AuditOutcome::Error,
         }
     }
 

@@ -11,21 +11,27 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::contract::{
-    self, AnalysisRequest, BestProviderReply, BestProviderRequest, Endpoint, ErrorClass,
+    self, Actor, AnalysisRequest, BestProviderReply, BestProviderRequest, Endpoint, ErrorClass,
     FailoverHistoryReply, FailoverHistoryRequest, ForceAction, ForceStatusReply,
     ForceStatusRequest, Forced, ForcedStatus, HealthCheckReply, HealthCheckRequest,
-    HealthSummaryReply, Kind, MONITORING_KEY, MonitoringRecord, MonitoringReply, MonitoringRequest,
-    ProviderSummary, StatusReply, TestFailoverReply, TestFailoverRequest,
+    HealthSummaryReply, Kind, MONITORING_KEY, ManualMode, ModeSetReply, ModeSetRequest,
+    MonitoringRecord, MonitoringReply, MonitoringRequest, ProviderSummary, StatusReply,
+    TestFailoverReply, TestFailoverRequest,
 };
 use crate::engine::Job;
 
 use super::super::announce::HealthAnnouncer;
+use super::super::audit::Auditor;
 use super::super::fleet::FleetState;
 use super::super::kv_record::KvRecord;
+use super::super::mode::ModeAnnouncer;
 use super::super::setup::Bus;
 use super::super::{event_log, fleet_view, monitor};
 use super::failure::ControlFailure;
 use crate::engine::Engine;
+
+/// The longest reason kept with a manual mode.
+const REASON_MAX: usize = 500;
 
 /// How long a replay of the failover history may take before the endpoint gives up.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
@@ -42,6 +48,8 @@ pub struct Ctx {
     pub engine: Arc<Engine>,
     pub fleet: Arc<FleetState>,
     pub announcer: Arc<HealthAnnouncer>,
+    pub mode: Arc<ModeAnnouncer>,
+    pub auditor: Auditor,
     pub worker_id: String,
 }
 
@@ -55,7 +63,7 @@ type Reply = Result<Vec<u8>, ControlFailure>;
 
 /// Answers one request to `endpoint`: the one table tying each endpoint to its handler, whose
 /// signature ties it to its request and reply types.
-pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, body: &[u8]) -> Reply {
+pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, actor: &Actor, body: &[u8]) -> Reply {
     let name = endpoint.name();
     match endpoint {
         Endpoint::Status => json(status(ctx).await),
@@ -67,6 +75,7 @@ pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, body: &[u8]) -> Reply 
         Endpoint::MonitoringStart => json(monitoring(ctx, true, parse(name, body)?).await),
         Endpoint::MonitoringStop => json(monitoring(ctx, false, parse(name, body)?).await),
         Endpoint::TestFailover => json(test_failover(ctx, parse(name, body)?).await),
+        Endpoint::ModeSet => json(mode_set(ctx, actor, parse(name, body)?).await),
     }
 }
 
@@ -334,4 +343,43 @@ async fn test_failover(
         attempts: result.attempts.clone(),
         result,
     })
+}
+
+async fn mode_set(
+    ctx: &Ctx,
+    actor: &Actor,
+    req: ModeSetRequest,
+) -> Result<ModeSetReply, ControlFailure> {
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > REASON_MAX {
+        return Err(ControlFailure::Invalid(format!(
+            "reason must say why, in 1..={REASON_MAX} characters"
+        )));
+    }
+    let held = req.mode.mode();
+    match (held, req.ttl_ms) {
+        (_, Some(0)) => {
+            return Err(ControlFailure::Invalid(
+                "ttl_ms must be positive (omit it to hold until `auto`)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ControlFailure::Invalid(
+                "ttl_ms makes no sense with `auto`".into(),
+            ));
+        }
+        _ => {}
+    }
+    let now = contract::now();
+    let manual = held.map(|mode| ManualMode {
+        mode,
+        reason: reason.to_string(),
+        set_at: now,
+        until: req
+            .ttl_ms
+            .map(|ms| now + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64)),
+        actor: actor.clone(),
+    });
+    let (mode, manual) = ctx.mode.set_manual(manual, actor, reason).await?;
+    Ok(ModeSetReply { mode, manual })
 }

@@ -4,6 +4,8 @@
 //! It lives in `bus` because its answers come from the bus (shared KV, the events subject)
 //! and the engine; `runtime::start` hands it the state.
 
+mod api;
+mod auth;
 mod events;
 mod history;
 mod probes;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::Engine;
 
+use super::control::Ctx;
 use super::setup::Bus;
 
 pub use status::{ProviderStatus, StatusReply};
@@ -44,18 +47,28 @@ pub struct HttpState {
     pub worker_id: String,
     /// Ends open event streams when the worker stops.
     pub shutdown: CancellationToken,
+    /// The control service's handlers, which the REST API shares.
+    pub control: Arc<Ctx>,
 }
 
-/// The routes.
+/// The routes: the probes open, the dashboard and its data behind a viewer token once any
+/// token is configured, the REST API checking tokens itself (it audits refusals).
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let dashboard = Router::new()
         .route("/", get(probes::dashboard))
-        .route("/metrics", get(probes::metrics))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
         .route("/api/status", get(status::status))
         .route("/api/events", get(events::events))
         .route("/api/history", get(history::history))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_viewer,
+        ));
+    Router::new()
+        .route("/metrics", get(probes::metrics))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .merge(dashboard)
+        .merge(api::routes())
         .with_state(state)
 }
 

@@ -82,7 +82,19 @@ impl Engine {
             ..Trace::default()
         };
         let wait_until = self.wait_until(&job, started, age, deadline);
+        // An operator holding the fleet in `minimal` means: no provider calls at all.
+        let held_minimal = self.fleet.manual_mode() == Some(Mode::Minimal);
+        if held_minimal {
+            trace.last_error = Some(ErrorInfo {
+                class: ErrorClass::NoProvider,
+                message: "an operator holds the fleet in minimal mode; no provider was called"
+                    .into(),
+            });
+        }
         loop {
+            if held_minimal {
+                break;
+            }
             let plan = self.plan(request, &prompt);
             if plan.candidates.is_empty()
                 && !plan.skipped.is_empty()

@@ -83,8 +83,16 @@ impl Engine {
             .collect()
     }
 
-    /// The mode this worker sees now (suspension included).
+    /// The mode this worker sees now: the operator's manual mode while one holds, else the
+    /// one provider health implies (suspension after too long in minimal included).
     pub fn mode(&self) -> Mode {
+        self.fleet
+            .manual_mode()
+            .unwrap_or_else(|| self.derived_mode())
+    }
+
+    /// The mode provider health implies, ignoring a manual mode.
+    pub fn derived_mode(&self) -> Mode {
         let derived = modes::derive(&self.provider_views());
         let now = self.clock.now();
         let mut since = self.minimal_since.lock();
@@ -96,11 +104,7 @@ impl Engine {
         let limit = self.cfg.modes.suspend_after_minimal_ms;
         let too_long = limit > 0
             && since.is_some_and(|s| now.duration_since(s) >= Duration::from_millis(limit));
-        if self.fleet.manually_suspended() || too_long {
-            Mode::Suspended
-        } else {
-            derived
-        }
+        if too_long { Mode::Suspended } else { derived }
     }
 
     /// Health status and breaker state of `provider` as this worker sees them.
