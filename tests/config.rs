@@ -189,3 +189,97 @@ fn the_test_config_builder_merges_tables_and_lets_later_keys_win() {
     );
     assert!(toml.ends_with("[[providers]]\nid = \"a\"\n"), "{toml}");
 }
+
+#[test]
+fn nats_tls_and_credentials_must_be_usable_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("client.pem");
+    std::fs::write(&cert, "PEM").unwrap();
+    let with = |nats: &str| format!("{NATS}{nats}\n{}", provider("a", ""));
+    // A certificate without its key would be ignored silently: refused, naming the key.
+    let e = err(&with(&format!("tls_cert_file = \"{}\"", cert.display())));
+    assert_eq!(e.keys(), vec!["nats.tls_key_file"], "{e}");
+    let e = err(&with(&format!("tls_key_file = \"{}\"", cert.display())));
+    assert_eq!(e.keys(), vec!["nats.tls_cert_file"], "{e}");
+    // A file that is not there.
+    let e = err(&with("tls_ca_file = \"/nonexistent/ca.pem\""));
+    assert_eq!(e.keys(), vec!["nats.tls_ca_file"], "{e}");
+    assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    let e = err(&with("nkey_file = \"/nonexistent/user.nk\""));
+    assert_eq!(e.keys(), vec!["nats.nkey_file"], "{e}");
+    // A user whose password variable is unset, a password without a user, an unset token.
+    let e = err(&with(
+        "user = \"worker\"\npassword_env = \"AI_FAILOVER_TEST_NEVER_SET_PASSWORD\"",
+    ));
+    assert_eq!(e.keys(), vec!["nats.password_env"], "{e}");
+    assert!(
+        e.to_string()
+            .contains("AI_FAILOVER_TEST_NEVER_SET_PASSWORD"),
+        "{e}"
+    );
+    let e = err(&with("password_env = \"HOME\""));
+    assert_eq!(e.keys(), vec!["nats.password_env"], "{e}");
+    let e = err(&with("token_env = \"AI_FAILOVER_TEST_NEVER_SET_TOKEN\""));
+    assert_eq!(e.keys(), vec!["nats.token_env"], "{e}");
+    // Client commands are held to the same rules: they connect the same way.
+    let e = config::load_str_for_client(&with("tls_ca_file = \"/nonexistent/ca.pem\""))
+        .expect_err("a client needs the file too");
+    assert_eq!(e.keys(), vec!["nats.tls_ca_file"]);
+    let both = format!(
+        "tls_cert_file = \"{0}\"\ntls_key_file = \"{0}\"\ntls_ca_file = \"{0}\"",
+        cert.display()
+    );
+    config::load_str(&with(&both)).expect("files that exist, in pairs");
+}
+
+#[test]
+fn http_tokens_are_named_unique_secret_and_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = |name: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, token).unwrap();
+        path.display().to_string()
+    };
+    let long = token_file("long", "0123456789abcdef0123");
+    let short = token_file("short", "0123456789");
+    let with = |tokens: &str| format!("{NATS}[http]\ntokens = [{tokens}]\n{}", provider("a", ""));
+    let cfg = config::load_str(&with(&format!(
+        r#"{{ id = "ops", token_file = "{long}", role = "operator" }}"#
+    )))
+    .expect("a good token");
+    assert_eq!(cfg.http.tokens[0].id, "ops");
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("0123456789abcdef0123"), "a token printed");
+    for (tokens, key) in [
+        (
+            format!(r#"{{ id = "ops", token_file = "{short}", role = "operator" }}"#),
+            "http.tokens[0].token_file",
+        ),
+        (
+            r#"{ id = "ops", token_env = "AI_FAILOVER_TEST_NEVER_SET_TOKEN", role = "viewer" }"#
+                .to_string(),
+            "http.tokens[0].token_env",
+        ),
+        (
+            r#"{ id = "ops", role = "viewer" }"#.to_string(),
+            "http.tokens[0].token_env",
+        ),
+        (
+            format!(
+                r#"{{ id = "ops", token_file = "{long}", role = "viewer" }}, {{ id = "ops", token_file = "{long}", role = "operator" }}"#
+            ),
+            "http.tokens[1].id",
+        ),
+        (
+            format!(r#"{{ id = "a b", token_file = "{long}", role = "viewer" }}"#),
+            "http.tokens[0].id",
+        ),
+    ] {
+        let e = err(&with(&tokens));
+        assert_eq!(e.keys(), vec![key], "{tokens}: {e}");
+    }
+    let e = err(&with(&format!(
+        r#"{{ id = "ops", token_file = "{long}", role = "admin" }}"#
+    )));
+    assert!(e.to_string().contains("admin"), "{e}");
+}

@@ -16,6 +16,7 @@ use async_nats::jetstream::{self, kv};
 use common::eventually;
 use common::nats::NatsServer;
 use common::workers::{ask, ask_with, signal, start_worker};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -480,4 +481,88 @@ async fn best_provider_and_health_check_follow_the_fleet() {
     assert!(checked.results[0].ok);
     assert_eq!(checked.results[0].provider, "backup");
     w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_mode_holds_on_every_worker_until_its_ttl_then_health_decides_again() {
+    let server = NatsServer::start();
+    let w1 = start_worker(&server.url(), "ai", "w1").await;
+    let w2 = start_worker(&server.url(), "ai", "w2").await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let names = Names::default();
+    let mut modes = client.subscribe(names.mode_event()).await.unwrap();
+    client.flush().await.unwrap();
+
+    // Bad requests change nothing and say what is wrong.
+    for (body, says) in [
+        (
+            json!({"mode": "minimal", "reason": "x", "ttl_ms": 0}),
+            "ttl_ms",
+        ),
+        (
+            json!({"mode": "auto", "reason": "x", "ttl_ms": 5}),
+            "ttl_ms",
+        ),
+        (json!({"mode": "minimal", "reason": " "}), "reason"),
+        (json!({"mode": "minimal", "reason": "x", "by": "me"}), "by"),
+        (json!({"mode": "degraded", "reason": "x"}), "degraded"),
+    ] {
+        let msg = call_raw(&client, &names, "mode.set", &body.to_string()).await;
+        let error: ControlError = serde_json::from_slice(&msg.payload).unwrap();
+        assert!(error.error.contains(says), "{body}: {error:?}");
+    }
+
+    // `minimal` for 1.5 s: no provider is called, whichever worker takes the request.
+    let set: ai_failover::contract::ModeSetReply = call(
+        &client,
+        &names,
+        "mode.set",
+        json!({"mode": "minimal", "reason": "provider audit", "ttl_ms": 1500}),
+    )
+    .await;
+    assert_eq!(set.mode, Mode::Minimal);
+    let manual = set.manual.unwrap();
+    assert!(
+        !manual.actor.verified,
+        "no server identity without accounts"
+    );
+    let event = tokio::time::timeout(WAIT, modes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: ai_failover::contract::ModeEvent = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(event.mode, Mode::Minimal);
+    assert!(event.actor.is_some() && event.reason.contains("provider audit"));
+    // The other worker learns it from the shared record.
+    eventually(WAIT, "w2 to hold the manual mode", async || {
+        w2.running.engine.mode() == Mode::Minimal
+    })
+    .await;
+    let calls_before = w1.primary.calls() + w2.primary.calls();
+    for i in 0..4 {
+        let r = ask(&client, &names, &format!("HELD{i}")).await;
+        assert_eq!(r.status, Status::Degraded, "{r:?}");
+        assert_eq!(r.mode, Mode::Minimal);
+        assert!(matches!(r.source, Source::Fallback | Source::Cache));
+    }
+    assert_eq!(w1.primary.calls() + w2.primary.calls(), calls_before);
+
+    // The TTL ends: the mode follows provider health again, announced once.
+    let back = loop {
+        let msg = tokio::time::timeout(WAIT, modes.next())
+            .await
+            .expect("the end of the manual mode is announced")
+            .unwrap();
+        let e: ai_failover::contract::ModeEvent = serde_json::from_slice(&msg.payload).unwrap();
+        if e.mode == Mode::Normal {
+            break e;
+        }
+    };
+    assert!(back.reason.contains("manual minimal ended"), "{back:?}");
+    let status: StatusReply = call(&client, &names, "status", json!({})).await;
+    assert_eq!(status.mode, Mode::Normal);
+    let r = ask(&client, &names, "FREE").await;
+    assert_eq!(r.status, Status::Ok);
+    w1.running.stop().await;
+    w2.running.stop().await;
 }

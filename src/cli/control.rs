@@ -16,7 +16,7 @@ pub struct ControlArgs {
     #[command(flatten)]
     pub file: super::ConfigFile,
     /// status | health-check | force-status | best-provider | failover-history |
-    /// health-summary | monitoring.start | monitoring.stop | test-failover
+    /// health-summary | monitoring.start | monitoring.stop | test-failover | mode.set
     pub endpoint: String,
     /// The request body (default `{}`).
     pub json: Option<String>,

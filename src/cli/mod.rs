@@ -1,10 +1,11 @@
 //! The `ai-failover` command line: the worker, the simulator, and the clients people use
-//! (`publish`, `status`, `watch`, `control`).
+//! (`publish`, `status`, `watch`, `control`, `audit`).
 //!
 //! A command that cannot go on says why and exits: here (unlike the library) a panic with
 //! a message is an acceptable last resort.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod audit;
 pub mod client;
 pub mod control;
 pub mod publish;
@@ -85,4 +86,6 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Call an endpoint of the control service and print the reply.
     Control(control::ControlArgs),
+    /// List the audit trail: who called which control endpoint, and how it ended.
+    Audit(audit::AuditArgs),
 }

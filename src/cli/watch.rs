@@ -72,20 +72,44 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         c.names.events_filter(),
         start_at(args.since)?,
     )
-    .await
-    .context("start a worker or run `ai-failover setup` first")?;
-    let mut messages = consumer.messages().await?;
+    .await;
+    let mut events: futures::stream::BoxStream<'_, anyhow::Result<(String, bytes::Bytes)>> =
+        match consumer {
+            Ok(consumer) => consumer
+                .messages()
+                .await?
+                .map(|m| {
+                    let m = m.context("reading events")?;
+                    Ok((m.subject.to_string(), m.payload.clone()))
+                })
+                .boxed(),
+            // A viewer's account imports the events but not JetStream: live events only.
+            Err(e) if args.since.is_none() => {
+                eprintln!(
+                    "no access to the events stream ({}); following live events",
+                    crate::telemetry::chain(&e)
+                );
+                c.nats
+                    .subscribe(c.names.events_filter())
+                    .await?
+                    .map(|m| Ok((m.subject.to_string(), m.payload)))
+                    .boxed()
+            }
+            Err(e) => {
+                return Err(e).context("start a worker or run `ai-failover setup` first");
+            }
+        };
     loop {
         let next = tokio::select! {
-            m = messages.next() => m,
+            m = events.next() => m,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let Some(msg) = next else { return Ok(()) };
-        let msg = msg.context("reading events")?;
+        let Some(event) = next else { return Ok(()) };
+        let (subject, payload) = event?;
         if args.json {
-            println!("{}", String::from_utf8_lossy(&msg.payload));
+            println!("{}", String::from_utf8_lossy(&payload));
         } else {
-            println!("{}", line(&c.names, &msg.subject, &msg.payload));
+            println!("{}", line(&c.names, &subject, &payload));
         }
     }
 }
@@ -115,8 +139,12 @@ pub fn line(names: &Names, subject: &str, payload: &[u8]) -> String {
         }
     } else if subject == names.mode_event() {
         if let Ok(e) = serde_json::from_slice::<ModeEvent>(payload) {
+            let actor = e
+                .actor
+                .as_ref()
+                .map_or(String::new(), |a| format!("  set by {}", a.label()));
             return format!(
-                "{}  mode      {} -> {}  {}  by {}",
+                "{}  mode      {} -> {}  {}  by {}{actor}",
                 time(e.at),
                 e.previous.as_str(),
                 e.mode.as_str(),

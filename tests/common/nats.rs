@@ -16,6 +16,7 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
     starts: u32,
 }
 
@@ -49,11 +50,18 @@ impl NatsServer {
 
     /// Like [`start`](Self::start) with extra command-line arguments.
     pub fn start_with(extra_args: Vec<String>) -> Self {
+        Self::start_with_env(extra_args, Vec::new())
+    }
+
+    /// Like [`start_with`](Self::start_with), with variables in the server's environment
+    /// (a configuration file's `$VAR` references).
+    pub fn start_with_env(extra_args: Vec<String>, envs: Vec<(String, String)>) -> Self {
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             store: tempfile::tempdir().expect("temp store dir"),
             extra_args,
+            envs,
             starts: 0,
         };
         // The port was free when picked, but until the server binds it any test's outgoing
@@ -104,6 +112,7 @@ impl NatsServer {
             .arg("--log")
             .arg(&log)
             .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -239,6 +248,7 @@ impl NatsCluster {
                     "--routes".into(),
                     routes.clone(),
                 ],
+                envs: Vec::new(),
                 starts: 0,
             };
             node.spawn();

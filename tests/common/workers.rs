@@ -16,6 +16,11 @@ use futures::StreamExt;
 /// Two remote providers, `primary` (priority 1) and `backup` (priority 2), with prices so
 /// spend is booked. Their keys are never set: workers get fakes, clients need none.
 pub fn fleet_toml(nats_url: &str, prefix: &str) -> String {
+    fleet(nats_url, prefix).toml()
+}
+
+/// [`fleet_toml`] as a builder, to add to.
+pub fn fleet(nats_url: &str, prefix: &str) -> TestConfig {
     let provider = |id: &str, prio: u32| {
         format!(
             "id = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
@@ -29,7 +34,6 @@ pub fn fleet_toml(nats_url: &str, prefix: &str) -> String {
         .set("engine", "hedging", "false")
         .provider(&provider("primary", 1))
         .provider(&provider("backup", 2))
-        .toml()
 }
 
 /// The fleet configuration as a worker in this process uses it.
@@ -49,16 +53,19 @@ pub struct TestWorker {
 
 /// Starts a worker named `id` in this process.
 pub async fn start_worker(nats_url: &str, prefix: &str, id: &str) -> TestWorker {
+    start_worker_with(fleet_config(nats_url, prefix, id)).await
+}
+
+/// Starts a worker in this process with `cfg` (built on [`fleet_toml`]: its providers are
+/// `primary` and `backup`, both fakes here).
+pub async fn start_worker_with(cfg: Config) -> TestWorker {
     // Probes always pass: active monitoring must not add failures the tests did not ask for.
     let primary = Fake::instant("primary").probes_always_pass();
     let backup = Fake::instant("backup").probes_always_pass();
     let providers: Vec<Arc<dyn Provider>> = vec![primary.clone(), backup.clone()];
-    let running = runtime::start(
-        Arc::new(fleet_config(nats_url, prefix, id)),
-        Some(providers),
-    )
-    .await
-    .expect("worker starts");
+    let running = runtime::start(Arc::new(cfg), Some(providers))
+        .await
+        .expect("worker starts");
     TestWorker {
         running,
         primary,

@@ -6,7 +6,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{
-    BreakerState, BudgetRecord, FLEET_MODE_KEY, FleetModeRecord, HealthStatus, Mode,
+    BreakerState, BudgetRecord, FLEET_MODE_KEY, FleetModeRecord, HealthStatus, ManualMode, Mode,
     ProviderHealthRecord, Timestamp,
 };
 
@@ -29,6 +29,8 @@ pub struct StatusReply {
     pub mode_since: Option<Timestamp>,
     /// Why, when known.
     pub mode_reason: Option<String>,
+    /// The operator's manual mode, while one holds (`mode.set`).
+    pub mode_manual: Option<ManualMode>,
     /// Whether this worker is consuming.
     pub ready: bool,
     /// One entry per configured provider, in priority order.
@@ -124,9 +126,13 @@ async fn build(s: &HttpState) -> StatusReply {
     }
     providers.sort_by_key(|p| p.priority);
     let (mode, mode_source) = match &fleet_mode {
-        Some(r) => (r.mode, "fleet"),
+        Some(r) => (r.manual_at(now).unwrap_or(r.mode), "fleet"),
         None => (s.engine.mode(), "worker"),
     };
+    let mode_manual = fleet_mode
+        .as_ref()
+        .and_then(|r| r.manual.clone())
+        .filter(|m| m.holds(now));
     StatusReply {
         worker_id: s.worker_id.clone(),
         at: now,
@@ -134,6 +140,7 @@ async fn build(s: &HttpState) -> StatusReply {
         mode_source: mode_source.into(),
         mode_since: fleet_mode.as_ref().map(|r| r.since),
         mode_reason: fleet_mode.map(|r| r.reason),
+        mode_manual,
         ready: s.ready.load(std::sync::atomic::Ordering::Relaxed),
         providers,
     }
