@@ -13,48 +13,14 @@ use ai_failover::contract::{
     MonitoringReply, Names, ProviderHealthRecord, Source, Status, StatusReply, TestFailoverReply,
 };
 use async_nats::jetstream::{self, kv};
+use common::control::{call, call_raw};
 use common::eventually;
 use common::nats::NatsServer;
 use common::workers::{ask, ask_with, signal, start_worker};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Sends `body` to `<prefix>.control.<endpoint>` and returns the raw reply.
-async fn call_raw(
-    client: &async_nats::Client,
-    names: &Names,
-    endpoint: &str,
-    body: &str,
-) -> async_nats::Message {
-    let request = async_nats::Request::new()
-        .payload(body.to_string().into())
-        .timeout(Some(WAIT));
-    client
-        .send_request(names.control(endpoint), request)
-        .await
-        .unwrap_or_else(|e| panic!("{endpoint}: {e}"))
-}
-
-/// A successful call, decoded.
-async fn call<T: DeserializeOwned>(
-    client: &async_nats::Client,
-    names: &Names,
-    endpoint: &str,
-    body: Value,
-) -> T {
-    let msg = call_raw(client, names, endpoint, &body.to_string()).await;
-    let error = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error"))
-        .map(|v| v.to_string());
-    assert!(error.is_none(), "{endpoint} refused: {error:?}");
-    serde_json::from_slice(&msg.payload)
-        .unwrap_or_else(|e| panic!("{endpoint} reply: {e}: {:?}", msg.payload))
-}
 
 /// The stored record of `provider` and its revision (None before the first write).
 async fn record(health: &kv::Store, provider: &str) -> Option<(ProviderHealthRecord, u64)> {

@@ -15,18 +15,11 @@ use ai_failover::simulator::{Api, Faults, Outage, SimConfig, SimHandle, SimProvi
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use common::control::http;
 use common::nats::NatsServer;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PUBLISHER_SPAN: &str = "00f067aa0ba902b7";
-
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
 
 /// openai in a full outage (every call a 503), anthropic healthy.
 async fn simulator() -> SimHandle {

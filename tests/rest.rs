@@ -6,26 +6,17 @@
 
 mod common;
 
-use std::time::Duration;
-
 use ai_failover::contract::{AuditChannel, AuditOutcome, AuditRecord, Mode, Names, StatusReply};
 use async_nats::jetstream;
+use common::control::http;
 use common::nats::NatsServer;
-use common::workers::{fleet, start_worker_with};
+use common::workers::{TestWorker, fleet, start_worker_with};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const VIEWER_TOKEN: &str = "viewer-token-8c1f0e7d2a";
 const OPERATOR_TOKEN: &str = "operator-token-5b9e33c1f4";
-
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// Every audit record stored so far.
 async fn audit_records(client: &async_nats::Client) -> Vec<AuditRecord> {
@@ -40,6 +31,53 @@ async fn audit_records(client: &async_nats::Client) -> Vec<AuditRecord> {
         records.push(serde_json::from_slice(&msg.payload).unwrap());
     }
     records
+}
+
+/// The REST API of one worker.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(w: &TestWorker) -> Api {
+        Api {
+            http: http(),
+            base: format!("http://{}", w.running.http_addr.unwrap()),
+        }
+    }
+
+    /// `GET /api/ai/failover/<path>` with `token`: the status and the JSON body.
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .get(format!("{}/api/ai/failover/{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        Self::read(request).await
+    }
+
+    /// `POST /api/ai/failover/<path>` with `token` and a JSON body.
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/api/ai/failover/{path}", self.base))
+            .json(&body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        Self::read(request).await
+    }
+
+    async fn read(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        }
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,35 +100,21 @@ async fn tokens_decide_who_reads_and_who_changes_and_every_call_is_audited() {
         .load_for_client();
     cfg.worker.id = Some("w1".into());
     let w = start_worker_with(cfg).await;
-    let base = format!("http://{}", w.running.http_addr.unwrap());
-    let api = |path: &str| format!("{base}/api/ai/failover/{path}");
+    let api = Api::new(&w);
+    let base = api.base.clone();
     let http = http();
     let nats = async_nats::connect(server.url()).await.unwrap();
+    let (viewer, operator) = (Some(VIEWER_TOKEN), Some(OPERATOR_TOKEN));
 
     // No token, a wrong token: 401, with the scheme to use.
-    let none = http.get(api("status")).send().await.unwrap();
-    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(none.headers()["www-authenticate"], "Bearer");
-    let wrong = http
-        .get(api("status"))
-        .bearer_auth("viewer-token-8c1f0e7d2b")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get("status", None).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = Some("viewer-token-8c1f0e7d2b");
+    assert_eq!(api.get("status", wrong).await.0, StatusCode::UNAUTHORIZED);
 
     // The viewer reads, and gets what the NATS endpoint answers.
-    let status: StatusReply = http
-        .get(api("status"))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (code, status) = api.get("status", viewer).await;
+    assert_eq!(code, StatusCode::OK);
+    let status: StatusReply = serde_json::from_value(status).unwrap();
     assert_eq!(status.mode, Mode::Normal);
     let ids: Vec<&str> = status
         .providers
@@ -103,103 +127,45 @@ async fn tokens_decide_who_reads_and_who_changes_and_every_call_is_audited() {
         "failover-history?limit=5",
         "health-summary",
     ] {
-        let r = http
-            .get(api(path))
-            .bearer_auth(VIEWER_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::OK,
-            "{path}: {}",
-            r.text().await.unwrap()
-        );
+        let (code, body) = api.get(path, viewer).await;
+        assert_eq!(code, StatusCode::OK, "{path}: {body}");
     }
-    let best: Value = http
-        .get(api("best-provider?providers=backup"))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, best) = api.get("best-provider?providers=backup", viewer).await;
     assert_eq!(best["provider"], "backup");
 
-    // ... but cannot change anything: 403, and nothing changed.
-    let forbidden = http
-        .post(api("mode"))
-        .bearer_auth(VIEWER_TOKEN)
-        .json(&json!({"mode": "suspended", "reason": "viewer tries"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let no_token_change = http
-        .post(api("force-status"))
-        .json(&json!({"provider": "primary", "status": "down"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_token_change.status(), StatusCode::UNAUTHORIZED);
+    // ... but cannot change anything: 403 with a viewer token, 401 without one.
+    let drill = json!({"mode": "suspended", "reason": "viewer tries"});
+    assert_eq!(
+        api.post("mode", viewer, drill).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let down = json!({"provider": "primary", "status": "down"});
+    assert_eq!(
+        api.post("force-status", None, down).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // The operator changes; a bad body is a 400 naming the field, and changes nothing.
-    let unknown_field = http
-        .post(api("force-status"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"provider": "primary", "status": "down", "color": "red"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown_field.status(), StatusCode::BAD_REQUEST);
-    let body: Value = unknown_field.json().await.unwrap();
+    let colored = json!({"provider": "primary", "status": "down", "color": "red"});
+    let (code, body) = api.post("force-status", operator, colored).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("color"), "{body}");
-    let unknown_mode = http
-        .post(api("mode"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"mode": "panic", "reason": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown_mode.status(), StatusCode::BAD_REQUEST);
-    let forced: Value = http
-        .post(api("force-status"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"provider": "primary", "status": "down", "reason": "vendor incident"}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let panic = json!({"mode": "panic", "reason": "x"});
+    assert_eq!(
+        api.post("mode", operator, panic).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let incident = json!({"provider": "primary", "status": "down", "reason": "vendor incident"});
+    let (code, forced) = api.post("force-status", operator, incident).await;
+    assert_eq!(code, StatusCode::OK, "{forced}");
     assert_eq!(forced["record"]["forced"]["status"], "down");
-    let set: Value = http
-        .post(api("mode"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"mode": "conservative", "reason": "volatile open", "ttl_ms": 600000}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hold = json!({"mode": "conservative", "reason": "volatile open", "ttl_ms": 600000});
+    let (code, set) = api.post("mode", operator, hold).await;
+    assert_eq!(code, StatusCode::OK, "{set}");
     assert_eq!(set["mode"], "conservative");
     assert_eq!(set["manual"]["actor"]["token_id"], "on-call");
-    let status: StatusReply = http
-        .get(api("status"))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status.mode, Mode::Conservative);
+    let (_, status) = api.get("status", viewer).await;
+    assert_eq!(status["mode"], "conservative");
 
     // Every call above reached the trail, under the NATS endpoint's name.
     let records = audit_records(&nats).await;
@@ -277,14 +243,8 @@ async fn without_tokens_the_api_reads_but_never_changes() {
         .load_for_client();
     cfg.worker.id = Some("w1".into());
     let w = start_worker_with(cfg).await;
-    let base = format!("http://{}/api/ai/failover", w.running.http_addr.unwrap());
-    let http = http();
-    let read = http
-        .get(format!("{base}/health-summary"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), StatusCode::OK);
+    let api = Api::new(&w);
+    assert_eq!(api.get("health-summary", None).await.0, StatusCode::OK);
     for path in [
         "mode",
         "force-status",
@@ -292,19 +252,10 @@ async fn without_tokens_the_api_reads_but_never_changes() {
         "start-monitoring",
         "test-failover",
     ] {
-        let r = http
-            .post(format!("{base}/{path}"))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let (code, _) = api.post(path, None, json!({})).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
     }
-    let dashboard = http
-        .get(format!("http://{}/", w.running.http_addr.unwrap()))
-        .send()
-        .await
-        .unwrap();
+    let dashboard = api.http.get(format!("{}/", api.base)).send().await.unwrap();
     assert_eq!(dashboard.status(), StatusCode::OK);
     w.running.stop().await;
 }

@@ -14,6 +14,7 @@ use ai_failover::contract::{
     Names, ProviderHealthRecord, Role, Status, StatusReply,
 };
 use async_nats::jetstream;
+use common::control::{call, call_raw, error_code};
 use common::nats::NatsServer;
 use common::workers::{ask, ask_with, fleet, signal, start_worker_with};
 use futures::StreamExt;
@@ -85,25 +86,40 @@ impl Caller {
 
     /// A control call that must succeed.
     async fn control<T: serde::de::DeserializeOwned>(&self, endpoint: &str, body: Value) -> T {
-        let msg = self.control_raw(endpoint, body).await;
-        let error = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Service-Error"))
-            .map(|v| v.to_string());
-        assert!(error.is_none(), "{endpoint} refused: {error:?}");
-        serde_json::from_slice(&msg.payload).unwrap()
+        call(&self.client, &Names::default(), endpoint, body).await
     }
 
     async fn control_raw(&self, endpoint: &str, body: Value) -> async_nats::Message {
-        let request = async_nats::Request::new()
-            .payload(body.to_string().into())
-            .timeout(Some(WAIT));
-        self.client
-            .send_request(Names::default().control(endpoint), request)
-            .await
-            .unwrap_or_else(|e| panic!("{endpoint}: {e}"))
+        call_raw(&self.client, &Names::default(), endpoint, &body.to_string()).await
     }
+}
+
+/// Runs `ai-failover audit --json --since 1h` with `config`.
+fn audit_cli(config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .args(["audit", "--json", "--since", "1h", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A client config file for `user` in `dir`.
+fn client_config(dir: &std::path::Path, url: &str, user: &str) -> PathBuf {
+    let path = dir.join(format!("{user}.toml"));
+    std::fs::write(
+        &path,
+        fleet(url, "ai")
+            .set("nats", "user", &format!("\"{user}\""))
+            .set(
+                "nats",
+                "password_env",
+                &format!("\"{}\"", password_var(user)),
+            )
+            .toml(),
+    )
+    .unwrap();
+    path
 }
 
 /// The server checks the passwords; the workers' config names the variable holding its own.
@@ -113,17 +129,7 @@ fn each_role_can_do_its_job_and_nothing_else() {
         .iter()
         .map(|u| (password_var(u), uuid::Uuid::new_v4().simple().to_string()))
         .collect();
-    // Before this test starts a thread: it is alone in its process under nextest, and the
-    // other test of this file reads no environment under `cargo test`.
-    for (var, pw) in &passwords {
-        unsafe { std::env::set_var(var, pw) };
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(roles(passwords));
+    common::control::with_env(&passwords.clone(), || roles(passwords));
 }
 
 async fn roles(passwords: Vec<(String, String)>) {
@@ -274,30 +280,11 @@ async fn roles(passwords: Vec<(String, String)>) {
     // A caller the server did not vouch for (same account as the workers): refused by the
     // service, and audited as such.
     let denied = worker.control_raw("status", json!({})).await;
-    let code = denied
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-        .map(|v| v.to_string());
-    assert_eq!(code.as_deref(), Some("403"));
+    assert_eq!(error_code(&denied).as_deref(), Some("403"));
 
     // ----- the audit trail, read as the operator with the CLI -----------------------------
     let dir = tempfile::tempdir().unwrap();
-    let operator_cfg = dir.path().join("operator.toml");
-    std::fs::write(
-        &operator_cfg,
-        fleet(&url, "ai")
-            .set("nats", "user", "\"operator\"")
-            .set("nats", "password_env", "\"AI_FAILOVER_OPERATOR_PASSWORD\"")
-            .toml(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["audit", "--json", "--since", "1h", "--config"])
-        .arg(&operator_cfg)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = audit_cli(&client_config(dir.path(), &url, "operator"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -339,21 +326,7 @@ async fn roles(passwords: Vec<(String, String)>) {
     );
 
     // The viewer may not read the trail.
-    let viewer_cfg = dir.path().join("viewer.toml");
-    std::fs::write(
-        &viewer_cfg,
-        fleet(&url, "ai")
-            .set("nats", "user", "\"viewer\"")
-            .set("nats", "password_env", "\"AI_FAILOVER_VIEWER_PASSWORD\"")
-            .toml(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args(["audit", "--json", "--config"])
-        .arg(&viewer_cfg)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = audit_cli(&client_config(dir.path(), &url, "viewer"));
     assert!(!out.status.success(), "a viewer read the audit trail");
     assert!(out.stdout.is_empty());
 

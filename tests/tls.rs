@@ -49,14 +49,8 @@ fn certificates(dir: &Path) {
 #[test]
 fn workers_and_clients_connect_over_tls_with_passwords_and_nkeys() {
     let password = uuid::Uuid::new_v4().simple().to_string();
-    // Before this test starts a thread; it is the only test in this file.
-    unsafe { std::env::set_var(PASSWORD_VAR, &password) };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(tls(password));
+    let envs = [(PASSWORD_VAR.to_string(), password.clone())];
+    common::control::with_env(&envs, || tls(password));
 }
 
 async fn tls(password: String) {

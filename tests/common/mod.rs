@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod control;
 pub mod fleet;
 pub mod logs;
 pub mod nats;

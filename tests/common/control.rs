@@ -1,0 +1,79 @@
+//! Calling the control service as any client would, and the other small helpers several
+//! test files share (an HTTP client, a test that owns its process's environment).
+
+use std::time::Duration;
+
+use ai_failover::contract::Names;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// How long a control call may take.
+pub const CONTROL_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends `body` to `<prefix>.control.<endpoint>` and returns the raw reply.
+pub async fn call_raw(
+    client: &async_nats::Client,
+    names: &Names,
+    endpoint: &str,
+    body: &str,
+) -> async_nats::Message {
+    let request = async_nats::Request::new()
+        .payload(body.to_string().into())
+        .timeout(Some(CONTROL_WAIT));
+    client
+        .send_request(names.control(endpoint), request)
+        .await
+        .unwrap_or_else(|e| panic!("{endpoint}: {e}"))
+}
+
+/// A successful call, decoded.
+pub async fn call<T: DeserializeOwned>(
+    client: &async_nats::Client,
+    names: &Names,
+    endpoint: &str,
+    body: Value,
+) -> T {
+    let msg = call_raw(client, names, endpoint, &body.to_string()).await;
+    assert_eq!(
+        error_code(&msg),
+        None,
+        "{endpoint} refused: {:?}",
+        msg.payload
+    );
+    serde_json::from_slice(&msg.payload)
+        .unwrap_or_else(|e| panic!("{endpoint} reply: {e}: {:?}", msg.payload))
+}
+
+/// The micro protocol's error code of a reply (`None`: it succeeded).
+pub fn error_code(msg: &async_nats::Message) -> Option<String> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.to_string())
+}
+
+/// An HTTP client with a bound on every request.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// Runs `test` on a fresh two-thread runtime after setting `envs` in this process's
+/// environment: for a test that is alone in its process (nextest runs each test in its own),
+/// setting them before any thread of its own exists.
+pub fn with_env<F: Future<Output = ()>>(envs: &[(String, String)], test: impl FnOnce() -> F) {
+    for (k, v) in envs {
+        // SAFETY: called first thing in a test function, before it starts a thread; no other
+        // test of the same file reads the environment.
+        unsafe { std::env::set_var(k, v) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(test());
+}
