@@ -69,6 +69,8 @@ enum Handled {
     DeadLettered,
     Busy,
     Retried,
+    /// Finished after another worker took the request over: discarded, not published.
+    Fenced,
 }
 
 impl Handled {
@@ -80,6 +82,7 @@ impl Handled {
             Handled::DeadLettered => "deadlettered",
             Handled::Busy => "busy",
             Handled::Retried => "retried",
+            Handled::Fenced => "fenced",
         }
     }
 }
@@ -402,12 +405,17 @@ impl Worker {
                 Some((crate::contract::OutcomeRecord::Done { result: done }, _))
                     if done.worker_id == self.worker_id
                         && done.completed_at == result.completed_at => {}
-                // Someone took over (we were presumed dead): defer to their answer.
-                Some((crate::contract::OutcomeRecord::Done { result }, _)) => {
-                    self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
-                        .await?;
-                    self.ack(msg, stop).await?;
-                    return Ok(Handled::Replayed);
+                // Someone took over while we were presumed dead (a frozen process, a stalled
+                // VM): the request is theirs. They publish their answer, or their delivery
+                // comes back and replays it; this delivery is stale, so it is neither
+                // published, acked nor nacked (an ack could end the message under a worker
+                // that has not published yet). What we paid for is counted.
+                Some(_) if matches!(e, OutcomeError::Lost(_)) => {
+                    let paid = result.attempts.len() as u64;
+                    metrics::counter!(metric::FENCED_TOTAL).increment(1);
+                    metrics::counter!(metric::FENCED_CALLS_TOTAL).increment(paid);
+                    tracing::warn!(request_id = %id, calls = paid, "finished after a takeover: result discarded");
+                    return Ok(Handled::Fenced);
                 }
                 _ => return Err(e.into()),
             }

@@ -22,6 +22,8 @@ pub mod name {
     pub const DEAD_LETTERS_TOTAL: &str = "ai_failover_dead_letters_total";
     pub const EVENTS_DROPPED_TOTAL: &str = "ai_failover_events_dropped_total";
     pub const FAILOVERS_TOTAL: &str = "ai_failover_failovers_total";
+    pub const FENCED_CALLS_TOTAL: &str = "ai_failover_fenced_calls_total";
+    pub const FENCED_TOTAL: &str = "ai_failover_fenced_total";
     pub const HANDLE_SECONDS: &str = "ai_failover_handle_seconds";
     pub const IN_FLIGHT: &str = "ai_failover_in_flight";
     pub const KV_RACES_TOTAL: &str = "ai_failover_kv_races_total";
@@ -48,6 +50,8 @@ pub mod name {
         DEAD_LETTERS_TOTAL,
         EVENTS_DROPPED_TOTAL,
         FAILOVERS_TOTAL,
+        FENCED_CALLS_TOTAL,
+        FENCED_TOTAL,
         HANDLE_SECONDS,
         IN_FLIGHT,
         KV_RACES_TOTAL,

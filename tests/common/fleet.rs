@@ -86,6 +86,16 @@ pub fn worker_process(
     id: &str,
     log: &std::path::Path,
 ) -> std::process::Child {
+    worker_process_with(config, id, log, &[])
+}
+
+/// [`worker_process`] with extra environment variables (e.g. `AI_FAILOVER_WORKER__HTTP_LISTEN`).
+pub fn worker_process_with(
+    config: &std::path::Path,
+    id: &str,
+    log: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> std::process::Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -95,6 +105,7 @@ pub fn worker_process(
         .args(["worker", "--id", id, "--config"])
         .arg(config)
         .env("RUST_LOG", "info,ai_failover=debug")
+        .envs(envs.iter().copied())
         .stdout(file.try_clone().expect("log file handle"))
         .stderr(file)
         .spawn()
