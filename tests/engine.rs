@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ai_failover::config::{Config, Tier};
 use ai_failover::contract::{
-    Action, AnalysisRequest, BreakerState, ErrorClass, Kind, Mode, Source, Status,
+    Action, AnalysisRequest, BreakerState, ErrorClass, HealthStatus, Kind, Mode, Source, Status,
 };
 use ai_failover::engine::clock::SystemClock;
 use ai_failover::engine::ports::{EngineEvent, EventSink, LocalFleet};
@@ -781,4 +781,35 @@ async fn other_kinds_get_an_analysis_from_the_fallback() {
     assert_eq!(res.source, Source::Fallback);
     assert!(res.signal.is_none());
     assert_eq!(res.analysis.unwrap()["method"], "rule_based_fallback");
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_cut_short_by_their_own_deadline_never_open_a_breaker() {
+    // Overload: the provider answers, slowly (2 s), and every request has 1 s left.
+    let a = Fake::new("a", Step::Ok(Duration::from_secs(2)));
+    let r = rig(
+        cfg(
+            &[("a", &["a1"])],
+            &format!("{NO_HEDGE}[breaker]\nconsecutive_failures = 2\n"),
+        ),
+        std::slice::from_ref(&a),
+    );
+    for i in 0..10 {
+        let mut j = job(&format!("S{i}"));
+        j.request.deadline_ms = Some(1_000);
+        let res = done(&r.engine, j).await;
+        assert_eq!(res.status, Status::Degraded);
+        assert_eq!(
+            res.attempts[0].outcome,
+            ErrorClass::DeadlineExceeded.into(),
+            "cut by the request, not a provider timeout"
+        );
+    }
+    assert_eq!(
+        r.engine.provider_status("a").unwrap(),
+        (HealthStatus::Healthy, BreakerState::Closed)
+    );
+    // With time to wait, the same provider answers.
+    let res = done(&r.engine, job("LATER")).await;
+    assert_eq!(res.status, Status::Ok);
 }

@@ -170,8 +170,18 @@ impl Engine {
                         model: Some(completion.model),
                     });
                 }
-                // Cut short by the request's own deadline: nobody's fault, nothing left to try.
-                Err(err) if err.class == ErrorClass::DeadlineExceeded => break,
+                // Cut short by the request's own deadline: nobody's fault, nothing left to
+                // try; the move to the fallback is still a failover the dashboards see.
+                Err(err) if err.class == ErrorClass::DeadlineExceeded => {
+                    trace.pending_failover = Some((
+                        ProviderModel {
+                            provider: winner_slot.id().into(),
+                            model: winner.model.clone(),
+                        },
+                        err.class,
+                    ));
+                    break;
+                }
                 Err(err) => {
                     let p = policy(err.class);
                     if !p.failover {

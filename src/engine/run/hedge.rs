@@ -148,9 +148,6 @@ impl Engine {
             max_output_tokens: self.cfg.engine.max_output_tokens,
             timeout: configured.min(deadline.saturating_duration_since(clock.now())),
         };
-        // A call cut short by the request's deadline is the provider's fault only if it had
-        // already run longer than the provider usually takes.
-        let usual = slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
         // Debug level, like the request span it sits in (see `bus::worker::request_span`).
         let span = tracing::debug_span!(
             "provider_call",
@@ -174,8 +171,11 @@ impl Engine {
             let res = match tokio::time::timeout(bound, provider.complete(&call)).await {
                 Ok(res) => res,
                 Err(_) => {
-                    let took = clock.now().duration_since(started);
-                    let class = if bound < configured && took < usual {
+                    // Cut short by the request's own deadline, not by the provider's
+                    // timeout: not the provider's failure, whatever it took. Under overload
+                    // every call runs long; counting these would open every breaker and
+                    // leave the fleet on the fallback while the providers still answer.
+                    let class = if bound < configured {
                         ErrorClass::DeadlineExceeded
                     } else {
                         ErrorClass::Timeout
