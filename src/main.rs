@@ -61,6 +61,22 @@ async fn main() -> ExitCode {
 
 async fn run_worker(config: std::path::PathBuf, id: Option<String>) -> anyhow::Result<()> {
     let mut cfg = ai_failover::config::load(&config)?;
+    use ai_failover::engine::clock;
+    if let Ok(skew) = std::env::var(clock::OFFSET_ENV) {
+        let ms: i64 = skew.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}={skew:?} is not a whole number of milliseconds; fix: e.g. {}=5000 (or unset it)",
+                clock::OFFSET_ENV,
+                clock::OFFSET_ENV
+            )
+        })?;
+        tracing::warn!(
+            skew_ms = ms,
+            "this worker's clock is skewed on purpose ({})",
+            clock::OFFSET_ENV
+        );
+        clock::inject_skew_ms(ms);
+    }
     if id.is_some() {
         cfg.worker.id = id;
     }

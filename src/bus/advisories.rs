@@ -337,7 +337,7 @@ impl Settler {
         loop {
             match self
                 .outcomes
-                .claim(request_id, &settler, chrono::Utc::now())
+                .claim(request_id, &settler, crate::engine::clock::wall_now())
                 .await?
             {
                 Claim::Done(result) => return Ok(Some(*result)),
@@ -375,7 +375,7 @@ impl Settler {
             rejection,
             message.deliveries,
             &self.worker_id,
-            chrono::Utc::now(),
+            crate::engine::clock::wall_now(),
         );
         let msg_id = dead_letter_msg_id(&self.names.requests_stream(), message.stream_seq);
         let publish = || self.publisher.dead_letter(&dl, Some(&msg_id));

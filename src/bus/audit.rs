@@ -58,7 +58,7 @@ impl Auditor {
     pub async fn record(&self, call: &Call<'_>, outcome: AuditOutcome, error: Option<String>) {
         let record = AuditRecord {
             audit_id: uuid::Uuid::new_v4().to_string(),
-            at: crate::contract::now(),
+            at: crate::engine::clock::wall_now(),
             actor: call.actor.clone(),
             endpoint: call.endpoint.name().to_string(),
             channel: call.channel,

@@ -249,7 +249,7 @@ mod tests {
     fn dead_letters_keep_at_most_64_kib_of_payload() {
         let big = vec![b'x'; 100_000];
         let r = decode(S, &big, limit(10)).unwrap_err();
-        let dl = dead_letter(S, &big, r, 1, "w", chrono::Utc::now());
+        let dl = dead_letter(S, &big, r, 1, "w", crate::engine::clock::wall_now());
         assert_eq!(dl.payload_bytes, 100_000);
         assert!(dl.payload_b64.len() <= DEAD_LETTER_PAYLOAD_LIMIT * 4 / 3 + 4);
         assert_eq!(dl.kind, "signal");

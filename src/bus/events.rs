@@ -230,7 +230,7 @@ impl EventLoop {
                     latency: Duration::from_millis(attempt.latency_ms),
                     error: class.map(|c| (c, message.unwrap_or_default())),
                     // The engine emits as the call ends; the queue adds microseconds.
-                    at: chrono::Utc::now(),
+                    at: crate::engine::clock::wall_now(),
                 };
                 if self.outcomes.book(&attempt.provider, outcome) {
                     self.outcomes.flush(&attempt.provider).await;

@@ -154,7 +154,7 @@ impl Fleet for FleetState {
         let record = self.mode_record.read();
         record
             .as_ref()
-            .and_then(|(r, _)| r.manual_at(chrono::Utc::now()))
+            .and_then(|(r, _)| r.manual_at(crate::engine::clock::wall_now()))
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn fleet_mode(health: &kv::Store) -> Result<Mode, KvError> {
         None => Mode::Normal,
         Some(r) => r
             .value
-            .manual_at(crate::contract::now())
+            .manual_at(crate::engine::clock::wall_now())
             .unwrap_or(r.value.mode),
     })
 }
@@ -51,7 +51,7 @@ pub async fn monitoring(health: &kv::Store, cfg: &Config) -> MonitoringRecord {
 
 /// The fleet's spend on `provider` today (UTC), 0 when nothing was booked.
 pub async fn spend_today(budget: &kv::Store, provider: &str) -> Result<f64, KvError> {
-    let key = budget_key(provider, chrono::Utc::now());
+    let key = budget_key(provider, crate::engine::clock::wall_now());
     let record = KvRecord::<BudgetRecord>::new(budget.clone(), "budget record")
         .get(&key)
         .await?;

@@ -29,7 +29,7 @@ impl Lease {
 
     /// Takes or renews the lease for `ttl`; true when this worker holds it.
     pub async fn hold(&self, ttl: Duration) -> bool {
-        let now = chrono::Utc::now();
+        let now = crate::engine::clock::wall_now();
         let mine = LeaseRecord {
             holder: self.me.clone(),
             until: now + chrono::Duration::from_std(ttl).unwrap_or_default(),

@@ -4,6 +4,7 @@
 pub mod advisories;
 pub mod announce;
 pub mod audit;
+pub mod clock_sync;
 pub mod control;
 pub mod decode;
 pub mod event_log;

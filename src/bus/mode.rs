@@ -67,8 +67,11 @@ impl ModeAnnouncer {
 
     /// The mode provider health implies for the fleet, ignoring a manual mode.
     fn derived_mode(&self) -> Mode {
-        let views =
-            modes::views_from_records(&self.providers, &self.fleet.records(), chrono::Utc::now());
+        let views = modes::views_from_records(
+            &self.providers,
+            &self.fleet.records(),
+            crate::engine::clock::wall_now(),
+        );
         let derived = modes::derive(&views);
         if self.engine.derived_mode() == Mode::Suspended {
             Mode::Suspended
@@ -79,12 +82,15 @@ impl ModeAnnouncer {
 
     /// The providers that can serve, and a reason naming them.
     fn serving(&self) -> (Vec<ProviderId>, String) {
-        let healthy: Vec<ProviderId> =
-            modes::views_from_records(&self.providers, &self.fleet.records(), chrono::Utc::now())
-                .into_iter()
-                .filter(|v| v.available)
-                .map(|v| v.id.into())
-                .collect();
+        let healthy: Vec<ProviderId> = modes::views_from_records(
+            &self.providers,
+            &self.fleet.records(),
+            crate::engine::clock::wall_now(),
+        )
+        .into_iter()
+        .filter(|v| v.available)
+        .map(|v| v.id.into())
+        .collect();
         let reason = if healthy.is_empty() {
             "no provider available".to_string()
         } else {
@@ -112,7 +118,7 @@ impl ModeAnnouncer {
         }
         let derived = self.derived_mode();
         let (healthy, serving) = self.serving();
-        let now = chrono::Utc::now();
+        let now = crate::engine::clock::wall_now();
         let decided = self
             .record
             .modify(FLEET_MODE_KEY, |current| {
@@ -206,7 +212,7 @@ impl ModeAnnouncer {
     ) -> Result<(Mode, Option<ManualMode>), KvError> {
         let derived = self.derived_mode();
         let (healthy, serving) = self.serving();
-        let now = chrono::Utc::now();
+        let now = crate::engine::clock::wall_now();
         let mode = manual.as_ref().map_or(derived, |m| m.mode);
         let reason = match &manual {
             Some(m) => format!("manual {} by {}: {why}", m.mode.as_str(), actor.label()),

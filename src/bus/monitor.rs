@@ -24,7 +24,7 @@ pub async fn monitoring(kv: &kv::Store, default_ms: u64) -> MonitoringRecord {
         MonitoringRecord {
             enabled: true,
             interval_ms: default_ms,
-            updated_at: chrono::Utc::now(),
+            updated_at: crate::engine::clock::wall_now(),
             updated_by: "config".into(),
         },
         |v| v.value,

@@ -142,7 +142,7 @@ impl Prober {
                         watched.retain(|_, w| w.busy);
                         continue;
                     }
-                    let utc = chrono::Utc::now();
+                    let utc = crate::engine::clock::wall_now();
                     for record in self.fleet.records() {
                         let Some(pcfg) = self.cfg.provider(&record.provider) else { continue };
                         let bcfg = self.cfg.breaker_for(pcfg);
@@ -219,7 +219,8 @@ impl Prober {
     /// booking after it); false when another worker holds it or the bucket cannot be written.
     async fn claim(&self, provider: &str, for_: Duration) -> bool {
         let me = self.worker_id.clone();
-        let until = chrono::Utc::now() + chrono::Duration::from_std(for_).unwrap_or_default();
+        let until =
+            crate::engine::clock::wall_now() + chrono::Duration::from_std(for_).unwrap_or_default();
         let claimed = self
             .fleet
             .health()
@@ -281,7 +282,7 @@ mod tests {
 
     #[test]
     fn open_switched_on_providers_with_a_free_slot_are_probed() {
-        let now: Timestamp = chrono::Utc::now();
+        let now: Timestamp = crate::engine::clock::wall_now();
         let later = now + chrono::Duration::seconds(5);
         let cfg = BreakerConfig::default();
         let plan = |r: &ProviderHealthRecord| plan(r, &cfg, "me", now, Duration::from_secs(1));
@@ -319,7 +320,7 @@ mod tests {
         let cfg = BreakerConfig::default();
         let mut r = record(BreakerState::Closed);
         r.consecutive_failures = 2;
-        let now = chrono::Utc::now();
+        let now = crate::engine::clock::wall_now();
         assert_eq!(plan(&r, &cfg, "me", now, Duration::ZERO), Plan::Verdict);
     }
 }

@@ -21,6 +21,7 @@ use crate::providers::http::ClientError;
 use super::advisories::Settler;
 use super::announce::HealthAnnouncer;
 use super::audit::Auditor;
+use super::clock_sync::ClockSync;
 use super::control::{self, Ctx};
 use super::events::{self, EventLoop};
 use super::fleet::FleetState;
@@ -95,6 +96,14 @@ pub async fn start(
             .map(|p| crate::providers::try_build(p, &cfg.engine))
             .collect::<Result<_, _>>()?,
     };
+    // Before anything counts: metrics recorded earlier would be lost.
+    let metrics = crate::telemetry::metrics::install();
+    // On the server's time before the first deadline is judged.
+    let clock_sync = ClockSync {
+        kv: bus.health.clone(),
+        worker_id: worker_id.clone(),
+    };
+    clock_sync.sync().await;
     let health = HealthStore::new(bus.health.clone(), worker_id.clone());
     let probe_ttl = Duration::from_millis(
         cfg.providers
@@ -181,7 +190,7 @@ pub async fn start(
             bus: bus.clone(),
             engine: engine.clone(),
             ready: ready.clone(),
-            metrics: crate::telemetry::metrics::install(),
+            metrics,
             worker_id: worker_id.clone(),
             shutdown: services.clone(),
             control: control.clone(),
@@ -229,6 +238,7 @@ pub async fn start(
         tokio::spawn(watch.run(services.clone())),
         tokio::spawn(monitor.run(services.clone())),
         tokio::spawn(prober.run(services.clone())),
+        tokio::spawn(clock_sync.run(services.clone())),
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));

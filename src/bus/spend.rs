@@ -53,7 +53,7 @@ impl SpendBook {
     /// Books one call's cost under the day it was spent (even if its write waits past
     /// midnight).
     pub fn book(&mut self, provider: String, usd: f64) {
-        let day = chrono::Utc::now().date_naive();
+        let day = crate::engine::clock::wall_now().date_naive();
         let spent = self.pending.entry((provider, day)).or_default();
         spent.usd += usd;
         spent.calls += 1;
@@ -63,7 +63,7 @@ impl SpendBook {
     /// cannot be written is kept for the next flush: a lost write must not make spend
     /// disappear (one that landed but timed out counts twice, the safe side for a budget).
     pub async fn flush(&mut self) {
-        let now = chrono::Utc::now();
+        let now = crate::engine::clock::wall_now();
         let today = now.date_naive();
         let providers: Vec<&str> = self.providers.iter().map(String::as_str).collect();
         for ((provider, day), add) in due(&mut self.pending, &providers, today) {

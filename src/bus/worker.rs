@@ -93,7 +93,7 @@ fn published_at(msg: &jetstream::Message) -> Timestamp {
         .and_then(|i| {
             chrono::DateTime::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64).into()
         })
-        .unwrap_or_else(chrono::Utc::now)
+        .unwrap_or_else(crate::engine::clock::wall_now)
 }
 
 /// The request's span, a child of the publisher's trace when the message carries one. Its
@@ -364,7 +364,7 @@ impl Worker {
             request: request.clone(),
             published_at: published_at(msg),
         };
-        let started_at = chrono::Utc::now();
+        let started_at = crate::engine::clock::wall_now();
         let mut revision = revision;
         let beat = self.ack_wait() / 3;
         let engine = self.engine.handle(job);
@@ -375,7 +375,7 @@ impl Worker {
                 result = &mut engine => break result,
                 _ = heartbeat.tick() => {
                     let _ = msg.ack_with(AckKind::Progress).await;
-                    match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, chrono::Utc::now()).await {
+                    match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, crate::engine::clock::wall_now()).await {
                         Ok(r) => revision = r,
                         Err(e) => tracing::warn!(request_id = %id, error = %crate::telemetry::chain(&e), "heartbeat not stored"),
                     }
@@ -442,7 +442,8 @@ impl Worker {
         stop: &CancellationToken,
     ) -> Result<Claim, OutcomeError> {
         hold::holding(msg, self.ack_wait(), stop, "claim", is_bus_error, || {
-            self.outcomes.claim(id, &self.worker_id, chrono::Utc::now())
+            self.outcomes
+                .claim(id, &self.worker_id, crate::engine::clock::wall_now())
         })
         .await
     }

@@ -13,6 +13,9 @@ pub const MONITOR_LEASE_KEY: &str = "_monitor_lease";
 /// The lease of the fleet's prober: the one worker that probes providers whose breaker is
 /// open (short, so the role moves within seconds when its holder dies).
 pub const PROBER_LEASE_KEY: &str = "_prober_lease";
+/// Written by each worker now and then to read back the server's time (see
+/// `bus::clock_sync`); its value, `{"worker_id": …}`, means nothing else.
+pub const CLOCK_KEY: &str = "_clock";
 /// Whether active monitoring is on (`monitoring.start` / `monitoring.stop`).
 pub const MONITORING_KEY: &str = "_monitoring";
 

@@ -2,11 +2,53 @@
 //! auto-advancing clock with no real sleeps); wall-clock time comes through [`Clock`] so
 //! budget days and timestamps can be pinned in tests.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use parking_lot::Mutex;
 
 use crate::contract::Timestamp;
 
 pub use tokio::time::Instant;
+
+/// A skew added to this host's clock, to run a worker as if its clock were wrong (set from
+/// `AI_FAILOVER_CLOCK_OFFSET_MS` at start-up; 0 in production).
+static INJECTED_MS: AtomicI64 = AtomicI64::new(0);
+/// How far the NATS server's clock is ahead of this host's (skew included), as last measured:
+/// added to every wall-clock reading, so deadlines, heartbeats, leases and open periods are
+/// all on the server's time, the one that stamps every message.
+static CORRECTION_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The environment variable that skews this process's clock (tests, drills).
+pub const OFFSET_ENV: &str = "AI_FAILOVER_CLOCK_OFFSET_MS";
+
+fn plus_ms(t: Timestamp, ms: i64) -> Timestamp {
+    t + chrono::Duration::milliseconds(ms)
+}
+
+/// This host's clock, as it is (with any injected skew): what a naive worker would use.
+pub fn local_now() -> Timestamp {
+    plus_ms(chrono::Utc::now(), INJECTED_MS.load(Ordering::Relaxed))
+}
+
+/// The fleet's wall-clock time: this host's clock corrected to the NATS server's.
+pub fn wall_now() -> Timestamp {
+    plus_ms(local_now(), CORRECTION_MS.load(Ordering::Relaxed))
+}
+
+/// Skews this process's clock by `ms` (see [`OFFSET_ENV`]).
+pub fn inject_skew_ms(ms: i64) {
+    INJECTED_MS.store(ms, Ordering::Relaxed);
+}
+
+/// Sets the measured correction to the server's clock.
+pub fn set_correction_ms(ms: i64) {
+    CORRECTION_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The correction in use.
+pub fn correction_ms() -> i64 {
+    CORRECTION_MS.load(Ordering::Relaxed)
+}
 
 /// Wall-clock time and the monotonic clock.
 pub trait Clock: Send + Sync {
@@ -31,7 +73,7 @@ impl TimeMap {
     pub fn now() -> Self {
         TimeMap {
             now: Instant::now(),
-            utc: chrono::Utc::now(),
+            utc: wall_now(),
         }
     }
 
@@ -71,7 +113,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn utc(&self) -> Timestamp {
-        chrono::Utc::now()
+        wall_now()
     }
 }
 

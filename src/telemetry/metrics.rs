@@ -18,6 +18,7 @@ pub mod name {
     pub const AUDIT_FAILURES: &str = "ai_failover_audit_failures_total";
     pub const AUDIT_RECORDS: &str = "ai_failover_audit_records_total";
     pub const BREAKER_STATE: &str = "ai_failover_breaker_state";
+    pub const CLOCK_CORRECTION_MS: &str = "ai_failover_clock_correction_ms";
     pub const BUS_RETRIES_TOTAL: &str = "ai_failover_bus_retries_total";
     pub const DEAD_LETTERS_TOTAL: &str = "ai_failover_dead_letters_total";
     pub const EVENTS_DROPPED_TOTAL: &str = "ai_failover_events_dropped_total";
@@ -47,6 +48,7 @@ pub mod name {
         AUDIT_RECORDS,
         BREAKER_STATE,
         BUS_RETRIES_TOTAL,
+        CLOCK_CORRECTION_MS,
         DEAD_LETTERS_TOTAL,
         EVENTS_DROPPED_TOTAL,
         FAILOVERS_TOTAL,

@@ -119,7 +119,7 @@ async fn status(ctx: &Ctx) -> Result<StatusReply, ControlFailure> {
         providers,
         monitoring: fleet_view::monitoring(health, ctx.cfg()).await.enabled,
         answered_by: ctx.worker_id.clone(),
-        at: contract::now(),
+        at: crate::engine::clock::wall_now(),
     })
 }
 
@@ -276,7 +276,7 @@ async fn health_summary(ctx: &Ctx) -> Result<HealthSummaryReply, ControlFailure>
         mode: fleet_view::fleet_mode(&ctx.bus.health).await?,
         providers,
         failovers_total: total,
-        at: contract::now(),
+        at: crate::engine::clock::wall_now(),
     })
 }
 
@@ -296,7 +296,7 @@ async fn monitoring(
     let record = MonitoringRecord {
         enabled,
         interval_ms: req.interval_ms.unwrap_or(current.interval_ms),
-        updated_at: contract::now(),
+        updated_at: crate::engine::clock::wall_now(),
         updated_by: ctx.worker_id.clone(),
     };
     // An operator switch: the last writer wins, so no compare-and-set.
@@ -330,7 +330,7 @@ async fn test_failover(
     )]));
     let job = Job {
         request,
-        published_at: contract::now(),
+        published_at: crate::engine::clock::wall_now(),
     };
     let class = req.error_class.unwrap_or(ErrorClass::ServerError);
     // The engine marks every attempt of an injected run synthetic: no health, breaker,
@@ -370,7 +370,7 @@ async fn mode_set(
         }
         _ => {}
     }
-    let now = contract::now();
+    let now = crate::engine::clock::wall_now();
     let manual = held.map(|mode| ManualMode {
         mode,
         reason: reason.to_string(),

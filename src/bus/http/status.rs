@@ -74,7 +74,7 @@ pub async fn status(State(s): State<HttpState>) -> Json<StatusReply> {
 }
 
 async fn build(s: &HttpState) -> StatusReply {
-    let now = chrono::Utc::now();
+    let now = crate::engine::clock::wall_now();
     let fleet_mode: Option<FleetModeRecord> = match s.bus.health.get(FLEET_MODE_KEY).await {
         Ok(Some(b)) => serde_json::from_slice(&b).ok(),
         _ => None,
