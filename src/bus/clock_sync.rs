@@ -64,18 +64,16 @@ impl ClockSync {
 
     /// The record's value: who wrote it (JSON, like every record in the bucket).
     fn stamp(&self) -> Vec<u8> {
-        serde_json::json!({ "worker_id": self.worker_id }).to_string().into_bytes()
+        serde_json::json!({ "worker_id": self.worker_id })
+            .to_string()
+            .into_bytes()
     }
 
     /// One round trip: `(round trip, server ahead of this host in ms)`.
     async fn sample(&self) -> Option<(Duration, i64)> {
         let started = tokio::time::Instant::now();
         let sent = clock::local_now();
-        let revision = self
-            .kv
-            .put(CLOCK_KEY, self.stamp().into())
-            .await
-            .ok()?;
+        let revision = self.kv.put(CLOCK_KEY, self.stamp().into()).await.ok()?;
         let rtt = started.elapsed();
         let entry = self
             .kv
