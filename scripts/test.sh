@@ -15,3 +15,7 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --all-targets --no-fail-fast
 fi
+# The soak, short: 2 minutes of load, faults and worker restarts; fails on any lost or
+# duplicated request (the 30-minute run is scripts/soak.sh).
+cargo build --quiet --bin ai-failover
+target/debug/ai-failover bench soak --minutes 2 --restart-every-s 40 --json target/soak-ci.json

@@ -14,8 +14,10 @@ pub struct Children(pub Vec<(String, Child)>);
 impl Drop for Children {
     fn drop(&mut self) {
         for (_, c) in &mut self.0 {
+            // A process already gone (stopped and reaped elsewhere) needs no signal.
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         for (_, c) in &mut self.0 {

@@ -43,6 +43,10 @@ pub struct Faults {
     /// client's own timeout is expected to fire first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_hold_ms: Option<u64>,
+    /// At most this many generation calls answered at once; more are answered 429 at once
+    /// (with `retry_after_s`), like a vendor's concurrency limit. Probes are not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
     /// Seeds the fault RNG when the faults are set, so a run is reproducible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,

@@ -30,6 +30,7 @@ pub(crate) struct Plan {
     pub huge_body_bytes: Option<u64>,
     pub retry_after_s: u64,
     pub timeout_hold: Duration,
+    pub max_concurrent: Option<u32>,
 }
 
 impl FaultState {
@@ -49,6 +50,7 @@ impl FaultState {
             drip: f.slow_drip,
             huge_body_bytes: f.huge_body_bytes,
             retry_after_s: f.retry_after_s.unwrap_or(1),
+            max_concurrent: f.max_concurrent,
             timeout_hold: Duration::from_millis(f.timeout_hold_ms.unwrap_or(60_000)),
         }
     }

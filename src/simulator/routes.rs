@@ -216,6 +216,20 @@ async fn serve_call(ctx: Ctx, conn: Conn, call: Call) -> Response {
         shutdown.cancelled().await;
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    // Over the concurrency limit: refused at once, before any thinking.
+    let _admitted = if call.probe {
+        None
+    } else {
+        match ctx.provider.admit(plan.max_concurrent) {
+            Some(place) => Some(place),
+            None => {
+                let class = FaultClass::RateLimited;
+                let e = vendor::error(api, class, &ErrorCtx::probe(plan.retry_after_s));
+                log.log(CallOutcome::Error(class), Some(e.status));
+                return reply(api, e);
+            }
+        }
+    };
     if !pause(plan.delay, &shutdown).await {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }

@@ -28,6 +28,17 @@ pub(crate) struct ProviderState {
     faults: Mutex<FaultState>,
     /// Models asked for so far, so model listings show what clients use.
     models_seen: Mutex<BTreeSet<String>>,
+    /// Generation calls being answered right now (for `max_concurrent`).
+    in_flight: std::sync::atomic::AtomicU32,
+}
+
+/// One generation call counted in [`ProviderState::admit`]'s limit until dropped.
+pub(crate) struct Admitted<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Poisoning only follows a panic in a handler; the data is still usable.
@@ -39,6 +50,20 @@ impl ProviderState {
     /// Decides one call's fate.
     pub(crate) fn plan(&self) -> Plan {
         lock(&self.faults).plan(Instant::now())
+    }
+
+    /// Takes a place among the calls being answered; `None` when `limit` are already running
+    /// (a vendor's concurrency limit: the call is answered 429 at once).
+    pub(crate) fn admit(&self, limit: Option<u32>) -> Option<Admitted<'_>> {
+        let now = self
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let admitted = Admitted(&self.in_flight);
+        match limit {
+            Some(max) if now > max => None, // dropping `admitted` gives the place back
+            _ => Some(admitted),
+        }
     }
 
     /// Whether connections should be refused right now.
@@ -121,6 +146,7 @@ impl Shared {
                 rng,
             }),
             models_seen: Mutex::new(BTreeSet::new()),
+            in_flight: std::sync::atomic::AtomicU32::new(0),
         };
         self.providers.insert(name, Arc::new(state));
     }

@@ -41,6 +41,9 @@ pub enum Which {
     /// The fleet end to end under fault shapes (hangs, outages, recovery, total outage,
     /// deadlines): worker processes, the simulator and an open-loop load over JetStream.
     Scenarios(scenarios::ScenarioArgs),
+    /// Hours, not seconds: worker processes under a rotating fault mix and restarts, with
+    /// memory, descriptors, KV keys, stream sizes and p99 over time.
+    Soak(scenarios::soak::SoakArgs),
 }
 
 /// One line of the report.
@@ -74,8 +77,10 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// Runs every measurement of the default set, or the benchmark named by a subcommand.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(Which::Scenarios(s)) = args.which {
-        return scenarios::run(s).await;
+    match args.which {
+        Some(Which::Scenarios(s)) => return scenarios::run(s).await,
+        Some(Which::Soak(s)) => return scenarios::soak::run(s).await,
+        None => {}
     }
     let dir = tempfile::Builder::new()
         .prefix("ai-failover-bench")

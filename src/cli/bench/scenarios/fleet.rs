@@ -112,16 +112,7 @@ impl Fleet {
         let http = format!("127.0.0.1:{}", free_port()?);
         let log_path = self._dir.path().join(format!("worker-{n}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(&self.exe)
-            .args(["worker", "--id", &format!("scenario-w{n}"), "--config"])
-            .arg(&self.config)
-            .env("AI_FAILOVER_WORKER__HTTP_LISTEN", &http)
-            .env(
-                "RUST_LOG",
-                std::env::var(WORKER_LOG_ENV).unwrap_or("warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
+        let child = worker_command(&self.exe, &self.config, n, &http, log)
             .spawn()
             .with_context(|| format!("cannot start worker {n} ({})", self.exe.display()))?;
         // Children: nats-server first, then the workers in order.
@@ -139,6 +130,28 @@ impl Fleet {
             None => self.logs.push(log_path),
         }
         Ok(())
+    }
+
+    /// The process ids of the workers, in order.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.children
+            .0
+            .iter()
+            .skip(1)
+            .map(|(_, c)| c.id())
+            .collect()
+    }
+
+    /// What restarting a worker needs, owned: usable while the fleet is borrowed elsewhere.
+    pub fn restarter(&self) -> Restarter {
+        Restarter {
+            exe: self.exe.clone(),
+            config: self.config.clone(),
+            worker_http: self.worker_http.clone(),
+            logs: self.logs.clone(),
+            pids: self.worker_pids(),
+            children: Children(Vec::new()),
+        }
     }
 
     /// Waits until every worker answers `/readyz` with 200; a worker that exits or never
@@ -224,6 +237,88 @@ impl Fleet {
             eprintln!("worker logs kept in {}", _dir.keep().display());
         }
     }
+}
+
+/// The command that runs worker `n` (1-based), its HTTP port on `http`, logging to `log`.
+fn worker_command(exe: &Path, config: &Path, n: usize, http: &str, log: std::fs::File) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(["worker", "--id", &format!("scenario-w{n}"), "--config"])
+        .arg(config)
+        .env("AI_FAILOVER_WORKER__HTTP_LISTEN", http)
+        .env(
+            "RUST_LOG",
+            std::env::var(WORKER_LOG_ENV).unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd
+}
+
+/// Restarts workers of a running fleet (SIGTERM, wait, start again on the same port); the
+/// processes it started are stopped when it is dropped.
+pub struct Restarter {
+    exe: PathBuf,
+    config: PathBuf,
+    worker_http: Vec<String>,
+    logs: Vec<PathBuf>,
+    /// Each worker's current process id.
+    pub pids: Vec<u32>,
+    children: Children,
+}
+
+impl Restarter {
+    /// Stops worker `n` (1-based) gracefully and starts it again; returns once the new one
+    /// consumes.
+    pub async fn restart(&mut self, n: usize) -> anyhow::Result<()> {
+        let pid = self.pids[n - 1];
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        let gone = Instant::now() + Duration::from_secs(30);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < gone {
+            // A process of ours may linger as a zombie until reaped: reap what we own.
+            for (_, c) in &mut self.children.0 {
+                let _ = c.try_wait();
+            }
+            if proc_state(pid).is_some_and(|s| s == 'Z') {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.logs[n - 1])?;
+        let child = worker_command(&self.exe, &self.config, n, &self.worker_http[n - 1], log)
+            .spawn()
+            .with_context(|| format!("cannot restart worker {n}"))?;
+        self.pids[n - 1] = child.id();
+        self.children.0.push((format!("worker {n}"), child));
+        let client = http_client();
+        let ready_by = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = client
+                .get(format!("http://{}/readyz", self.worker_http[n - 1]))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < ready_by,
+                "restarted worker {n} did not get ready; its log ends:\n{}",
+                log_tail(&self.logs[n - 1])
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The state letter of process `pid` (`R`, `S`, `Z`…), if it exists.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// The last lines of a log file (or why it cannot be read).

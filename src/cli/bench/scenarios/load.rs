@@ -45,11 +45,14 @@ pub struct Recording {
     pub t0: Timestamp,
     /// Fault changes the simulator refused (none expected).
     pub fault_errors: Vec<String>,
+    /// Results delivered again for a request already answered (live subscribers' view).
+    pub duplicates: usize,
 }
 
 #[derive(Default)]
 struct Inbox {
     results: HashMap<String, Received>,
+    duplicates: usize,
     health: Vec<(Duration, HealthEvent)>,
     modes: Vec<(Duration, ModeEvent)>,
 }
@@ -87,8 +90,11 @@ pub async fn run(
                         let at = start.elapsed();
                         if let Ok(result) = serde_json::from_slice::<AnalysisResult>(&m.payload) {
                             let mut inbox = inbox.lock();
-                            inbox.results.entry(result.request_id.clone())
-                                .or_insert(Received { at, result });
+                            if inbox.results.contains_key(&result.request_id) {
+                                inbox.duplicates += 1;
+                            } else {
+                                inbox.results.insert(result.request_id.clone(), Received { at, result });
+                            }
                         }
                     }
                     Some(m) = events.next() => {
@@ -175,5 +181,6 @@ pub async fn run(
         modes: inbox.modes,
         t0,
         fault_errors,
+        duplicates: inbox.duplicates,
     })
 }

@@ -10,6 +10,7 @@ pub mod catalog;
 mod fleet;
 mod load;
 pub mod report;
+pub mod soak;
 pub mod targets;
 
 use std::path::PathBuf;
