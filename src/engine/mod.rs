@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod clock;
+pub mod concurrency;
 pub mod fallback;
 pub mod modes;
 pub mod policy;

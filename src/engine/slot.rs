@@ -12,6 +12,7 @@ use crate::providers::Provider;
 
 use super::breaker::{Admission, Breaker};
 use super::clock::Instant;
+use super::concurrency::Concurrency;
 use super::stats::Stats;
 
 /// Mutable health state of one provider.
@@ -141,6 +142,8 @@ pub struct Slot {
     pub cfg: ProviderConfig,
     pub breaker_cfg: BreakerConfig,
     pub provider: Arc<dyn Provider>,
+    /// This worker's calls in flight to it, and the share of its concurrency learnt.
+    pub concurrency: Concurrency,
     health: Mutex<Health>,
 }
 
@@ -150,11 +153,13 @@ impl Slot {
         cfg: ProviderConfig,
         breaker_cfg: BreakerConfig,
         provider: Arc<dyn Provider>,
+        freed: Arc<tokio::sync::Notify>,
     ) -> Self {
         Slot {
             cfg,
             breaker_cfg,
             provider,
+            concurrency: Concurrency::new(freed),
             health: Mutex::new(Health::default()),
         }
     }
@@ -195,8 +200,26 @@ impl Slot {
         floor.max(Duration::from_secs_f64(p95 / 1_000.0))
     }
 
+    /// The time a call to this provider is likely to need: its observed 90th-percentile
+    /// latency, never below `floor`; with too little history, `prior`. A call is not started
+    /// with less time left than this: under overload requests reach a worker late, and a
+    /// call started on the median would be cut by the deadline half the time, holding a
+    /// slot (and paying) for nothing.
+    pub fn likely_latency(&self, floor: Duration, prior: Duration) -> Duration {
+        let likely = self.health().stats.likely_ms();
+        likely
+            .map_or(prior, |ms| Duration::from_secs_f64(ms / 1_000.0))
+            .max(floor)
+    }
+
+    /// Its observed 90th-percentile latency, if it has the history for one.
+    pub fn known_p90(&self) -> Option<Duration> {
+        let p90 = self.health().stats.percentile_ms(0.9)?;
+        Some(Duration::from_secs_f64(p90 / 1_000.0))
+    }
+
     /// The least time a call to this provider plausibly needs: its observed median latency,
-    /// never below `floor`. A call is not started with less time left than this.
+    /// never below `floor` (how long a hedge partner needs, at least).
     pub fn plausible_latency(&self, floor: Duration) -> Duration {
         let p50 = self.health().stats.percentile_ms(0.5).unwrap_or(0.0);
         floor.max(Duration::from_secs_f64(p50 / 1_000.0))

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 const SAMPLES: usize = 128;
 const EWMA_ALPHA: f64 = 0.2;
+/// A call cut after `t` would have needed more than `t`; it is counted as needing this
+/// multiple of it, so that the estimate catches up with a provider slower than measured.
+const CUT_MARGIN: f64 = 1.25;
 
 /// Rolling statistics over the last calls.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,24 @@ impl Stats {
         self.successes += ok as usize;
     }
 
+    /// Records a call cut short by its request's deadline after `ran` without an answer: the
+    /// provider needed at least that long. Not an outcome (it was nobody's failure), but a
+    /// latency sample when it says more than the history does (at or above its 90th
+    /// percentile, or with no history): otherwise, under overload, only the calls that fit
+    /// are ever measured and the estimate of what a call needs never catches up.
+    pub fn record_cut(&mut self, ran: Duration) {
+        // It needed more than it had: a censored sample, taken as a quarter more.
+        let ms = ran.as_secs_f64() * 1_000.0 * CUT_MARGIN;
+        if self.percentile_ms(0.9).is_some_and(|p90| ms < p90) {
+            return;
+        }
+        if self.latencies_ms.len() == SAMPLES {
+            self.latencies_ms.pop_front();
+        }
+        self.latencies_ms.push_back(ms);
+        self.sorted_stale = true;
+    }
+
     /// Share of recent calls that succeeded (1.0 with no history: innocent until proven).
     pub fn success_rate(&self) -> f64 {
         if self.outcomes.is_empty() {
@@ -71,6 +92,13 @@ impl Stats {
         let v = &self.sorted_ms;
         let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
         Some(v[idx.min(v.len() - 1)])
+    }
+
+    /// What a call likely needs, in ms: the 90th percentile, or with little history the
+    /// longest sample (`None` with none at all).
+    pub fn likely_ms(&mut self) -> Option<f64> {
+        self.percentile_ms(0.9)
+            .or_else(|| self.latencies_ms.iter().copied().reduce(f64::max))
     }
 
     /// p95 latency in ms, 0 without history.

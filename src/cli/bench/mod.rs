@@ -44,6 +44,9 @@ pub enum Which {
     /// Hours, not seconds: worker processes under a rotating fault mix and restarts, with
     /// memory, descriptors, KV keys, stream sizes and p99 over time.
     Soak(scenarios::soak::SoakArgs),
+    /// Offered load three times what the providers can serve (a concurrency limit with
+    /// 429s, and slow answers): goodput, deadlines, memory, backlog.
+    Overload(scenarios::overload::OverloadArgs),
 }
 
 /// One line of the report.
@@ -80,6 +83,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Some(Which::Scenarios(s)) => return scenarios::run(s).await,
         Some(Which::Soak(s)) => return scenarios::soak::run(s).await,
+        Some(Which::Overload(o)) => return scenarios::overload::run(o).await,
         None => {}
     }
     let dir = tempfile::Builder::new()

@@ -25,6 +25,8 @@ impl Engine {
         let deadline = pass.deadline;
         let synthetic = trace.synthetic;
         let floor = Duration::from_millis(self.cfg.engine.min_call_ms);
+        // A provider with no history yet is innocent: it gets a call with the floor left.
+        let prior = floor;
         let mut queue: VecDeque<Candidate> = candidates.into();
         let mut dropped: HashSet<usize> = HashSet::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
@@ -45,17 +47,53 @@ impl Engine {
             let slot = &self.slots[cand.slot];
             // Never start a call that cannot plausibly come back before the deadline.
             let left = deadline.saturating_duration_since(now);
-            let needed = slot.plausible_latency(floor);
+            let needed = slot.likely_latency(floor, prior);
             if left < needed {
                 trace.last_error = Some(ErrorInfo {
                     class: ErrorClass::DeadlineExceeded,
                     message: format!(
-                        "{} usually needs {} ms; only {} ms were left before the deadline",
+                        "{} likely needs {} ms; only {} ms were left before the deadline",
                         slot.id(),
                         needed.as_millis(),
                         left.as_millis()
                     ),
                 });
+                continue;
+            }
+            if !slot.concurrency.has_room() {
+                // This worker holds its share of the provider's concurrency (it said 429):
+                // a candidate with room goes first; otherwise the request waits for a call
+                // to end, while its deadline still leaves the call its time.
+                let roomy = queue.iter().position(|c| {
+                    let other = &self.slots[c.slot];
+                    c.slot != cand.slot
+                        && !dropped.contains(&c.slot)
+                        && other.concurrency.has_room()
+                        && other.health().blocked(&other.breaker_cfg, now).is_none()
+                });
+                if let Some(other) = roomy.and_then(|pos| queue.remove(pos)) {
+                    queue.push_front(cand);
+                    queue.push_front(other);
+                    continue;
+                }
+                let until = deadline.checked_sub(needed).unwrap_or(now);
+                if now >= until {
+                    trace.last_error = Some(ErrorInfo {
+                        class: ErrorClass::DeadlineExceeded,
+                        message: format!(
+                            "{} was at this worker's share of its concurrency until too late",
+                            slot.id()
+                        ),
+                    });
+                    continue;
+                }
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if !slot.concurrency.has_room() {
+                    let _ = tokio::time::timeout_at(until, freed).await;
+                }
+                queue.push_front(cand);
                 continue;
             }
             let probe = match slot.admit(now) {
@@ -95,7 +133,8 @@ impl Engine {
                     c.slot != cand.slot
                         && !dropped.contains(&c.slot)
                         && other.health().blocked(&other.breaker_cfg, now).is_none()
-                        && other.plausible_latency(floor) <= left
+                        && other.concurrency.has_room()
+                        && other.likely_latency(floor, prior) <= left
                 })
             } else {
                 None
@@ -108,13 +147,21 @@ impl Engine {
                 Some(pos) => {
                     let partner_slot = &self.slots[queue[pos].slot];
                     // Ask the partner once this provider is slower than usual, or earlier if
-                    // waiting that long would leave the partner too little time.
+                    // waiting that long would leave the partner too little time; but never
+                    // so early that the primary would still be within its usual time while
+                    // the partner is already unlikely to make it: under overload every
+                    // request arrives late, and such hedges double the calls for nothing.
                     let usual =
                         slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
                     let latest = deadline
-                        .checked_sub(partner_slot.plausible_latency(floor))
+                        .checked_sub(partner_slot.likely_latency(floor, prior))
                         .unwrap_or(now);
-                    let timer = tokio::time::sleep_until((now + usual).min(latest)).boxed();
+                    let timer = if latest > now {
+                        tokio::time::sleep_until((now + usual).min(latest)).boxed()
+                    } else {
+                        // No room for the partner at any point: the primary alone.
+                        futures::future::pending().boxed()
+                    };
                     match select(primary, timer).await {
                         Either::Left((res, _)) => (res, cand.clone()),
                         Either::Right(((), primary)) => {

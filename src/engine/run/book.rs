@@ -96,11 +96,14 @@ impl Engine {
                     ErrorClass::DeadlineExceeded | ErrorClass::Cancelled
                 )
             });
-            if !cut {
+            if cut {
+                h.stats.record_cut(latency);
+            } else {
                 h.stats.record(res.is_ok(), latency);
             }
             match &res {
                 Ok(_) => {
+                    slot.concurrency.on_success();
                     h.answered();
                     h.breaker.on_success(&slot.breaker_cfg, now, latency)
                 }
@@ -110,8 +113,13 @@ impl Engine {
                         h.quarantined = true;
                     }
                     if e.class == ErrorClass::RateLimited {
-                        let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
-                        h.rate_limited_until = Some(now + wait);
+                        // The provider is full: this worker's share of its concurrency
+                        // shrinks. A long Retry-After is a rate window, kept by the whole
+                        // fleet; a short one only holds this worker back briefly, so that
+                        // under overload the provider stays busy instead of idle.
+                        slot.concurrency.on_full(slot.concurrency.in_flight());
+                        let wait = rate_wait(e.retry_after);
+                        h.rate_limited_until = Some(now + wait.unwrap_or(FULL_BACKOFF));
                     }
                     if p.breaker_failure {
                         let tr =
@@ -143,8 +151,9 @@ impl Engine {
                     reason: e.message.clone(),
                 });
             }
-            if e.class == ErrorClass::RateLimited {
-                let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+            if e.class == ErrorClass::RateLimited
+                && let Some(wait) = rate_wait(e.retry_after)
+            {
                 self.sink.emit(EngineEvent::RateLimited {
                     provider: slot.id().into(),
                     until: self.clock.utc() + chrono::Duration::from_std(wait).unwrap_or_default(),
@@ -176,4 +185,14 @@ impl Engine {
             worker_id: self.worker_id.clone(),
         }));
     }
+}
+
+/// Retry-After values up to this are a full provider (a concurrency limit), not a window.
+const SHORT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a worker holds back from a provider that said it is full.
+const FULL_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The rate window a 429 announces, if it announces one (a Retry-After above a second).
+fn rate_wait(retry_after: Option<Duration>) -> Option<Duration> {
+    retry_after.filter(|w| *w > SHORT_RETRY_AFTER)
 }

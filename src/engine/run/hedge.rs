@@ -15,6 +15,9 @@ use crate::providers::{ProviderCall, ProviderError};
 
 use super::{Booked, Engine, Pass, Race, STALL, Timed, Trace};
 
+/// How close to its bound a call's timeout must come to count as the deadline's.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
+
 impl Engine {
     /// How long a provider one failure from opening is tried after the others: about as
     /// long as a call in flight to it takes to end (its usual latency, once to twice, drawn
@@ -158,7 +161,10 @@ impl Engine {
             error_class = tracing::field::Empty,
         );
         let record = span.clone();
+        // Counted in flight from now until the call ends (the guard moves into the call).
+        let in_flight = slot.concurrency.start();
         async move {
+            let _in_flight = in_flight;
             if let Some(class) = injected {
                 record.record("error_class", class.as_str());
                 let err = ProviderError::new(class, "injected by test-failover");
@@ -186,10 +192,23 @@ impl Engine {
                     ))
                 }
             };
+            let took = clock.now().duration_since(started);
+            // The adapter's HTTP client times out at the same bound and may fire first: a
+            // timeout at the request's deadline is still the deadline's doing.
+            let res = match res {
+                Err(e)
+                    if e.class == ErrorClass::Timeout
+                        && bound < configured
+                        && took + DEADLINE_SLACK >= bound =>
+                {
+                    Err(ProviderError::new(ErrorClass::DeadlineExceeded, e.message))
+                }
+                other => other,
+            };
             if let Err(e) = &res {
                 record.record("error_class", e.class.as_str());
             }
-            (res, clock.now().duration_since(started))
+            (res, took)
         }
         .instrument(span)
         .boxed()

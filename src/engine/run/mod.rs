@@ -123,6 +123,8 @@ pub struct Engine {
     retry_budget: Mutex<RetryBudget>,
     rng: Mutex<StdRng>,
     minimal_since: Mutex<Option<Instant>>,
+    /// Woken whenever a provider call ends: a request waiting for room at a full provider.
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -140,11 +142,12 @@ impl Engine {
             providers.len(),
             "one adapter per provider"
         );
+        let freed = Arc::new(tokio::sync::Notify::new());
         let slots = cfg
             .providers
             .iter()
             .zip(providers)
-            .map(|(p, a)| Slot::new(p.clone(), cfg.breaker_for(p), a))
+            .map(|(p, a)| Slot::new(p.clone(), cfg.breaker_for(p), a, freed.clone()))
             .collect();
         let e = &cfg.engine;
         let budget = RetryBudget::new(e.retry_budget_ratio, e.retry_budget_min_per_sec);
@@ -157,6 +160,7 @@ impl Engine {
             retry_budget: Mutex::new(budget),
             rng: Mutex::new(StdRng::from_os_rng()),
             minimal_since: Mutex::new(None),
+            freed,
             cfg,
         }
     }

@@ -29,9 +29,10 @@ pub struct Fleet {
     /// Worker log files, named in errors.
     pub logs: Vec<PathBuf>,
     children: Children,
-    /// The `ai-failover` executable and the workers' configuration file.
+    /// The `ai-failover` executable, the workers' configuration file and overrides.
     exe: PathBuf,
     config: PathBuf,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -65,6 +66,17 @@ impl Fleet {
     /// waits until every worker is consuming. A part that cannot start is named in the error;
     /// whatever did start is stopped again.
     pub async fn start(exe: &Path, workers: usize, seed: u64) -> anyhow::Result<Fleet> {
+        Self::start_with(exe, workers, seed, Vec::new()).await
+    }
+
+    /// [`start`](Self::start) with configuration overrides for the workers
+    /// (`AI_FAILOVER_<SECTION>__<KEY>` variables).
+    pub async fn start_with(
+        exe: &Path,
+        workers: usize,
+        seed: u64,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<Fleet> {
         let dir = tempfile::Builder::new()
             .prefix("ai-failover-scenario")
             .tempdir()
@@ -98,6 +110,7 @@ impl Fleet {
             children,
             exe: exe.to_path_buf(),
             config,
+            env,
             _dir: dir,
         };
         for n in 1..=workers {
@@ -113,6 +126,7 @@ impl Fleet {
         let log_path = self._dir.path().join(format!("worker-{n}.log"));
         let log = std::fs::File::create(&log_path)?;
         let child = worker_command(&self.exe, &self.config, n, &http, log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .with_context(|| format!("cannot start worker {n} ({})", self.exe.display()))?;
         // Children: nats-server first, then the workers in order.
@@ -149,6 +163,7 @@ impl Fleet {
             config: self.config.clone(),
             worker_http: self.worker_http.clone(),
             logs: self.logs.clone(),
+            env: self.env.clone(),
             pids: self.worker_pids(),
             children: Children(Vec::new()),
         }
@@ -261,6 +276,7 @@ pub struct Restarter {
     config: PathBuf,
     worker_http: Vec<String>,
     logs: Vec<PathBuf>,
+    env: Vec<(String, String)>,
     /// Each worker's current process id.
     pub pids: Vec<u32>,
     children: Children,
@@ -289,6 +305,7 @@ impl Restarter {
             .append(true)
             .open(&self.logs[n - 1])?;
         let child = worker_command(&self.exe, &self.config, n, &self.worker_http[n - 1], log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .with_context(|| format!("cannot restart worker {n}"))?;
         self.pids[n - 1] = child.id();

@@ -9,6 +9,7 @@
 pub mod catalog;
 mod fleet;
 mod load;
+pub mod overload;
 pub mod report;
 pub mod soak;
 pub mod targets;
