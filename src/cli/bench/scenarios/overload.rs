@@ -228,17 +228,6 @@ async fn run_shape(shape: Shape, args: &OverloadArgs) -> anyhow::Result<Overload
         }
         if c.outcome == crate::simulator::CallOutcome::Abandoned {
             abandoned += 1;
-            if std::env::var_os("OVERLOAD_DEBUG").is_some() {
-                let started = c.at - chrono::Duration::milliseconds(c.latency_ms as i64);
-                let deadline = rec.t0
-                    + chrono::Duration::from_std(*sent).unwrap_or_default()
-                    + chrono::Duration::milliseconds(DEADLINE_MS as i64);
-                eprintln!(
-                    "abandoned: left at start {} ms, ran {} ms",
-                    (deadline - started).num_milliseconds(),
-                    c.latency_ms
-                );
-            }
         }
         let started = c.at - chrono::Duration::milliseconds(c.latency_ms as i64);
         let deadline = rec.t0
