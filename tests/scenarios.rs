@@ -107,3 +107,35 @@ async fn a_worker_that_cannot_start_is_named_and_the_run_fails() {
         "noticed at once, not at a timeout"
     );
 }
+
+/// Three times what the providers can serve, for 15 s, both shapes (a concurrency limit
+/// with 429s; slow answers): nothing lost, no call after its deadline, no breaker opened by
+/// the load, and goodput near capacity. The bounds are looser than the benchmark's 80 %
+/// (`ai-failover bench overload`): the run is short, its first seconds are warm-up, and
+/// a debug build runs the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_keeps_goodput_near_capacity_and_loses_nothing() {
+    use ai_failover::cli::bench::scenarios::overload::{OverloadArgs, measure};
+    let args = OverloadArgs {
+        shape: "both".into(),
+        seconds: 15,
+        factor: 3.0,
+        json: std::env::temp_dir().join("ai-failover-overload-test.json"),
+        seed: 5,
+    };
+    let reports = measure(&args, env!("CARGO_BIN_EXE_ai-failover").as_ref())
+        .await
+        .unwrap_or_else(|e| panic!("overload did not run: {e:#}"));
+    for r in &reports {
+        assert_eq!(r.lost, 0, "{r:#?}");
+        assert_eq!(r.calls_after_deadline, 0, "{r:#?}");
+        assert!(r.goodput_share >= 0.6, "goodput: {r:#?}");
+        assert!(r.max_rss_mib < 128.0, "{r:#?}");
+        assert!(r.drained_after_s < 5.0, "the backlog drains: {r:#?}");
+    }
+    let limit = reports.iter().find(|r| r.shape == "limit").unwrap();
+    assert_eq!(
+        limit.breaker_opens, 0,
+        "429s from a full provider open nothing"
+    );
+}

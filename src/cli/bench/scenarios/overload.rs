@@ -143,7 +143,11 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-async fn run_shape(shape: Shape, args: &OverloadArgs) -> anyhow::Result<OverloadReport> {
+async fn run_shape(
+    shape: Shape,
+    args: &OverloadArgs,
+    exe: &std::path::Path,
+) -> anyhow::Result<OverloadReport> {
     let run = Duration::from_secs(args.seconds);
     let offered = shape.capacity * args.factor;
     let plan = Plan {
@@ -160,8 +164,7 @@ async fn run_shape(shape: Shape, args: &OverloadArgs) -> anyhow::Result<Overload
             .collect(),
         deadlines_ms: Some((DEADLINE_MS, DEADLINE_MS)),
     };
-    let exe = std::env::current_exe()?;
-    let fleet = Fleet::start_with(&exe, WORKERS, args.seed, shape.env.clone()).await?;
+    let fleet = Fleet::start_with(exe, WORKERS, args.seed, shape.env.clone()).await?;
     let pids = fleet.worker_pids();
     // RSS is sampled while the load runs, every second.
     let max_rss = std::sync::Arc::new(parking_lot::Mutex::new(0.0f64));
@@ -291,8 +294,11 @@ async fn run_shape(shape: Shape, args: &OverloadArgs) -> anyhow::Result<Overload
     })
 }
 
-/// The command: each shape on a fresh fleet; fails when a target is missed.
-pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
+/// Each shape of `args` on a fresh fleet whose workers run `exe`.
+pub async fn measure(
+    args: &OverloadArgs,
+    exe: &std::path::Path,
+) -> anyhow::Result<Vec<OverloadReport>> {
     anyhow::ensure!(args.seconds >= 5, "--seconds must be at least 5");
     anyhow::ensure!(args.factor > 0.0, "--factor must be positive");
     let mut reports = Vec::new();
@@ -304,7 +310,15 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
             shape.capacity,
             args.seconds
         );
-        let r = run_shape(shape, &args).await?;
+        reports.push(run_shape(shape, args, exe).await?);
+    }
+    Ok(reports)
+}
+
+/// The command: each shape on a fresh fleet; fails when a target is missed.
+pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
+    let reports = measure(&args, &std::env::current_exe()?).await?;
+    for r in &reports {
         println!(
             "{:<6} offered {:>5.1}/s  capacity {:>4.1}/s  goodput {:>5.1}/s ({:>3.0} %)  sent {}  lost {}  {:?}",
             r.shape,
@@ -334,7 +348,6 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
                 format!("\n       MISSED: {}", r.failures.join("; "))
             }
         );
-        reports.push(r);
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&reports)?)?;
     eprintln!("JSON report: {}", args.json.display());
