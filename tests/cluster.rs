@@ -81,8 +81,17 @@ async fn a_node_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
         fleet::publish(&js, &names, &r).await;
         ids.push(r.request_id);
     }
-    let results = fleet::await_results(&js, &ids, Duration::from_secs(90)).await;
-    for id in &ids {
+    exactly_once(&js, &ids).await;
+    // (Nothing was given up on because the bus was briefly away.)
+    for w in workers {
+        w.stop().await;
+    }
+}
+
+/// Every request has exactly one stored result, and none was dead-lettered.
+async fn exactly_once(js: &jetstream::Context, ids: &[String]) {
+    let results = fleet::await_results(js, ids, Duration::from_secs(90)).await;
+    for id in ids {
         assert_eq!(
             results[id].len(),
             1,
@@ -90,12 +99,8 @@ async fn a_node_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
             results[id].len()
         );
     }
-    // Nothing was given up on because the bus was briefly away.
-    let letters = fleet::dead_letters(&js).await;
+    let letters = fleet::dead_letters(js).await;
     assert!(letters.is_empty(), "dead letters: {letters:?}");
-    for w in workers {
-        w.stop().await;
-    }
 }
 
 /// Asks the leader of `stream` (or of its consumer `consumer`) to step down; whether a new
@@ -144,17 +149,7 @@ async fn leaders_stepping_down_mid_run_lose_and_duplicate_nothing() {
         ids.push(r.request_id);
     }
     assert!(stepped >= 12, "only {stepped} leader changes happened");
-    let results = fleet::await_results(&js, &ids, Duration::from_secs(90)).await;
-    for id in &ids {
-        assert_eq!(
-            results[id].len(),
-            1,
-            "{id} has {} results",
-            results[id].len()
-        );
-    }
-    let letters = fleet::dead_letters(&js).await;
-    assert!(letters.is_empty(), "dead letters: {letters:?}");
+    exactly_once(&js, &ids).await;
     println!(
         "leader changes: {stepped} stepdowns across {} leaders",
         leaders.len()

@@ -14,7 +14,7 @@ use ai_failover::config::Api;
 use ai_failover::contract::{AnalysisResult, Names, OutcomeRecord};
 use ai_failover::simulator::{Faults, Latency};
 use async_nats::jetstream;
-use common::control::http;
+use common::control::{metric, wait_ready};
 use common::fleet;
 use common::nats::{NatsServer, free_port};
 use futures::StreamExt;
@@ -29,22 +29,6 @@ fn signal(child: &Child, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill {sig}");
-}
-
-/// A counter from a worker's `/metrics` (0 while it has not been counted yet).
-async fn counter(port: u16, name: &str) -> f64 {
-    let text = http()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,14 +62,7 @@ async fn a_thawed_worker_publishes_nothing_and_its_late_calls_are_counted() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let names = Names::default();
-    common::eventually(Duration::from_secs(20), "the first worker", async || {
-        http()
-            .get(format!("http://{listen}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    wait_ready(&listen).await;
     // Every publish to the results subject, as a live (core) subscriber sees it.
     let mut live = client.subscribe(names.results_filter()).await.unwrap();
     client.flush().await.unwrap();
@@ -132,10 +109,10 @@ async fn a_thawed_worker_publishes_nothing_and_its_late_calls_are_counted() {
     common::eventually(
         Duration::from_secs(30),
         "the thawed worker to discard every late result",
-        async || counter(port, "ai_failover_fenced_total").await as usize == N,
+        async || metric(&listen, "ai_failover_fenced_total").await as usize == N,
     )
     .await;
-    let fenced_calls = counter(port, "ai_failover_fenced_calls_total").await as usize;
+    let fenced_calls = metric(&listen, "ai_failover_fenced_calls_total").await as usize;
 
     // Exactly one delivery per request reached live subscribers: the rescuer's.
     let mut seen: HashMap<String, usize> = HashMap::new();

@@ -12,14 +12,14 @@ use std::time::Duration;
 use ai_failover::config::Api;
 use ai_failover::contract::{AnalysisRequest, Names, Status};
 use async_nats::jetstream;
-use common::control::http;
+use common::control::{metric, wait_ready};
 use common::fleet;
 use common::nats::{NatsServer, free_port};
 
 const PROVIDERS: &[(&str, Api)] = &[("alpha", Api::Openai)];
 
 /// A worker process whose clock is `skew_ms` off, ready to consume; and its HTTP port.
-async fn skewed_worker(config: &std::path::Path, id: &str, skew_ms: i64) -> (Child, u16) {
+async fn skewed_worker(config: &std::path::Path, id: &str, skew_ms: i64) -> (Child, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let skew = skew_ms.to_string();
@@ -32,35 +32,13 @@ async fn skewed_worker(config: &std::path::Path, id: &str, skew_ms: i64) -> (Chi
             ("AI_FAILOVER_CLOCK_OFFSET_MS", &skew),
         ],
     );
-    common::eventually(
-        Duration::from_secs(20),
-        "the worker to consume",
-        async || {
-            http()
-                .get(format!("http://{listen}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-    )
-    .await;
-    (child, port)
+    wait_ready(&listen).await;
+    (child, listen)
 }
 
 /// The correction the worker measured, from its `/metrics`.
-async fn correction(port: u16) -> f64 {
-    let text = http()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("ai_failover_clock_correction_ms"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("the correction gauge")
+async fn correction(listen: &str) -> f64 {
+    metric(listen, "ai_failover_clock_correction_ms").await
 }
 
 fn requests(n: usize, tag: &str, deadline_ms: u64) -> Vec<AnalysisRequest> {
@@ -89,8 +67,8 @@ async fn skewed_workers_judge_deadlines_on_the_servers_time() {
     let names = Names::default();
 
     // 5 s ahead: fresh requests with 3 s deadlines look 5 s old to its own clock.
-    let (mut ahead, port) = skewed_worker(&config, "ahead", 5_000).await;
-    let measured = correction(port).await;
+    let (mut ahead, listen) = skewed_worker(&config, "ahead", 5_000).await;
+    let measured = correction(&listen).await;
     assert!(
         (-5_300.0..=-4_700.0).contains(&measured),
         "measured {measured} ms, the skew is +5000"
@@ -114,8 +92,8 @@ async fn skewed_workers_judge_deadlines_on_the_servers_time() {
     }
     // The fault shape itself: the requests age in the queue with no worker running.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (mut behind, port) = skewed_worker(&config, "behind", -5_000).await;
-    let measured = correction(port).await;
+    let (mut behind, listen) = skewed_worker(&config, "behind", -5_000).await;
+    let measured = correction(&listen).await;
     assert!(
         (4_700.0..=5_300.0).contains(&measured),
         "measured {measured} ms, the skew is -5000"

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, Timestamp};
+use crate::contract::{AnalysisResult, ErrorClass, Timestamp};
 use crate::engine::{Engine, Job};
 
 use super::advisories::{SettleError, Settler, Undeliverable};
@@ -432,6 +432,16 @@ impl Worker {
         .increment(1);
         metrics::histogram!(metric::REQUEST_LATENCY_SECONDS, "status" => result.status.as_str())
             .record(result.latency_ms as f64 / 1_000.0);
+        // Saturation: a request that reached a worker too late for any provider to answer
+        // in time, answered without a call.
+        if result.attempts.is_empty()
+            && result
+                .error
+                .as_ref()
+                .is_some_and(|e| e.class == ErrorClass::DeadlineExceeded)
+        {
+            metrics::counter!(metric::SHED_TOTAL).increment(1);
+        }
         Ok(Handled::Answered)
     }
 

@@ -37,6 +37,7 @@ pub mod name {
     pub const REPLAYED_TOTAL: &str = "ai_failover_replayed_total";
     pub const REQUEST_LATENCY_SECONDS: &str = "ai_failover_request_latency_seconds";
     pub const REQUESTS_TOTAL: &str = "ai_failover_requests_total";
+    pub const SHED_TOTAL: &str = "ai_failover_shed_total";
     pub const SPEND_TODAY_USD: &str = "ai_failover_spend_today_usd";
     pub const SPEND_USD_MICROS_TOTAL: &str = "ai_failover_spend_usd_micros_total";
     pub const TAKEOVERS_TOTAL: &str = "ai_failover_takeovers_total";
@@ -66,6 +67,7 @@ pub mod name {
         REPLAYED_TOTAL,
         REQUEST_LATENCY_SECONDS,
         REQUESTS_TOTAL,
+        SHED_TOTAL,
         SPEND_TODAY_USD,
         SPEND_USD_MICROS_TOTAL,
         TAKEOVERS_TOTAL,

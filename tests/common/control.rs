@@ -61,6 +61,42 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The sum of a metric's samples on a worker's `/metrics` at `addr` (0 when it is not
+/// reported yet).
+pub async fn metric(addr: &str, name: &str) -> f64 {
+    let text = http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("the worker's /metrics answers")
+        .text()
+        .await
+        .expect("a text page");
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until the worker whose HTTP port is `addr` consumes (`/readyz` says 200).
+pub async fn wait_ready(addr: &str) {
+    super::eventually(
+        Duration::from_secs(20),
+        "the worker to consume",
+        async || {
+            http()
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+}
+
 /// Runs `test` on a fresh two-thread runtime after setting `envs` in this process's
 /// environment: for a test that is alone in its process (nextest runs each test in its own),
 /// setting them before any thread of its own exists.

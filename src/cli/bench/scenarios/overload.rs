@@ -22,7 +22,7 @@ use crate::contract::Status;
 use crate::simulator::{Faults, Latency};
 
 use super::catalog::{Change, PROVIDERS, Plan};
-use super::fleet::Fleet;
+use super::fleet::{Fleet, rss_mib};
 use super::load;
 
 /// Options of `ai-failover bench overload`.
@@ -128,19 +128,6 @@ fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }
 
 async fn run_shape(

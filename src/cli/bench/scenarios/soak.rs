@@ -17,7 +17,7 @@ use crate::contract::Names;
 use crate::simulator::{ErrorRates, Faults, Latency, Outage};
 
 use super::catalog::{Change, PROVIDERS, Plan, baseline};
-use super::fleet::{Fleet, Restarter};
+use super::fleet::{Fleet, Restarter, rss_mib};
 use super::load;
 
 /// Options of `ai-failover bench soak`.
@@ -151,17 +151,8 @@ fn plan(run: Duration) -> Plan {
 
 /// RSS in MiB and open file descriptors of process `pid`.
 fn process_usage(pid: u32) -> Option<(f64, usize)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    Some((kib / 1024.0, fds))
+    Some((rss_mib(pid)?, fds))
 }
 
 async fn keys(js: &jetstream::Context, bucket: String) -> usize {
