@@ -45,11 +45,6 @@ pub fn set_correction_ms(ms: i64) {
     CORRECTION_MS.store(ms, Ordering::Relaxed);
 }
 
-/// The correction in use.
-pub fn correction_ms() -> i64 {
-    CORRECTION_MS.load(Ordering::Relaxed)
-}
-
 /// Wall-clock time and the monotonic clock.
 pub trait Clock: Send + Sync {
     /// Monotonic now.

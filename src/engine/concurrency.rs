@@ -60,19 +60,8 @@ impl Concurrency {
             .is_none_or(|l| f64::from(s.in_flight) < l.floor().max(1.0))
     }
 
-    /// Counts a call in flight if there is room.
-    pub fn try_start(&self) -> Option<InFlight> {
-        let mut s = self.state.lock();
-        if s.limit
-            .is_some_and(|l| f64::from(s.in_flight) >= l.floor().max(1.0))
-        {
-            return None;
-        }
-        s.in_flight += 1;
-        Some(self.guard())
-    }
-
-    /// Counts a call in flight whatever the limit (a probe).
+    /// Counts a call in flight until the returned guard drops. Admission is the caller's
+    /// ([`has_room`](Self::has_room)): a probe or a race may go one over the limit.
     pub fn start(&self) -> InFlight {
         self.state.lock().in_flight += 1;
         self.guard()
@@ -117,23 +106,28 @@ impl Concurrency {
 mod tests {
     use super::*;
 
+    /// A call as the engine starts one: only when there is room.
+    fn admitted(c: &Concurrency) -> Option<InFlight> {
+        c.has_room().then(|| c.start())
+    }
+
     #[test]
     fn a_429_under_load_sets_a_limit_that_successes_raise() {
         let c = Concurrency::new(Arc::default());
-        let calls: Vec<InFlight> = (0..10).map(|_| c.try_start().unwrap()).collect();
+        let calls: Vec<InFlight> = (0..10).map(|_| admitted(&c).unwrap()).collect();
         assert_eq!(c.in_flight(), 10);
         c.on_full(10);
         assert_eq!(c.limit(), Some(7.0));
         assert!(!c.has_room(), "10 in flight, limit 7");
         drop(calls);
         assert_eq!(c.in_flight(), 0);
-        let held: Vec<InFlight> = (0..7).map(|_| c.try_start().unwrap()).collect();
-        assert!(c.try_start().is_none());
+        let held: Vec<InFlight> = (0..7).map(|_| admitted(&c).unwrap()).collect();
+        assert!(admitted(&c).is_none());
         for _ in 0..8 {
             c.on_success();
         }
         assert!(c.limit().unwrap() >= 8.0);
-        assert!(c.try_start().is_some(), "room for an eighth");
+        assert!(admitted(&c).is_some(), "room for an eighth");
         drop(held);
         c.on_full(0);
         assert_eq!(c.limit(), Some(1.0), "refused alone: one call at a time");

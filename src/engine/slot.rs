@@ -201,27 +201,13 @@ impl Slot {
     }
 
     /// The time a call to this provider is likely to need: its observed 90th-percentile
-    /// latency, never below `floor`; with too little history, `prior`. A call is not started
-    /// with less time left than this: under overload requests reach a worker late, and a
-    /// call started on the median would be cut by the deadline half the time, holding a
-    /// slot (and paying) for nothing.
-    pub fn likely_latency(&self, floor: Duration, prior: Duration) -> Duration {
-        let likely = self.health().stats.likely_ms();
-        likely
-            .map_or(prior, |ms| Duration::from_secs_f64(ms / 1_000.0))
-            .max(floor)
-    }
-
-    /// Its observed 90th-percentile latency, if it has the history for one.
-    pub fn known_p90(&self) -> Option<Duration> {
-        let p90 = self.health().stats.percentile_ms(0.9)?;
-        Some(Duration::from_secs_f64(p90 / 1_000.0))
-    }
-
-    /// The least time a call to this provider plausibly needs: its observed median latency,
-    /// never below `floor` (how long a hedge partner needs, at least).
-    pub fn plausible_latency(&self, floor: Duration) -> Duration {
-        let p50 = self.health().stats.percentile_ms(0.5).unwrap_or(0.0);
-        floor.max(Duration::from_secs_f64(p50 / 1_000.0))
+    /// latency (its longest, with little history), never below `floor`; a provider with no
+    /// history is innocent and needs only `floor`. A call is not started with less time left
+    /// than this: under overload requests reach a worker late, and a call started on the
+    /// median would be cut by the deadline half the time, holding a slot (and paying) for
+    /// nothing.
+    pub fn likely_latency(&self, floor: Duration) -> Duration {
+        let likely = self.health().stats.likely_ms().unwrap_or(0.0);
+        floor.max(Duration::from_secs_f64(likely / 1_000.0))
     }
 }

@@ -25,8 +25,6 @@ impl Engine {
         let deadline = pass.deadline;
         let synthetic = trace.synthetic;
         let floor = Duration::from_millis(self.cfg.engine.min_call_ms);
-        // A provider with no history yet is innocent: it gets a call with the floor left.
-        let prior = floor;
         let mut queue: VecDeque<Candidate> = candidates.into();
         let mut dropped: HashSet<usize> = HashSet::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
@@ -47,7 +45,7 @@ impl Engine {
             let slot = &self.slots[cand.slot];
             // Never start a call that cannot plausibly come back before the deadline.
             let left = deadline.saturating_duration_since(now);
-            let needed = slot.likely_latency(floor, prior);
+            let needed = slot.likely_latency(floor);
             if left < needed {
                 trace.last_error = Some(ErrorInfo {
                     class: ErrorClass::DeadlineExceeded,
@@ -134,7 +132,7 @@ impl Engine {
                         && !dropped.contains(&c.slot)
                         && other.health().blocked(&other.breaker_cfg, now).is_none()
                         && other.concurrency.has_room()
-                        && other.likely_latency(floor, prior) <= left
+                        && other.likely_latency(floor) <= left
                 })
             } else {
                 None
@@ -154,7 +152,7 @@ impl Engine {
                     let usual =
                         slot.hedge_after(Duration::from_millis(self.cfg.engine.hedge_floor_ms));
                     let latest = deadline
-                        .checked_sub(partner_slot.likely_latency(floor, prior))
+                        .checked_sub(partner_slot.likely_latency(floor))
                         .unwrap_or(now);
                     let timer = if latest > now {
                         tokio::time::sleep_until((now + usual).min(latest)).boxed()
