@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
         Command::Watch(args) => ai_failover::cli::watch::run(args).await,
         Command::Control(args) => ai_failover::cli::control::run(args).await,
         Command::Audit(args) => ai_failover::cli::audit::run(args).await,
+        Command::Quality(args) => ai_failover::cli::quality::run(args).await,
         Command::Setup { file } => {
             async {
                 let cfg = ai_failover::config::load(&file.config)?;

@@ -14,8 +14,10 @@ use crate::contract::{
     CachedDecision, FleetModeRecord, Kind, Mode, ProviderHealthRecord, ProviderId,
 };
 use crate::engine::ports::Fleet;
+use crate::engine::quality::Evidence;
 
 use super::health_store::HealthStore;
+use super::quality::QualityBook;
 
 /// `ai_decision_cache` keys: `<kind>.<symbol>`, with characters KV keys cannot hold escaped.
 pub fn cache_key(kind: Kind, symbol: &str) -> String {
@@ -69,11 +71,20 @@ pub struct FleetState {
     health: HealthStore,
     cache: kv::Store,
     probe_ttl: Duration,
+    /// The fleet's quality records, for the `quality` strategy.
+    quality: Arc<QualityBook>,
+    quality_half_life_s: u64,
 }
 
 impl FleetState {
     /// Over the health store and decision cache; a probe slot is held for `probe_ttl`.
-    pub fn new(health: HealthStore, cache: kv::Store, probe_ttl: Duration) -> Self {
+    /// Quality evidence decays with `quality_half_life_s`.
+    pub fn new(
+        health: HealthStore,
+        cache: kv::Store,
+        probe_ttl: Duration,
+        quality_half_life_s: u64,
+    ) -> Self {
         FleetState {
             records: Records::default(),
             spend: RwLock::default(),
@@ -81,7 +92,14 @@ impl FleetState {
             health,
             cache,
             probe_ttl,
+            quality: Arc::default(),
+            quality_half_life_s,
         }
+    }
+
+    /// The quality records as this worker knows them (kept by the quality watch).
+    pub fn quality_book(&self) -> Arc<QualityBook> {
+        self.quality.clone()
     }
 
     /// The health store.
@@ -155,6 +173,11 @@ impl Fleet for FleetState {
         record
             .as_ref()
             .and_then(|(r, _)| r.manual_at(crate::engine::clock::wall_now()))
+    }
+
+    fn quality(&self, provider: &str, kind: Kind) -> Evidence {
+        self.quality
+            .evidence(provider, kind, self.quality_half_life_s)
     }
 }
 

@@ -102,6 +102,16 @@ pub async fn finish(
     .map_err(|source| FinishError { what, source })
 }
 
+/// When the stream took `msg` (now, if the message does not say).
+pub fn published_at(msg: &jetstream::Message) -> crate::contract::Timestamp {
+    msg.info()
+        .ok()
+        .and_then(|i| {
+            chrono::DateTime::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64).into()
+        })
+        .unwrap_or_else(crate::engine::clock::wall_now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

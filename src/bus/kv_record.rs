@@ -41,6 +41,12 @@ pub enum KvError {
         #[source]
         source: async_nats::Error,
     },
+    #[error("cannot list the {what}s")]
+    List {
+        what: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
     #[error("{what} `{key}` kept changing under us: lost {MAX_RACES} races in a row")]
     Contended { what: &'static str, key: String },
 }

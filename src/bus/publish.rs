@@ -101,7 +101,8 @@ impl Publisher {
         Ok(ack.duplicate)
     }
 
-    /// Publishes an event to `subject` in the events stream.
+    /// Publishes `event` to `subject` (an event, or an entry of another fleet stream such as
+    /// the quality log) and waits for the stream's ack.
     pub async fn event<T: Serialize>(
         &self,
         subject: String,

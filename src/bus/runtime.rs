@@ -22,17 +22,22 @@ use super::advisories::Settler;
 use super::announce::HealthAnnouncer;
 use super::audit::Auditor;
 use super::clock_sync::ClockSync;
+use super::consume::SharedConsumer;
 use super::control::{self, Ctx};
 use super::events::{self, EventLoop};
+use super::feedback::FeedbackIngest;
 use super::fleet::FleetState;
 use super::health_store::HealthStore;
 use super::http::{self, HttpError, HttpState};
+use super::kv_record::KvRecord;
 use super::mode::ModeAnnouncer;
 use super::monitor::Monitor;
 use super::outcomes::Outcomes;
 use super::prober::Prober;
 use super::publish::Publisher;
+use super::quality::{QualityFolder, QualityWatch};
 use super::setup::{self, BusError};
+use super::signals::Signals;
 use super::spend::SpendBook;
 use super::watch::HealthWatch;
 use super::worker::Worker;
@@ -116,6 +121,7 @@ pub async fn start(
         health.clone(),
         bus.cache.clone(),
         probe_ttl,
+        cfg.quality.half_life_s,
     ));
     let (sink, rx) = events::channel();
     let engine = Arc::new(Engine::new(
@@ -234,7 +240,60 @@ pub async fn start(
         kv: bus.health.clone(),
         worker_id: worker_id.clone(),
     };
+    let signals = Signals::new(bus.signals.clone());
+    let feedback = Arc::new(FeedbackIngest {
+        cfg: cfg.clone(),
+        names: bus.names.clone(),
+        signals: signals.clone(),
+        publisher: publisher.clone(),
+        worker_id: worker_id.clone(),
+    });
+    let folder = Arc::new(QualityFolder {
+        names: bus.names.clone(),
+        log: bus.quality_log.clone(),
+        records: KvRecord::new(bus.quality.clone(), "quality record"),
+        half_life_s: cfg.quality.half_life_s,
+        ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
+    });
+    let quality_watch = QualityWatch {
+        kv: bus.quality.clone(),
+        book: fleet.quality_book(),
+    };
+    let shared = |what, consumer, pick, at_once| SharedConsumer {
+        what,
+        client: client.clone(),
+        cfg: cfg.clone(),
+        consumer,
+        pick,
+        at_once,
+    };
+    let (stop_feedback, stop_folding) = (services.clone(), services.clone());
     let mut background = vec![
+        tokio::spawn(
+            shared(
+                "feedback",
+                bus.feedback.clone(),
+                |b| b.feedback,
+                cfg.feedback.max_in_flight,
+            )
+            .run(services.clone(), move |msg| {
+                let (ingest, stop) = (feedback.clone(), stop_feedback.clone());
+                async move { ingest.handle(msg, stop).await }
+            }),
+        ),
+        tokio::spawn(
+            shared(
+                "quality log",
+                bus.quality_folders.clone(),
+                |b| b.quality_folders,
+                cfg.feedback.max_in_flight,
+            )
+            .run(services.clone(), move |msg| {
+                let (folder, stop) = (folder.clone(), stop_folding.clone());
+                async move { folder.handle(msg, stop).await }
+            }),
+        ),
+        tokio::spawn(quality_watch.run(services.clone())),
         tokio::spawn(watch.run(services.clone())),
         tokio::spawn(monitor.run(services.clone())),
         tokio::spawn(prober.run(services.clone())),
@@ -254,6 +313,7 @@ pub async fn start(
         engine: engine.clone(),
         outcomes,
         publisher,
+        signals,
         settler,
         worker_id: worker_id.clone(),
         ready,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 
 use crate::config::{Config, NatsConfig};
-use crate::contract::{Names, SETTLER_CONSUMER, WORKER_CONSUMER};
+use crate::contract::{
+    FEEDBACK_CONSUMER, Names, QUALITY_CONSUMER, SETTLER_CONSUMER, WORKER_CONSUMER,
+};
 
 /// A failure talking to NATS, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,13 @@ pub struct Bus {
     pub outcomes: kv::Store,
     pub budget: kv::Store,
     pub cache: kv::Store,
+    /// The feedback consumer all workers share (see `feedback`).
+    pub feedback: consumer::PullConsumer,
+    /// The quality log (read by sequence when folding) and its shared consumer.
+    pub quality_log: stream::Stream,
+    pub quality_folders: consumer::PullConsumer,
+    pub signals: kv::Store,
+    pub quality: kv::Store,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -207,7 +216,40 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         allow_direct: true,
         ..Default::default()
     };
-    for config in [requests, results, events, dead, advisories, audit] {
+    // Feedback is the record of what the advice was worth: kept as long as audits are.
+    let feedback = stream::Config {
+        name: names.feedback_stream(),
+        description: Some("ai-failover execution and outcome feedback".into()),
+        subjects: vec![names.feedback_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
+        max_age: day * cfg.feedback.retention_days,
+        ..Default::default()
+    };
+    // Each counted outcome once (`Nats-Msg-Id: <request_id>:<horizon_s>`), in the order the
+    // quality records fold them; read by sequence (direct get) while folding.
+    let quality_log = stream::Config {
+        name: names.quality_log_stream(),
+        description: Some("ai-failover counted outcomes, folded into ai_quality".into()),
+        subjects: vec![names.quality_log_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
+        max_age: day * cfg.feedback.retention_days,
+        allow_direct: true,
+        ..Default::default()
+    };
+    for config in [
+        requests,
+        results,
+        events,
+        dead,
+        advisories,
+        audit,
+        feedback,
+        quality_log,
+    ] {
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
@@ -228,6 +270,22 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         .create_consumer(settler_config(cfg))
         .await
         .map_err(setup_err(format!("consumer {SETTLER_CONSUMER}")))?;
+
+    let feedback = js
+        .get_stream(names.feedback_stream())
+        .await
+        .map_err(setup_err("feedback stream"))?
+        .create_consumer(feedback_consumer_config(cfg))
+        .await
+        .map_err(setup_err(format!("consumer {FEEDBACK_CONSUMER}")))?;
+    let quality_log = js
+        .get_stream(names.quality_log_stream())
+        .await
+        .map_err(setup_err("quality log stream"))?;
+    let quality_folders = quality_log
+        .create_consumer(quality_consumer_config(cfg))
+        .await
+        .map_err(setup_err(format!("consumer {QUALITY_CONSUMER}")))?;
 
     let bucket = |name: String, history: i64, max_age: Duration| kv::Config {
         bucket: name,
@@ -250,6 +308,13 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let outcomes = store(bucket(names.outcomes_bucket(), 1, OUTCOME_TTL)).await?;
     let budget = store(bucket(names.budget_bucket(), 1, 3 * day)).await?;
     let cache = store(bucket(names.cache_bucket(), 1, day)).await?;
+    let signals = store(bucket(
+        names.signals_bucket(),
+        1,
+        day * cfg.feedback.signals_retention_days,
+    ))
+    .await?;
+    let quality = store(bucket(names.quality_bucket(), 1, Duration::ZERO)).await?;
     Ok(Bus {
         client: client.clone(),
         js,
@@ -261,7 +326,45 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         outcomes,
         budget,
         cache,
+        feedback,
+        quality_log,
+        quality_folders,
+        signals,
+        quality,
     })
+}
+
+/// Feedback re-published within this window is dropped by the stream (later duplicates are
+/// recognised in the signal store).
+pub const FEEDBACK_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// The feedback consumer: redelivered until handled (a report waits up to 10 s for its
+/// signal, then is dead-lettered; bus failures are retried).
+pub fn feedback_consumer_config(cfg: &Config) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(FEEDBACK_CONSUMER.to_string()),
+        description: Some("ai-failover feedback ingestion".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        num_replicas: cfg.nats.replicas,
+        ..Default::default()
+    }
+}
+
+/// The quality log's consumer: each entry is acknowledged once a quality record has folded it.
+pub fn quality_consumer_config(cfg: &Config) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(QUALITY_CONSUMER.to_string()),
+        description: Some("ai-failover quality folding".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        num_replicas: cfg.nats.replicas,
+        ..Default::default()
+    }
 }
 
 /// The durable pull consumer all workers share.

@@ -18,14 +18,16 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, ErrorClass, Timestamp};
+use crate::contract::{AnalysisResult, ErrorClass};
 use crate::engine::{Engine, Job};
 
 use super::advisories::{SettleError, Settler, Undeliverable};
 use super::decode::{Rejection, decode, kind_token};
 use super::hold::{self, FinishError};
+use super::kv_record::KvError;
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::{PublishError, Publisher};
+use super::signals::Signals;
 use crate::telemetry::metrics::name as metric;
 
 /// Why a message could not be finished now (it is given back, or settled on its last
@@ -36,6 +38,8 @@ enum ServeError {
     Outcome(#[from] OutcomeError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Signal(#[from] KvError),
     #[error(transparent)]
     Settle(#[from] SettleError),
     #[error(transparent)]
@@ -55,6 +59,7 @@ pub struct Worker {
     pub engine: Arc<Engine>,
     pub outcomes: Outcomes,
     pub publisher: Publisher,
+    pub signals: Signals,
     pub settler: Arc<Settler>,
     pub worker_id: String,
     /// True once the worker is consuming (`/readyz`).
@@ -85,15 +90,6 @@ impl Handled {
             Handled::Fenced => "fenced",
         }
     }
-}
-
-fn published_at(msg: &jetstream::Message) -> Timestamp {
-    msg.info()
-        .ok()
-        .and_then(|i| {
-            chrono::DateTime::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64).into()
-        })
-        .unwrap_or_else(crate::engine::clock::wall_now)
 }
 
 /// The request's span, a child of the publisher's trace when the message carries one. Its
@@ -362,7 +358,7 @@ impl Worker {
 
         let job = Job {
             request: request.clone(),
-            published_at: published_at(msg),
+            published_at: hold::published_at(msg),
         };
         let started_at = crate::engine::clock::wall_now();
         let mut revision = revision;
@@ -467,15 +463,28 @@ impl Worker {
         stop: &CancellationToken,
     ) -> Result<(), ServeError> {
         let headers = crate::telemetry::propagation::outgoing_headers(incoming);
-        hold::holding(
-            msg,
-            self.ack_wait(),
-            stop,
-            "publish_result",
-            |_| true,
-            || self.publisher.result(result, reply_to, headers.clone()),
-        )
-        .await?;
+        // The signal store gets its record alongside the publish (a replay writes it if a
+        // crash came between storing the result and this), so feedback finds it.
+        let (signal, published) = tokio::join!(
+            hold::holding(
+                msg,
+                self.ack_wait(),
+                stop,
+                "record_signal",
+                KvError::is_transient,
+                || self.signals.record(result),
+            ),
+            hold::holding(
+                msg,
+                self.ack_wait(),
+                stop,
+                "publish_result",
+                |_| true,
+                || self.publisher.result(result, reply_to, headers.clone()),
+            )
+        );
+        published?;
+        signal?;
         Ok(())
     }
 

@@ -16,7 +16,8 @@ pub struct ControlArgs {
     #[command(flatten)]
     pub file: super::ConfigFile,
     /// status | health-check | force-status | best-provider | failover-history |
-    /// health-summary | monitoring.start | monitoring.stop | test-failover | mode.set
+    /// health-summary | monitoring.start | monitoring.stop | test-failover | mode.set |
+    /// quality-summary
     pub endpoint: String,
     /// The request body (default `{}`).
     pub json: Option<String>,
@@ -38,27 +39,41 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let body = args.json.unwrap_or_else(|| "{}".into());
     serde_json::from_str::<serde_json::Value>(&body).context("the request body is not JSON")?;
     let c = client::connect(&args.file.config, "ai-failover control").await?;
-    let subject = c.names.control(&args.endpoint);
-    let request = async_nats::Request::new()
-        .payload(body.into())
-        .timeout(Some(Duration::from_millis(args.timeout_ms)));
-    let reply = c
-        .nats
-        .send_request(subject.clone(), request)
-        .await
-        .with_context(|| format!("no answer on {subject}: is a worker running?"))?;
+    let reply = send(&c, &args.endpoint, body, args.timeout_ms).await?;
     let text = match serde_json::from_slice::<serde_json::Value>(&reply.payload) {
         Ok(v) => serde_json::to_string_pretty(&v).expect("json"),
         Err(_) => String::from_utf8_lossy(&reply.payload).into_owned(),
     };
     println!("{text}");
+    refused(&args.endpoint, &reply)
+}
+
+/// Sends `body` to `endpoint` and returns the reply, error replies included.
+pub async fn send(
+    c: &client::Client,
+    endpoint: &str,
+    body: String,
+    timeout_ms: u64,
+) -> anyhow::Result<async_nats::Message> {
+    let subject = c.names.control(endpoint);
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(Duration::from_millis(timeout_ms)));
+    c.nats
+        .send_request(subject.clone(), request)
+        .await
+        .with_context(|| format!("no answer on {subject}: is a worker running?"))
+}
+
+/// Fails when `reply` is the service's error reply (micro-protocol error headers).
+pub fn refused(endpoint: &str, reply: &async_nats::Message) -> anyhow::Result<()> {
     if let Some(h) = &reply.headers
         && let Some(error) = h.get(NATS_SERVICE_ERROR)
     {
         let code = h
             .get(NATS_SERVICE_ERROR_CODE)
             .map_or("?".to_string(), |c| c.to_string());
-        bail!("{} refused the request ({code}): {error}", args.endpoint);
+        bail!("{endpoint} refused the request ({code}): {error}");
     }
     Ok(())
 }

@@ -41,6 +41,11 @@ pub struct DemoArgs {
     /// Seconds of traffic after the recovery.
     #[arg(long, default_value_t = 15)]
     pub after_secs: u64,
+    /// Make this simulated provider's advice systematically wrong, route by realised
+    /// quality (`engine.strategy = "quality"`) and report each signal's outcome as a trader
+    /// would: traffic moves away from the provider as its outcomes come in.
+    #[arg(long, value_name = "PROVIDER")]
+    pub wrong_advice: Option<String>,
 }
 
 const KEY: &str = "demo-key-not-a-secret";
@@ -51,10 +56,17 @@ const PROVIDERS: [(&str, Api, &str); 3] = [
     ("gemini", Api::Gemini, "gemini-2.5-flash"),
 ];
 
-fn worker_config(nats_url: &str, sim: &crate::simulator::SimHandle, key: &Path) -> String {
+fn worker_config(
+    nats_url: &str,
+    sim: &crate::simulator::SimHandle,
+    key: &Path,
+    learning: bool,
+) -> String {
+    let strategy = if learning { "quality" } else { "priority" };
     let mut toml = format!(
         "[nats]\nurl = \"{nats_url}\"\n\n[worker]\nhttp_listen = \"\"\nack_wait_ms = 10000\n\n\
-         [engine]\nhealth_check_interval_ms = 3000\nhedge_floor_ms = 400\n\n\
+         [engine]\nhealth_check_interval_ms = 3000\nhedge_floor_ms = 400\nstrategy = \"{strategy}\"\n\n\
+         [quality]\nmin_samples = 10\n\n\
          [breaker]\nconsecutive_failures = 3\nopen_ms = 2000\nmax_open_ms = 4000\n\n"
     );
     for (i, (id, api, model)) in PROVIDERS.iter().enumerate() {
@@ -93,6 +105,53 @@ pub(crate) fn request(i: u64, prices: &mut BTreeMap<&'static str, Vec<f64>>) -> 
         serde_json::from_value(serde_json::json!({ "prices": series.clone() })).expect("object"),
     );
     r
+}
+
+/// The demo's trader: reports how the market moved after the signal in `r` (the simulated
+/// market of `market_action`, against the signal one time in five, as markets are noisy).
+async fn report_outcome(
+    js: &jetstream::Context,
+    names: &Names,
+    r: &AnalysisResult,
+    n: u64,
+) -> anyhow::Result<()> {
+    let symbol = r.symbol.as_deref().unwrap_or("");
+    let mut ret = match crate::simulator::market_action(symbol) {
+        "buy" => 0.01,
+        "sell" => -0.01,
+        _ => 0.0,
+    };
+    if n.is_multiple_of(5) {
+        ret = if ret == 0.0 { 0.01 } else { -ret };
+    }
+    let feedback = serde_json::json!({
+        "request_id": r.request_id, "type": "outcome", "at": chrono::Utc::now(),
+        "outcome": {"horizon_s": 3600, "return": ret},
+    });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}:outcome:3600", r.request_id).as_str(),
+    );
+    js.publish_with_headers(names.feedback(r.kind), headers, feedback.to_string().into())
+        .await?
+        .await?;
+    Ok(())
+}
+
+/// The fleet's quality records at the end of a learning demo.
+async fn print_quality(client: &async_nats::Client, names: &Names) {
+    let reply = client
+        .request(names.control("quality-summary"), "{}".into())
+        .await;
+    match reply.map(|m| serde_json::from_slice::<crate::contract::QualitySummaryReply>(&m.payload))
+    {
+        Ok(Ok(q)) => print!(
+            "\nsignal quality (from the outcomes reported):\n{}",
+            super::quality::table(&q.records)
+        ),
+        _ => println!("signal quality: not available"),
+    }
 }
 
 #[derive(Default)]
@@ -138,11 +197,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         latency_ms: Some(Latency::LogNormal { p50: 60, p99: 250 }),
         ..Faults::default()
     };
+    if let Some(p) = &args.wrong_advice {
+        anyhow::ensure!(
+            PROVIDERS.iter().any(|(id, _, _)| id == p),
+            "--wrong-advice {p}: the demo's providers are openai, anthropic and gemini"
+        );
+    }
+    let faults_of = |id: &str| Faults {
+        wrong_advice: args.wrong_advice.as_deref() == Some(id),
+        ..baseline.clone()
+    };
     for (id, api, _) in PROVIDERS {
         sim_cfg = sim_cfg.provider(
             SimProvider::new(id, api)
                 .with_key(KEY)
-                .with_faults(baseline.clone()),
+                .with_faults(faults_of(id)),
         );
     }
     let sim = Simulator::start(sim_cfg).await?;
@@ -154,7 +223,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let key = dir.path().join("api-key");
     std::fs::write(&key, KEY)?;
     let config = dir.path().join("demo.toml");
-    std::fs::write(&config, worker_config(&nats_url, &sim, &key))?;
+    let learning = args.wrong_advice.is_some();
+    std::fs::write(&config, worker_config(&nats_url, &sim, &key, learning))?;
     let exe = std::env::current_exe()?;
     for n in 1..=args.workers {
         let log = std::fs::File::create(dir.path().join(format!("worker-{n}.log")))?;
@@ -217,7 +287,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
             phase = 1;
         } else if phase == 1 && elapsed >= recover_at {
-            sim.set_faults("openai", baseline.clone())?;
+            sim.set_faults("openai", faults_of("openai"))?;
             println!(
                 "{} >>> RECOVERY: openai is healthy again (the breaker will probe it)",
                 clock(start)
@@ -254,6 +324,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 };
                 *tally.by_provider.entry(who.clone()).or_default() += 1;
                 *tally.window_provider.entry(who).or_default() += 1;
+                if learning && r.signal.is_some() {
+                    report_outcome(&js, &names, &r, tally.results).await?;
+                }
             }
             Some(msg) = events.next() => {
                 let subject = msg.subject.as_str();
@@ -317,6 +390,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "success            {:.1}% answered by a provider",
         100.0 * ok as f64 / tally.sent.max(1) as f64
     );
+    if learning {
+        print_quality(&client, &names).await;
+    }
     drop(children); // SIGTERM the workers (they drain), then nats-server
     sim.shutdown().await;
     println!(

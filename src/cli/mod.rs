@@ -9,6 +9,7 @@ pub mod audit;
 pub mod client;
 pub mod control;
 pub mod publish;
+pub mod quality;
 pub mod simulate;
 pub mod status;
 pub mod watch;
@@ -88,4 +89,7 @@ pub enum Command {
     Control(control::ControlArgs),
     /// List the audit trail: who called which control endpoint, and how it ended.
     Audit(audit::AuditArgs),
+    /// How good each provider's advice has been: hit rate, mean signed return and
+    /// calibration per provider, model and kind (and of the cache and the fallback).
+    Quality(quality::QualityArgs),
 }

@@ -6,6 +6,8 @@
 //! [`secrecy::SecretString`] that never prints.
 
 mod access;
+mod checker;
+mod learning;
 mod load;
 mod types;
 mod validate;

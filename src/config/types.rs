@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 pub use super::access::{AuditConfig, ControlConfig, HttpConfig, HttpToken};
+pub use super::learning::{FeedbackConfig, QualityConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -28,6 +29,10 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub feedback: FeedbackConfig,
+    #[serde(default)]
+    pub quality: QualityConfig,
 }
 
 /// `[nats]`: where the bus is and how names are derived.
@@ -129,6 +134,9 @@ pub enum Strategy {
     Cost,
     /// Random, weighted by `weight` × health.
     Weighted,
+    /// By the realised hit rate of each provider's advice (`[quality]`): Thompson sampling,
+    /// with priority as the prior and a minimum exploration share.
+    Quality,
 }
 
 /// `[engine]`: failover behaviour.

@@ -1,23 +1,9 @@
 use std::collections::HashSet;
-use std::fmt;
 
 use secrecy::ExposeSecret;
 
+use super::checker::{Checker, Problem};
 use super::types::*;
-
-/// One thing wrong with the configuration: the key, what is wrong, and how to fix it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub key: String,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}; fix: {}", self.key, self.problem, self.fix)
-    }
-}
 
 /// Why the configuration could not be loaded. Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -46,29 +32,6 @@ impl ConfigError {
             ConfigError::Parse { key, .. } => vec![key.clone()],
             ConfigError::Invalid(ps) => ps.iter().map(|p| p.key.clone()).collect(),
         }
-    }
-}
-
-struct Checker(Vec<Problem>);
-
-impl Checker {
-    fn check(&mut self, ok: bool, key: impl Into<String>, problem: impl Into<String>, fix: &str) {
-        if !ok {
-            self.0.push(Problem {
-                key: key.into(),
-                problem: problem.into(),
-                fix: fix.to_string(),
-            });
-        }
-    }
-
-    fn unit(&mut self, v: f64, key: String) {
-        self.check(
-            (0.0..=1.0).contains(&v),
-            key,
-            format!("{v} is outside 0.0..=1.0"),
-            "use a fraction between 0 and 1",
-        );
     }
 }
 
@@ -357,6 +320,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
         format!("{} days", cfg.audit.retention_days),
         "keep the audit trail between 1 and 36500 days (default 400)",
     );
+    super::learning::check(&mut c, &cfg.feedback, &cfg.quality);
     if rules == Rules::Worker {
         check_tokens(&mut c, &cfg.http.tokens);
     }

@@ -22,6 +22,7 @@ pub enum Endpoint {
     MonitoringStop,
     TestFailover,
     ModeSet,
+    QualitySummary,
 }
 
 wire_enum! {
@@ -39,7 +40,7 @@ wire_enum! {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Status,
         Endpoint::HealthCheck,
         Endpoint::ForceStatus,
@@ -50,6 +51,7 @@ impl Endpoint {
         Endpoint::MonitoringStop,
         Endpoint::TestFailover,
         Endpoint::ModeSet,
+        Endpoint::QualitySummary,
     ];
 
     /// The name, relative to `<prefix>.control.`.
@@ -65,6 +67,7 @@ impl Endpoint {
             Endpoint::MonitoringStop => "monitoring.stop",
             Endpoint::TestFailover => "test-failover",
             Endpoint::ModeSet => "mode.set",
+            Endpoint::QualitySummary => "quality-summary",
         }
     }
 
@@ -75,7 +78,8 @@ impl Endpoint {
             Endpoint::Status
             | Endpoint::BestProvider
             | Endpoint::FailoverHistory
-            | Endpoint::HealthSummary => Role::Viewer,
+            | Endpoint::HealthSummary
+            | Endpoint::QualitySummary => Role::Viewer,
             Endpoint::HealthCheck
             | Endpoint::ForceStatus
             | Endpoint::MonitoringStart
@@ -321,4 +325,18 @@ pub struct ModeSetReply {
     pub mode: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<super::ManualMode>,
+}
+
+/// `quality-summary` request: every quality record, or one kind's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySummaryRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<super::Kind>,
+}
+
+/// `quality-summary` reply: the `ai_quality` records, best hit rate first within a kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QualitySummaryReply {
+    pub records: Vec<super::QualityRecord>,
 }

@@ -14,6 +14,9 @@ wire_enum! {
         TooLarge,
         /// Delivered `max_deliver` times without being acknowledged.
         MaxDeliveries,
+        /// Feedback about a request the fleet has no signal for (waited 10 s for a result
+        /// that might still be on its way).
+        UnknownRequest,
     }
 }
 

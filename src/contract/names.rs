@@ -23,6 +23,12 @@ pub const WORKER_CONSUMER: &str = "workers";
 /// JetStream stopped delivering.
 pub const SETTLER_CONSUMER: &str = "settlers";
 
+/// The durable consumer on the feedback stream the workers share.
+pub const FEEDBACK_CONSUMER: &str = "feedback";
+/// The durable consumer on the quality log through which workers fold outcomes into the
+/// quality records.
+pub const QUALITY_CONSUMER: &str = "quality";
+
 /// The name of the control micro-service.
 pub const SERVICE_NAME: &str = "ai-failover";
 
@@ -72,6 +78,15 @@ impl Names {
     pub fn audit_stream(&self) -> String {
         self.stream("AUDIT")
     }
+    /// `AI_FEEDBACK`: execution and outcome reports from the trading components.
+    pub fn feedback_stream(&self) -> String {
+        self.stream("FEEDBACK")
+    }
+    /// `AI_QUALITY_LOG`: each counted outcome, once, in the order the quality records fold
+    /// them (fleet-internal).
+    pub fn quality_log_stream(&self) -> String {
+        self.stream("QUALITY_LOG")
+    }
     /// `AI_DEADLETTER`: rejected requests with their reason.
     pub fn dead_letter_stream(&self) -> String {
         self.stream("DEADLETTER")
@@ -114,6 +129,32 @@ impl Names {
     /// `ai.analysis.dead.>`.
     pub fn dead_letter_filter(&self) -> String {
         format!("{}.analysis.dead.>", self.prefix)
+    }
+    /// `ai.feedback.<kind>`.
+    pub fn feedback(&self, kind: Kind) -> String {
+        format!("{}.feedback.{}", self.prefix, kind.as_str())
+    }
+    /// `ai.feedback.*`.
+    pub fn feedback_filter(&self) -> String {
+        format!("{}.feedback.*", self.prefix)
+    }
+    /// `ai.analysis.dead.feedback`: where rejected feedback goes.
+    pub fn feedback_dead_letter(&self) -> String {
+        self.dead_letter("feedback")
+    }
+    /// `ai.quality.log.<quality key>`.
+    pub fn quality_log(&self, key: &str) -> String {
+        format!("{}.quality.log.{key}", self.prefix)
+    }
+    /// `ai.quality.log.>`.
+    pub fn quality_log_filter(&self) -> String {
+        format!("{}.quality.log.>", self.prefix)
+    }
+    /// The quality key a quality-log subject is about.
+    pub fn quality_key_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".quality.log.")
     }
     /// `ai.events.health.<provider>`.
     pub fn health_event(&self, provider: &str) -> String {
@@ -165,6 +206,14 @@ impl Names {
     pub fn cache_bucket(&self) -> String {
         self.bucket("decision_cache")
     }
+    /// `ai_signals`: each answered request's advice and what became of it.
+    pub fn signals_bucket(&self) -> String {
+        self.bucket("signals")
+    }
+    /// `ai_quality`: how good each provider's, model's and kind's advice has been.
+    pub fn quality_bucket(&self) -> String {
+        self.bucket("quality")
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +241,15 @@ mod tests {
         assert_eq!(n.dead_letter("bogus"), "ai.analysis.dead.bogus");
         assert_eq!(n.control("force-status"), "ai.control.force-status");
         assert_eq!(n.outcomes_bucket(), "ai_outcomes");
+        assert_eq!(n.feedback(Kind::Signal), "ai.feedback.signal");
+        assert_eq!(n.feedback_stream(), "AI_FEEDBACK");
+        assert_eq!(n.feedback_dead_letter(), "ai.analysis.dead.feedback");
+        assert_eq!(
+            (n.signals_bucket(), n.quality_bucket()),
+            ("ai_signals".into(), "ai_quality".into())
+        );
+        let log = n.quality_log("openai.gpt-4o.signal");
+        assert_eq!(n.quality_key_of(&log), Some("openai.gpt-4o.signal"));
     }
 
     #[test]

@@ -66,6 +66,18 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("control_test_failover_reply", pretty::<TestFailoverReply>()),
         ("control_mode_set_request", pretty::<ModeSetRequest>()),
         ("control_mode_set_reply", pretty::<ModeSetReply>()),
+        (
+            "control_quality_summary_request",
+            pretty::<QualitySummaryRequest>(),
+        ),
+        (
+            "control_quality_summary_reply",
+            pretty::<QualitySummaryReply>(),
+        ),
+        ("feedback", pretty::<Feedback>()),
+        ("signal_record", pretty::<SignalRecord>()),
+        ("quality_record", pretty::<QualityRecord>()),
+        ("quality_observation", pretty::<QualityObservation>()),
         ("audit_record", pretty::<AuditRecord>()),
     ]
 }

@@ -13,6 +13,7 @@ pub mod modes;
 pub mod policy;
 pub mod ports;
 pub mod probing;
+pub mod quality;
 pub mod retry_budget;
 mod run;
 pub mod selection;

@@ -8,6 +8,7 @@ use crate::contract::{
 };
 
 use super::breaker::Transition;
+use super::quality::Evidence;
 
 /// Something the engine did that others may want to publish, store or count.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,11 @@ pub trait Fleet: Send + Sync {
     /// The mode an operator holds the fleet in (`mode.set`), if any.
     fn manual_mode(&self) -> Option<Mode> {
         None
+    }
+    /// What the fleet has learnt of `provider`'s advice for `kind` (decayed outcomes, all
+    /// its models together).
+    fn quality(&self, _provider: &str, _kind: Kind) -> Evidence {
+        Evidence::default()
     }
 }
 

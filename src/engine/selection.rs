@@ -2,10 +2,11 @@
 
 use rand::Rng;
 
-use crate::config::Strategy;
+use crate::config::{QualityConfig, Strategy};
 use crate::contract::AnalysisRequest;
 
 use super::clock::Instant;
+use super::quality::{self, Arm, Evidence};
 use super::slot::Slot;
 
 /// A (provider slot, model) to try.
@@ -42,6 +43,11 @@ pub struct Inputs<'a> {
     pub max_output_tokens: u64,
     /// Fleet spend today per slot.
     pub spent_today: &'a dyn Fn(&str) -> f64,
+    /// The fleet's evidence of each provider's advice for the request's kind (`quality`).
+    pub quality: &'a dyn Fn(&str) -> Evidence,
+    pub quality_cfg: &'a QualityConfig,
+    /// A counter of plans, which the `quality` strategy's exploration turns follow.
+    pub tick: u64,
 }
 
 /// The worst-case cost of one call to `slot`.
@@ -52,7 +58,7 @@ pub fn estimated_cost(slot: &Slot, input_tokens: u64, max_output_tokens: u64) ->
 /// Orders the callable providers by `strategy` and expands each into its models.
 pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
     let mut out = Plan::default();
-    // (slot, tried last, strategy key): stalled or suspect providers go last, whatever the
+    // (slot, tried last, estimated cost): stalled or suspect providers go last, whatever the
     // strategy.
     let mut eligible: Vec<(usize, bool, f64)> = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
@@ -85,19 +91,14 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
                 .push(skip("over the request's cost cap", None, true));
             continue;
         }
-        let h = slot.health();
-        let key = match inputs.strategy {
-            Strategy::Priority => slot.cfg.priority as f64 - h.stats.score() * 0.5,
-            Strategy::Latency => h.stats.ewma_ms(),
-            Strategy::Cost => estimate,
-            Strategy::Weighted => {
-                // Efraimidis–Spirakis: sorting by -u^(1/w) samples an order by weight.
-                let w = (slot.cfg.weight * h.stats.success_rate()).max(1e-6);
-                -rng.random::<f64>().powf(1.0 / w)
-            }
-        };
-        eligible.push((i, h.tried_last(inputs.now), key));
+        eligible.push((i, slot.health().tried_last(inputs.now), estimate));
     }
+    let keys = strategy_keys(slots, &eligible, inputs, rng);
+    let mut eligible: Vec<(usize, bool, f64)> = eligible
+        .into_iter()
+        .zip(keys)
+        .map(|((i, last, _), key)| (i, last, key))
+        .collect();
     eligible.sort_by(|a, b| {
         a.1.cmp(&b.1)
             .then(a.2.total_cmp(&b.2))
@@ -112,4 +113,46 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
         }
     }
     out
+}
+
+/// Each eligible slot's sort key under the strategy, lower first.
+fn strategy_keys(
+    slots: &[Slot],
+    eligible: &[(usize, bool, f64)],
+    inputs: &Inputs<'_>,
+    rng: &mut impl Rng,
+) -> Vec<f64> {
+    if inputs.strategy == Strategy::Quality {
+        let arms: Vec<Arm> = eligible
+            .iter()
+            .map(|&(i, _, cost)| Arm {
+                priority: slots[i].cfg.priority,
+                evidence: (inputs.quality)(slots[i].id()),
+                cost,
+                latency_ms: slots[i].health().stats.ewma_ms(),
+            })
+            .collect();
+        return quality::scores(&arms, inputs.quality_cfg, inputs.tick, rng)
+            .into_iter()
+            .map(|s| -s)
+            .collect();
+    }
+    eligible
+        .iter()
+        .map(|&(i, _, estimate)| {
+            let slot = &slots[i];
+            let h = slot.health();
+            match inputs.strategy {
+                Strategy::Priority => slot.cfg.priority as f64 - h.stats.score() * 0.5,
+                Strategy::Latency => h.stats.ewma_ms(),
+                Strategy::Cost => estimate,
+                Strategy::Weighted => {
+                    // Efraimidis–Spirakis: sorting by -u^(1/w) samples an order by weight.
+                    let w = (slot.cfg.weight * h.stats.success_rate()).max(1e-6);
+                    -rng.random::<f64>().powf(1.0 / w)
+                }
+                Strategy::Quality => 0.0,
+            }
+        })
+        .collect()
 }

@@ -62,15 +62,32 @@ pub fn fnv1a(s: &str) -> u64 {
     })
 }
 
-/// The JSON object the "model" answers with.
-pub fn answer(asked: &Asked, prompt: &str) -> Value {
+/// What the simulated market does next for `symbol`: the move an honest simulated provider
+/// foresees (`buy`: it rises, `sell`: it falls, `hold`: it stays flat). The demo's trader
+/// reports outcomes from it.
+pub fn market_action(symbol: &str) -> &'static str {
+    ["buy", "sell", "hold"][(fnv1a(symbol) % 3) as usize]
+}
+
+/// The advice of a provider with `wrong_advice`: always against the market.
+pub fn wrong(action: &str) -> &'static str {
+    match action {
+        "buy" => "sell",
+        _ => "buy",
+    }
+}
+
+/// The JSON object the "model" answers with; `wrong_advice` turns a signal against the
+/// market.
+pub fn answer(asked: &Asked, prompt: &str, wrong_advice: bool) -> Value {
     let h = fnv1a(asked.symbol.as_deref().unwrap_or(prompt));
     let pct = |shift: u32, span: u64| ((h >> shift) % span) as f64 / 100.0;
     let subject = asked.symbol.as_deref().unwrap_or("the portfolio");
     let pick = |options: [&'static str; 3], shift: u32| options[((h >> shift) % 3) as usize];
     match asked.kind {
         Kind::Signal => {
-            let action = pick(["buy", "sell", "hold"], 0);
+            let honest = pick(["buy", "sell", "hold"], 0);
+            let action = if wrong_advice { wrong(honest) } else { honest };
             json!({
                 "action": action,
                 "confidence": 0.5 + pct(8, 46),
@@ -142,8 +159,11 @@ mod tests {
     #[test]
     fn signals_are_deterministic_and_in_range() {
         let asked = read_prompt("symbol: MSFT");
-        let a = answer(&asked, "x");
-        assert_eq!(a, answer(&asked, "a different prompt, same symbol"));
+        let a = answer(&asked, "x", false);
+        assert_eq!(a, answer(&asked, "a different prompt, same symbol", false));
+        assert_eq!(a["action"], market_action("MSFT"));
+        let w = answer(&asked, "x", true);
+        assert_ne!(w["action"], a["action"]);
         let c = a["confidence"].as_f64().unwrap();
         let p = a["position_size"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&c) && (0.0..=1.0).contains(&p));

@@ -47,6 +47,10 @@ pub struct Faults {
     /// (with `retry_after_s`), like a vendor's concurrency limit. Probes are not counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
+    /// Advise against the simulated market (buy ↔ sell, hold → buy): answers that parse and
+    /// look confident but lose money, for the learning loop (`answer::market_action`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub wrong_advice: bool,
     /// Seeds the fault RNG when the faults are set, so a run is reproducible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,

@@ -33,6 +33,7 @@ mod state;
 mod urls;
 mod vendor;
 
+pub use answer::market_action;
 pub use calls::{CallOutcome, CallRecord, ProviderCalls};
 pub use config::{Api, SimConfig, SimProvider};
 pub use control::ProviderView;

@@ -31,6 +31,7 @@ pub(crate) struct Plan {
     pub retry_after_s: u64,
     pub timeout_hold: Duration,
     pub max_concurrent: Option<u32>,
+    pub wrong_advice: bool,
 }
 
 impl FaultState {
@@ -51,6 +52,7 @@ impl FaultState {
             huge_body_bytes: f.huge_body_bytes,
             retry_after_s: f.retry_after_s.unwrap_or(1),
             max_concurrent: f.max_concurrent,
+            wrong_advice: f.wrong_advice,
             timeout_hold: Duration::from_millis(f.timeout_hold_ms.unwrap_or(60_000)),
         }
     }

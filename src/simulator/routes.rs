@@ -283,7 +283,7 @@ async fn answer_call(
 ) -> Response {
     let api = ctx.provider.api;
     let asked = read_prompt(&parsed.prompt);
-    let text = answer::answer(&asked, &parsed.prompt).to_string();
+    let text = answer::answer(&asked, &parsed.prompt, plan.wrong_advice).to_string();
     let generation = Generation {
         model: parsed.model.clone(),
         input_tokens: tokens(parsed.prompt.len()),

@@ -23,6 +23,8 @@ pub mod name {
     pub const DEAD_LETTERS_TOTAL: &str = "ai_failover_dead_letters_total";
     pub const EVENTS_DROPPED_TOTAL: &str = "ai_failover_events_dropped_total";
     pub const FAILOVERS_TOTAL: &str = "ai_failover_failovers_total";
+    pub const FEEDBACK_TOTAL: &str = "ai_failover_feedback_total";
+    pub const FEEDBACK_UNMATCHED_TOTAL: &str = "ai_failover_feedback_unmatched_total";
     pub const FENCED_CALLS_TOTAL: &str = "ai_failover_fenced_calls_total";
     pub const FENCED_TOTAL: &str = "ai_failover_fenced_total";
     pub const HANDLE_SECONDS: &str = "ai_failover_handle_seconds";
@@ -32,6 +34,9 @@ pub mod name {
     pub const MODE: &str = "ai_failover_mode";
     pub const PROBES_TOTAL: &str = "ai_failover_probes_total";
     pub const PROVIDER_LATENCY_P95_SECONDS: &str = "ai_failover_provider_latency_p95_seconds";
+    pub const QUALITY_FOLDED_TOTAL: &str = "ai_failover_quality_folded_total";
+    pub const QUALITY_HIT_RATE: &str = "ai_failover_quality_hit_rate";
+    pub const QUALITY_SAMPLES: &str = "ai_failover_quality_samples";
     pub const PROVIDER_STATUS: &str = "ai_failover_provider_status";
     pub const PROVIDER_SUCCESS_RATE: &str = "ai_failover_provider_success_rate";
     pub const REPLAYED_TOTAL: &str = "ai_failover_replayed_total";
@@ -53,6 +58,8 @@ pub mod name {
         DEAD_LETTERS_TOTAL,
         EVENTS_DROPPED_TOTAL,
         FAILOVERS_TOTAL,
+        FEEDBACK_TOTAL,
+        FEEDBACK_UNMATCHED_TOTAL,
         FENCED_CALLS_TOTAL,
         FENCED_TOTAL,
         HANDLE_SECONDS,
@@ -64,6 +71,9 @@ pub mod name {
         PROVIDER_LATENCY_P95_SECONDS,
         PROVIDER_STATUS,
         PROVIDER_SUCCESS_RATE,
+        QUALITY_FOLDED_TOTAL,
+        QUALITY_HIT_RATE,
+        QUALITY_SAMPLES,
         REPLAYED_TOTAL,
         REQUEST_LATENCY_SECONDS,
         REQUESTS_TOTAL,
@@ -157,6 +167,26 @@ fn describe() {
         "Time to handle one message end to end, by how it ended"
     );
     describe_gauge!(name::IN_FLIGHT, "Requests being handled now");
+    describe_counter!(
+        name::FEEDBACK_TOTAL,
+        "Feedback reports handled, by type (execution, outcome, invalid) and result (joined, duplicate, rejected)"
+    );
+    describe_counter!(
+        name::FEEDBACK_UNMATCHED_TOTAL,
+        "Feedback reports about a request the fleet has no signal for (dead-lettered unknown_request)"
+    );
+    describe_counter!(
+        name::QUALITY_FOLDED_TOTAL,
+        "Outcomes this worker folded into the quality records"
+    );
+    describe_gauge!(
+        name::QUALITY_HIT_RATE,
+        "Decayed hit rate of each source's advice, by provider, model and kind (provider _cache / _fallback for those)"
+    );
+    describe_gauge!(
+        name::QUALITY_SAMPLES,
+        "Decayed number of outcomes behind ai_failover_quality_hit_rate"
+    );
     describe_counter!(name::DEAD_LETTERS_TOTAL, "Messages dead-lettered, by class");
     describe_counter!(
         name::ATTEMPTS_TOTAL,

@@ -15,8 +15,8 @@ use crate::contract::{
     FailoverHistoryReply, FailoverHistoryRequest, ForceAction, ForceStatusReply,
     ForceStatusRequest, Forced, ForcedStatus, HealthCheckReply, HealthCheckRequest,
     HealthSummaryReply, Kind, MONITORING_KEY, ManualMode, ModeSetReply, ModeSetRequest,
-    MonitoringRecord, MonitoringReply, MonitoringRequest, ProviderSummary, StatusReply,
-    TestFailoverReply, TestFailoverRequest,
+    MonitoringRecord, MonitoringReply, MonitoringRequest, ProviderSummary, QualitySummaryReply,
+    QualitySummaryRequest, StatusReply, TestFailoverReply, TestFailoverRequest,
 };
 use crate::engine::Job;
 
@@ -76,6 +76,7 @@ pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, actor: &Actor, body: &
         Endpoint::MonitoringStop => json(monitoring(ctx, false, parse(name, body)?).await),
         Endpoint::TestFailover => json(test_failover(ctx, parse(name, body)?).await),
         Endpoint::ModeSet => json(mode_set(ctx, actor, parse(name, body)?).await),
+        Endpoint::QualitySummary => json(quality_summary(ctx, parse(name, body)?).await),
     }
 }
 
@@ -105,6 +106,14 @@ fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
         given: id.to_string(),
         known: cfg.providers.iter().map(|p| p.id.to_string()).collect(),
     })
+}
+
+async fn quality_summary(
+    ctx: &Ctx,
+    req: QualitySummaryRequest,
+) -> Result<QualitySummaryReply, ControlFailure> {
+    let records = super::super::quality::all_records(&ctx.bus.quality, req.kind).await?;
+    Ok(QualitySummaryReply { records })
 }
 
 async fn status(ctx: &Ctx) -> Result<StatusReply, ControlFailure> {

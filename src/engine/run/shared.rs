@@ -132,6 +132,7 @@ impl Engine {
         (system, user): &(String, String),
     ) -> selection::Plan {
         let spent = |p: &str| self.fleet.spent_today(p);
+        let quality = |p: &str| self.fleet.quality(p, request.kind);
         let inputs = Inputs {
             request,
             now: self.clock.now(),
@@ -139,6 +140,11 @@ impl Engine {
             input_tokens: ((system.len() + user.len()) / 4) as u64,
             max_output_tokens: self.cfg.engine.max_output_tokens as u64,
             spent_today: &spent,
+            quality: &quality,
+            quality_cfg: &self.cfg.quality,
+            tick: self
+                .plans
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         selection::plan(&self.slots, &inputs, &mut *self.rng.lock())
     }
