@@ -283,3 +283,39 @@ fn http_tokens_are_named_unique_secret_and_long_enough() {
     )));
     assert!(e.to_string().contains("admin"), "{e}");
 }
+
+#[test]
+fn learning_settings_are_checked_and_named() {
+    let ok = config::load_str(&format!(
+        "{NATS}[engine]\nstrategy = \"quality\"\n[quality]\nexplore = 0.1\ncost_weight = 0.5\n{}",
+        provider("a", "")
+    ))
+    .expect("a quality config loads");
+    assert_eq!(ok.engine.strategy, config::Strategy::Quality);
+    assert_eq!((ok.quality.explore, ok.quality.min_samples), (0.1, 20));
+    assert_eq!(ok.feedback.retention_days, 400);
+    for (table, key, value) in [
+        ("quality", "explore", "0.9"),
+        ("quality", "neutral_band", "-0.01"),
+        ("quality", "half_life_s", "5"),
+        ("quality", "min_samples", "0"),
+        ("quality", "latency_weight", "11.0"),
+        ("feedback", "retention_days", "0"),
+        ("feedback", "signals_retention_days", "100000"),
+    ] {
+        let e = err(&format!(
+            "{NATS}[{table}]\n{key} = {value}\n{}",
+            provider("a", "")
+        ));
+        assert_eq!(e.keys(), vec![format!("{table}.{key}")], "{e}");
+        assert!(e.to_string().contains("fix: "), "{e}");
+    }
+    let e = err(&format!(
+        "{NATS}[engine]\nstrategy = \"best\"\n{}",
+        provider("a", "")
+    ));
+    assert!(
+        e.to_string().contains("quality"),
+        "the choices are listed: {e}"
+    );
+}

@@ -147,6 +147,7 @@ async fn dashboard_port_serves_probes_status_metrics_and_live_failovers() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("<section id=\"mode\"") && html.contains("EventSource"));
+    assert!(html.contains("id=\"quality\"") && html.contains("/api/ai/failover/quality-summary"));
 
     // Subscribe to events before causing any, and to results to see their trace context.
     let events = http.get(format!("{base}/api/events")).send().await.unwrap();
@@ -213,6 +214,28 @@ async fn dashboard_port_serves_probes_status_metrics_and_live_failovers() {
     assert_eq!(parts.len(), 4, "{traceparent}");
     assert_eq!(parts[1], TRACE_ID, "same trace");
     assert_ne!(parts[2], PUBLISHER_SPAN, "parent is the worker's span");
+
+    // A trader reports the outcome: the quality panel's data has it.
+    let outcome = json!({"request_id": "dash-req-1", "type": "outcome",
+        "at": "2026-11-27T15:00:00Z", "outcome": {"horizon_s": 3600, "return": 0.02}});
+    client
+        .publish("ai.feedback.signal", outcome.to_string().into())
+        .await
+        .unwrap();
+    let quality = common::eventually(Duration::from_secs(15), "the quality record", async || {
+        let q: Value = http
+            .get(format!("{base}/api/ai/failover/quality-summary"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        q["records"].as_array().filter(|r| !r.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(quality[0]["provider"], "anthropic");
+    assert_eq!(quality[0]["labelled"], 1);
 
     // Metrics, once the request is counted.
     let mut metrics = String::new();
@@ -352,5 +375,9 @@ async fn browser_renders(base: &str) {
     assert!(
         dom.contains(r#"data-request-id="dash-req-1""#),
         "no failover row:\n{dom}"
+    );
+    assert!(
+        dom.contains(r#"class="quality-row" data-provider="anthropic""#),
+        "no quality row:\n{dom}"
     );
 }

@@ -174,6 +174,15 @@ async fn roles(passwords: Vec<(String, String)>) {
         .expect("the result on the results subject")
         .unwrap();
     assert_eq!(published.subject.as_str(), names.result(answer.kind));
+    // ... and reports what became of the advice.
+    let outcome = json!({"request_id": answer.request_id, "type": "outcome",
+        "at": "2026-11-27T15:00:00Z", "outcome": {"horizon_s": 60, "return": 0.01}});
+    jetstream::new(trader.client.clone())
+        .publish(names.feedback(answer.kind), outcome.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .expect("the feedback stream takes a trader's report");
     for (what, subject) in [
         ("control", "ai.control.status".to_string()),
         ("a KV record", "$KV.ai_provider_health.primary".into()),
@@ -227,6 +236,16 @@ async fn roles(passwords: Vec<(String, String)>) {
     viewer.client.flush().await.unwrap();
     let status: StatusReply = viewer.control("status", json!({})).await;
     assert_eq!(status.mode, Mode::Normal);
+    common::eventually(
+        WAIT,
+        "the trader's outcome in the viewer's quality summary",
+        async || {
+            let q: ai_failover::contract::QualitySummaryReply =
+                viewer.control("quality-summary", json!({})).await;
+            q.records.iter().any(|r| r.labelled == 1)
+        },
+    )
+    .await;
     for endpoint in Endpoint::ALL.iter().filter(|e| e.role() == Role::Operator) {
         let subject = names.control(endpoint.name());
         viewer

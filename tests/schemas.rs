@@ -85,6 +85,7 @@ fn invalid_examples_are_rejected_by_their_schema() {
         "analysis_request.missing_request_id.json",
         "analysis_result.confidence_1_7.json",
         "analysis_result.unknown_action.json",
+        "feedback.outcome_without_return.json",
     ] {
         assert!(names.contains(&must), "missing negative example {must}");
     }
@@ -108,6 +109,11 @@ fn valid_examples_also_decode_into_the_rust_types() {
             "mode_event" => serde_json::from_value::<ModeEvent>(value).is_ok(),
             "dead_letter" => serde_json::from_value::<DeadLetter>(value).is_ok(),
             "outcome_record" => serde_json::from_value::<OutcomeRecord>(value).is_ok(),
+            "feedback" => {
+                serde_json::from_value::<Feedback>(value).is_ok_and(|f| f.validate().is_ok())
+            }
+            "signal_record" => serde_json::from_value::<SignalRecord>(value).is_ok(),
+            "quality_record" => serde_json::from_value::<QualityRecord>(value).is_ok(),
             other => panic!("add a decode check for {other}"),
         };
         assert!(ok, "{name} does not decode into its Rust type");

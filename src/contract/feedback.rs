@@ -52,7 +52,7 @@ pub struct Execution {
 /// `outcome`: the instrument's move over `horizon_s` seconds after the signal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OutcomeReport {
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 316_224_000))]
     pub horizon_s: u64,
     /// The price change over the horizon as a fraction: +0.012 is +1.2 %.
     #[serde(rename = "return")]
@@ -74,6 +74,8 @@ pub enum Report {
 /// `Nats-Msg-Id: <request_id>:<type>[:<horizon_s>]`; a re-publish is idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Feedback {
+    /// The request the signal answered.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,128}$"))]
     pub request_id: String,
     /// When the trader observed it.
     pub at: Timestamp,
