@@ -52,6 +52,19 @@ pub struct QualityFolder {
     pub records: KvRecord<QualityRecord>,
     pub half_life_s: u64,
     pub ack_wait: Duration,
+    /// One fold per key at a time in this worker: the entries that queue behind a fold are
+    /// usually folded by it, and are then only acknowledged.
+    pub folding: KeyLocks,
+}
+
+/// A lock per quality key.
+#[derive(Default)]
+pub struct KeyLocks(parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl KeyLocks {
+    fn of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().entry(key.to_string()).or_default().clone()
+    }
 }
 
 impl QualityFolder {
@@ -62,7 +75,12 @@ impl QualityFolder {
             return;
         };
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(u64::MAX);
-        match self.fold_through(&msg.subject, &key, seq).await {
+        let lock = self.folding.of(&key);
+        let folded = {
+            let _one_at_a_time = lock.lock().await;
+            self.fold_through(&msg.subject, &key, seq).await
+        };
+        match folded {
             Ok(()) => {
                 let _ = hold::finish(&msg, self.ack_wait, AckKind::Ack, "ack", &stop).await;
             }

@@ -254,6 +254,7 @@ pub async fn start(
         records: KvRecord::new(bus.quality.clone(), "quality record"),
         half_life_s: cfg.quality.half_life_s,
         ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
+        folding: Default::default(),
     });
     let quality_watch = QualityWatch {
         kv: bus.quality.clone(),

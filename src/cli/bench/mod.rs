@@ -4,6 +4,7 @@
 mod cpu;
 mod failover;
 pub mod fakes;
+pub mod learning;
 mod memory;
 pub mod scenarios;
 mod throughput;
@@ -47,6 +48,10 @@ pub enum Which {
     /// Offered load three times what the providers can serve (a concurrency limit with
     /// 429s, and slow answers): goodput, deadlines, memory, backlog.
     Overload(scenarios::overload::OverloadArgs),
+    /// The learning loop: labelled requests until routing favours the provider that is
+    /// right (engine), and feedback ingestion at 1,000 reports/s against request latency
+    /// (worker processes over NATS).
+    Learning(learning::LearningArgs),
 }
 
 /// One line of the report.
@@ -84,6 +89,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(Which::Scenarios(s)) => return scenarios::run(s).await,
         Some(Which::Soak(s)) => return scenarios::soak::run(s).await,
         Some(Which::Overload(o)) => return scenarios::overload::run(o).await,
+        Some(Which::Learning(l)) => return learning::run(l).await,
         None => {}
     }
     let dir = tempfile::Builder::new()

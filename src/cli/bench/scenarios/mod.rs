@@ -7,7 +7,7 @@
 //! the targets of the promise ([`targets`]).
 
 pub mod catalog;
-mod fleet;
+pub mod fleet;
 mod load;
 pub mod overload;
 pub mod report;
