@@ -1,4 +1,5 @@
-//! Throughput of the worker against a pass-through loop doing the same JetStream work, and
+//! Throughput of the worker against a pass-through loop doing the same JetStream work (claim,
+//! store the outcome, record the signal, publish the result, double-ack), and
 //! latency at a paced load.
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use futures::StreamExt;
 
 use crate::bus::outcomes::{Claim, Outcomes};
 use crate::bus::publish::Publisher;
+use crate::bus::signals::Signals;
 use crate::bus::{runtime, setup};
 use crate::contract::{
     AnalysisRequest, AnalysisResult, Mode, Names, RiskAdjustment, Source, Status, Usage,
@@ -134,6 +136,7 @@ async fn passthrough_loop(
     let bus = setup::ensure(&client, &cfg).await?;
     let outcomes = Outcomes::new(bus.outcomes.clone(), Duration::from_secs(30));
     let publisher = Publisher::new(bus.js.clone(), client.clone(), bus.names.clone());
+    let signals = Signals::new(bus.signals.clone());
     let permits = Arc::new(tokio::sync::Semaphore::new(cfg.worker.max_in_flight));
     while !stop.is_cancelled() {
         let first = permits.clone().acquire_owned().await?;
@@ -151,6 +154,7 @@ async fn passthrough_loop(
         while let Some(Ok(msg)) = batch.next().await {
             let slot = slots.pop().expect("batch fits the slots");
             let (outcomes, publisher) = (outcomes.clone(), publisher.clone());
+            let signals = signals.clone();
             tokio::spawn(async move {
                 let req: AnalysisRequest =
                     serde_json::from_slice(&msg.payload).expect("bench request");
@@ -161,9 +165,11 @@ async fn passthrough_loop(
                     let mut result = template("pass");
                     result.request_id = req.request_id.clone();
                     let _ = outcomes.complete(&result, revision).await;
-                    let _ = publisher
-                        .result(&result, None, async_nats::HeaderMap::new())
-                        .await;
+                    // As the worker does: the signal store's record alongside the publish.
+                    let _ = tokio::join!(
+                        signals.record(&result),
+                        publisher.result(&result, None, async_nats::HeaderMap::new())
+                    );
                 }
                 let _ = msg.double_ack_with(AckKind::Ack).await;
                 drop(slot);
@@ -189,6 +195,9 @@ async fn teardown(nats: &str, prefix: &str) -> anyhow::Result<()> {
         names.events_stream(),
         names.dead_letter_stream(),
         names.advisories_stream(),
+        names.audit_stream(),
+        names.feedback_stream(),
+        names.quality_log_stream(),
     ] {
         js.delete_stream(&stream).await?;
     }
@@ -197,6 +206,8 @@ async fn teardown(nats: &str, prefix: &str) -> anyhow::Result<()> {
         names.outcomes_bucket(),
         names.budget_bucket(),
         names.cache_bucket(),
+        names.signals_bucket(),
+        names.quality_bucket(),
     ] {
         js.delete_key_value(&bucket).await?;
     }
