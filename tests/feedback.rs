@@ -332,6 +332,21 @@ async fn feedback_waits_for_its_result_then_gives_up_as_unknown_request() {
     .await;
     assert_eq!(joined.outcomes[0].hit, Some(true));
 
+    // A signal lost in a crash between storing the result and recording it is rebuilt from
+    // the stored result when its feedback comes.
+    let lost = ask(&bus.client, &bus.names, "NVDA").await;
+    let signals = bus.kv(bus.names.signals_bucket()).await;
+    signals.purge(&lost.request_id).await.unwrap();
+    assert!(bus.signal(&lost.request_id).await.is_none());
+    bus.outcome(&lost.request_id, 60, 0.03, true).await;
+    let rebuilt = eventually(WAIT, "the lost signal rebuilt and joined", async || {
+        bus.signal(&lost.request_id)
+            .await
+            .filter(|s| s.outcomes.len() == 1)
+    })
+    .await;
+    assert_eq!(rebuilt.provider, lost.provider);
+
     // The other waits for its request for 10 s, then is dead-lettered.
     let msg = tokio::time::timeout(Duration::from_secs(25), dead.next())
         .await
@@ -360,5 +375,5 @@ async fn feedback_waits_for_its_result_then_gives_up_as_unknown_request() {
     .unwrap();
     assert_eq!(payload["request_id"], never, "the letter keeps the report");
     bus.settle().await;
-    assert_eq!(bus.quality().await[0].labelled, 1);
+    assert_eq!(bus.quality().await[0].labelled, 2);
 }

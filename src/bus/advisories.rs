@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer, stream};
-use futures::StreamExt;
+use async_nats::jetstream::{self, AckKind, stream};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +112,7 @@ impl<'a> Undeliverable<'a> {
 
 /// Advisories settled at once by one worker: after a mass failure the rest wait in the
 /// stream for this worker or another instead of piling up as tasks here.
-const SETTLING_AT_ONCE: usize = 16;
+pub const SETTLING_AT_ONCE: usize = 16;
 
 /// Settles requests JetStream will not deliver again: from the last delivery a worker holds,
 /// and from MAX_DELIVERIES advisories. Owns only what settling needs.
@@ -133,88 +132,15 @@ impl Settler {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
     }
 
-    /// Settles advisories from the `settlers` consumer until `shutdown` fires; each one in
-    /// its own task, since settling may wait for a live owner to finish. `client` recreates
-    /// the consumer (set-up) when it disappears.
-    pub async fn run(
-        self: Arc<Self>,
-        client: async_nats::Client,
-        mut settlers: consumer::PullConsumer,
-        shutdown: CancellationToken,
-    ) {
-        let permits = Arc::new(tokio::sync::Semaphore::new(SETTLING_AT_ONCE));
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            if failures > 0 {
-                tracing::warn!(failures, "reading MAX_DELIVERIES advisories again");
-                // After a server restart the consumer may be gone: set-up recreates it.
-                if let Ok(bus) = super::setup::ensure(&client, &self.cfg).await {
-                    settlers = bus.settlers;
-                }
-                let wait = Duration::from_millis(200 * failures.min(10) as u64);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-            let advisories = settlers
-                .stream()
-                .max_messages_per_batch(SETTLING_AT_ONCE)
-                .messages()
-                .await;
-            let mut advisories = match advisories {
-                Ok(m) => m,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, "cannot read MAX_DELIVERIES advisories");
-                    continue;
-                }
-            };
-            // Reading on is only trusted once a message arrives: a deleted consumer shows as a
-            // run of errors (or the end of the stream), not as a failure to subscribe.
-            let mut errors_in_a_row = 0u32;
-            loop {
-                let next = tokio::select! {
-                    m = advisories.next() => m,
-                    _ = shutdown.cancelled() => return,
-                };
-                let msg = match next {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        errors_in_a_row += 1;
-                        tracing::warn!(error = %e, errors_in_a_row, "advisory stream error");
-                        if errors_in_a_row < 3 {
-                            continue;
-                        }
-                        failures += 1;
-                        break;
-                    }
-                    None => {
-                        failures += 1;
-                        break;
-                    }
-                };
-                (errors_in_a_row, failures) = (0, 0);
-                let advisory = match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
-                        let _ = msg.ack_with(AckKind::Term).await;
-                        continue;
-                    }
-                };
-                let permit = tokio::select! {
-                    p = permits.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
-                    _ = shutdown.cancelled() => return,
-                };
-                let (me, stop) = (self.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    me.settle_advisory(&advisory, &msg, &stop).await;
-                    drop(permit);
-                });
+    /// Settles one advisory from the `settlers` consumer (each in its own task, run by
+    /// [`SharedConsumer`](super::consume::SharedConsumer), since settling may wait for a live
+    /// owner to finish).
+    pub async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
+        match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
+            Ok(advisory) => self.settle_advisory(&advisory, &msg, &stop).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
+                let _ = msg.ack_with(AckKind::Term).await;
             }
         }
     }

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::contract::{
-    DeadLetterClass, Execution, ExecutionEntry, Feedback, Kind, Names, OutcomeEntry, OutcomeReport,
-    QualityObservation, Report, SignalRecord,
+    DeadLetterClass, Execution, ExecutionEntry, Feedback, Kind, Names, OutcomeEntry, OutcomeRecord,
+    OutcomeReport, QualityObservation, Report, SignalRecord,
 };
 use crate::engine::quality::judge;
 use crate::telemetry::metrics::name as metric;
@@ -27,6 +27,7 @@ use crate::telemetry::metrics::name as metric;
 use super::decode::{self, Rejection, kind_token};
 use super::hold::{self, FinishError};
 use super::kv_record::{Decided, Decision, KvError, Versioned};
+use super::outcomes::Outcomes;
 use super::publish::{PublishError, Publisher};
 use super::signals::Signals;
 
@@ -45,6 +46,14 @@ enum FeedbackError {
     Finish(#[from] FinishError),
     #[error("the signal of {0} expired while its feedback was joined")]
     Vanished(String),
+    #[error("cannot read quality log entry {seq}")]
+    Log {
+        seq: u64,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error(transparent)]
+    Outcome(#[from] super::outcomes::OutcomeError),
 }
 
 /// How a report ended, for metrics.
@@ -62,7 +71,11 @@ pub struct FeedbackIngest {
     pub cfg: Arc<Config>,
     pub names: Names,
     pub signals: Signals,
+    /// Where a signal lost in a crash is rebuilt from (the stored result).
+    pub outcomes: Outcomes,
     pub publisher: Publisher,
+    /// The quality log, read back when a horizon turns out to be logged already.
+    pub log: stream::Stream,
     pub worker_id: String,
 }
 
@@ -147,7 +160,7 @@ impl FeedbackIngest {
         };
         let report = feedback.feedback_type().as_str();
         let id = feedback.request_id.clone();
-        let Some(Versioned { value: signal, .. }) = self.signals.get(&id).await? else {
+        let Some(signal) = self.signal(&id).await? else {
             let age = (crate::engine::clock::wall_now() - hold::published_at(msg))
                 .to_std()
                 .unwrap_or_default();
@@ -158,7 +171,7 @@ impl FeedbackIngest {
             }
             metrics::counter!(metric::FEEDBACK_UNMATCHED_TOTAL).increment(1);
             let message = format!(
-                "no signal for request {id}: the fleet never answered it, or its signal is older than feedback.signals_retention_days"
+                "no signal for request {id}: the fleet never answered it with advice (unknown, failed or expired), or its signal is older than feedback.signals_retention_days"
             );
             let rejection = Rejection {
                 class: DeadLetterClass::UnknownRequest,
@@ -189,6 +202,19 @@ impl FeedbackIngest {
         };
         hold::finish(msg, self.ack_wait(), AckKind::Ack, "ack", stop).await?;
         Ok((handled, report))
+    }
+
+    /// The signal of `id`; one lost in a crash between storing a result and recording its
+    /// signal is rebuilt from the stored result.
+    async fn signal(&self, id: &str) -> Result<Option<SignalRecord>, FeedbackError> {
+        if let Some(Versioned { value, .. }) = self.signals.get(id).await? {
+            return Ok(Some(value));
+        }
+        let Some((OutcomeRecord::Done { result }, _)) = self.outcomes.get(id).await? else {
+            return Ok(None);
+        };
+        self.signals.record(&result).await?;
+        Ok(self.signals.get(id).await?.map(|v| v.value))
     }
 
     /// The last execution report wins; the same one again changes nothing.
@@ -231,6 +257,13 @@ impl FeedbackIngest {
         }
         let band = self.cfg.quality.neutral_band;
         let judged = signal.action.map(|a| judge(a, outcome.return_, band));
+        let mut entry = OutcomeEntry {
+            horizon_s: horizon,
+            return_: outcome.return_,
+            pnl_usd: outcome.pnl_usd,
+            at,
+            hit: judged.map(|(hit, _)| hit),
+        };
         if let (Some(key), Some((hit, signed_return))) = (signal.quality_key(), judged) {
             let observation = QualityObservation {
                 request_id: signal.request_id.clone(),
@@ -242,6 +275,9 @@ impl FeedbackIngest {
                 hit,
                 signed_return,
                 confidence: signal.confidence.unwrap_or(0.5),
+                return_: outcome.return_,
+                pnl_usd: outcome.pnl_usd,
+                reported_at: at,
                 at: crate::engine::clock::wall_now(),
             };
             let mut headers = HeaderMap::new();
@@ -249,17 +285,23 @@ impl FeedbackIngest {
                 "Nats-Msg-Id",
                 format!("{}:{horizon}", signal.request_id).as_str(),
             );
-            self.publisher
-                .event(self.names.quality_log(&key), &observation, headers)
+            let ack = self
+                .publisher
+                .stored(self.names.quality_log(&key), &observation, headers)
                 .await?;
+            if ack.duplicate {
+                // Logged before: by this report's earlier delivery, or by another report on
+                // the same horizon racing it. The signal gets what was counted.
+                let counted = self.logged(ack.sequence).await?;
+                entry = OutcomeEntry {
+                    horizon_s: horizon,
+                    return_: counted.return_,
+                    pnl_usd: counted.pnl_usd,
+                    at: counted.reported_at,
+                    hit: Some(counted.hit),
+                };
+            }
         }
-        let entry = OutcomeEntry {
-            horizon_s: horizon,
-            return_: outcome.return_,
-            pnl_usd: outcome.pnl_usd,
-            at,
-            hit: judged.map(|(hit, _)| hit),
-        };
         let id = &signal.request_id;
         let decided = self
             .signals
@@ -275,6 +317,13 @@ impl FeedbackIngest {
             })
             .await?;
         settled(decided, id)
+    }
+
+    /// The quality log's entry `seq`.
+    async fn logged(&self, seq: u64) -> Result<QualityObservation, FeedbackError> {
+        let err = |source: async_nats::Error| FeedbackError::Log { seq, source };
+        let msg = self.log.direct_get(seq).await.map_err(|e| err(e.into()))?;
+        serde_json::from_slice(&msg.payload).map_err(|e| err(e.into()))
     }
 
     /// Dead-letters a report on `<prefix>.analysis.dead.feedback` and takes it off the stream.

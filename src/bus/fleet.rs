@@ -17,7 +17,7 @@ use crate::engine::ports::Fleet;
 use crate::engine::quality::Evidence;
 
 use super::health_store::HealthStore;
-use super::quality::QualityBook;
+use super::quality_view::QualityBook;
 
 /// `ai_decision_cache` keys: `<kind>.<symbol>`, with characters KV keys cannot hold escaped.
 pub fn cache_key(kind: Kind, symbol: &str) -> String {

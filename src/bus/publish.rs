@@ -109,8 +109,20 @@ impl Publisher {
         event: &T,
         headers: HeaderMap,
     ) -> Result<(), PublishError> {
-        let body = Self::encode(&subject, event)?;
-        self.js_publish(subject, headers, body).await.map(|_| ())
+        self.stored(subject, event, headers).await.map(|_| ())
+    }
+
+    /// [`event`](Self::event), returning the stream's ack: its sequence, and whether the
+    /// stream already had the message (`Nats-Msg-Id`), in which case the sequence is the
+    /// first copy's.
+    pub async fn stored<T: Serialize>(
+        &self,
+        subject: String,
+        value: &T,
+        headers: HeaderMap,
+    ) -> Result<jetstream::publish::PublishAck, PublishError> {
+        let body = Self::encode(&subject, value)?;
+        self.js_publish(subject, headers, body).await
     }
 
     /// Publishes a dead letter; with `msg_id`, a second publish of the same letter is dropped

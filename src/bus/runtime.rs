@@ -35,7 +35,8 @@ use super::monitor::Monitor;
 use super::outcomes::Outcomes;
 use super::prober::Prober;
 use super::publish::Publisher;
-use super::quality::{QualityFolder, QualityWatch};
+use super::quality_fold::QualityFolder;
+use super::quality_view::QualityWatch;
 use super::setup::{self, BusError};
 use super::signals::Signals;
 use super::spend::SpendBook;
@@ -245,7 +246,9 @@ pub async fn start(
         cfg: cfg.clone(),
         names: bus.names.clone(),
         signals: signals.clone(),
+        outcomes: outcomes.clone(),
         publisher: publisher.clone(),
+        log: bus.quality_log.clone(),
         worker_id: worker_id.clone(),
     });
     let folder = Arc::new(QualityFolder {
@@ -302,11 +305,20 @@ pub async fn start(
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));
-    background.push(tokio::spawn(settler.clone().run(
-        client.clone(),
-        bus.settlers.clone(),
-        services.clone(),
-    )));
+    let stop_settling = services.clone();
+    let settling = settler.clone();
+    background.push(tokio::spawn(
+        shared(
+            "MAX_DELIVERIES advisories",
+            bus.settlers.clone(),
+            |b| b.settlers,
+            super::advisories::SETTLING_AT_ONCE,
+        )
+        .run(services.clone(), move |msg| {
+            let (settler, stop) = (settling.clone(), stop_settling.clone());
+            async move { settler.handle(msg, stop).await }
+        }),
+    ));
     let worker = Worker {
         cfg: cfg.clone(),
         client: client.clone(),

@@ -216,30 +216,34 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         allow_direct: true,
         ..Default::default()
     };
-    // Feedback is the record of what the advice was worth: kept as long as audits are.
-    let feedback = stream::Config {
-        name: names.feedback_stream(),
-        description: Some("ai-failover execution and outcome feedback".into()),
-        subjects: vec![names.feedback_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
-        max_age: day * cfg.feedback.retention_days,
-        ..Default::default()
-    };
-    // Each counted outcome once (`Nats-Msg-Id: <request_id>:<horizon_s>`), in the order the
-    // quality records fold them; read by sequence (direct get) while folding.
-    let quality_log = stream::Config {
-        name: names.quality_log_stream(),
-        description: Some("ai-failover counted outcomes, folded into ai_quality".into()),
-        subjects: vec![names.quality_log_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
-        max_age: day * cfg.feedback.retention_days,
-        allow_direct: true,
-        ..Default::default()
-    };
+    // Feedback is the record of what the advice was worth: kept as long as audits are. The
+    // quality log is read by sequence (direct get) while folding.
+    let learning =
+        |name: String, description: &str, subject: String, window, direct| stream::Config {
+            name,
+            description: Some(description.into()),
+            subjects: vec![subject],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: window,
+            max_age: day * cfg.feedback.retention_days,
+            allow_direct: direct,
+            ..Default::default()
+        };
+    let feedback = learning(
+        names.feedback_stream(),
+        "ai-failover execution and outcome feedback",
+        names.feedback_filter(),
+        FEEDBACK_DUPLICATE_WINDOW,
+        false,
+    );
+    let quality_log = learning(
+        names.quality_log_stream(),
+        "ai-failover counted outcomes, folded into ai_quality",
+        names.quality_log_filter(),
+        QUALITY_LOG_DUPLICATE_WINDOW,
+        true,
+    );
     for config in [
         requests,
         results,
@@ -338,26 +342,27 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
 /// recognised in the signal store).
 pub const FEEDBACK_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
+/// An outcome logged twice within this window counts once. Each outcome is logged just before
+/// it is joined to its signal, and a logged horizon is never logged again once joined: only a
+/// bus outage longer than this, beginning between the two, could count one twice.
+pub const QUALITY_LOG_DUPLICATE_WINDOW: Duration = Duration::from_secs(1800);
+
 /// The feedback consumer: redelivered until handled (a report waits up to 10 s for its
 /// signal, then is dead-lettered; bus failures are retried).
 pub fn feedback_consumer_config(cfg: &Config) -> consumer::pull::Config {
-    consumer::pull::Config {
-        durable_name: Some(FEEDBACK_CONSUMER.to_string()),
-        description: Some("ai-failover feedback ingestion".into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
-        max_deliver: -1,
-        max_ack_pending: 10_000,
-        num_replicas: cfg.nats.replicas,
-        ..Default::default()
-    }
+    shared_consumer(cfg, FEEDBACK_CONSUMER, "ai-failover feedback ingestion")
 }
 
 /// The quality log's consumer: each entry is acknowledged once a quality record has folded it.
 pub fn quality_consumer_config(cfg: &Config) -> consumer::pull::Config {
+    shared_consumer(cfg, QUALITY_CONSUMER, "ai-failover quality folding")
+}
+
+/// A durable consumer the workers share, redelivering until a worker has handled a message.
+fn shared_consumer(cfg: &Config, name: &str, description: &str) -> consumer::pull::Config {
     consumer::pull::Config {
-        durable_name: Some(QUALITY_CONSUMER.to_string()),
-        description: Some("ai-failover quality folding".into()),
+        durable_name: Some(name.to_string()),
+        description: Some(description.into()),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_millis(cfg.worker.ack_wait_ms),
         max_deliver: -1,

@@ -320,6 +320,14 @@ pub struct QualityObservation {
     pub hit: bool,
     pub signed_return: f64,
     pub confidence: f64,
+    /// The report as the trader sent it, so that whoever joins it to the signal records
+    /// exactly what was counted.
+    #[serde(rename = "return")]
+    pub return_: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pnl_usd: Option<f64>,
+    pub reported_at: Timestamp,
+    /// When it was logged: the records decay by it.
     pub at: Timestamp,
 }
 

@@ -40,9 +40,11 @@ fn seconds(from: Timestamp, to: Timestamp) -> f64 {
 
 /// A record with nothing in it yet, for `obs`'s source.
 pub fn empty_record(obs: &QualityObservation) -> QualityRecord {
+    // The cache's and the fallback's records are about the source, whoever answered first.
+    let by_provider = obs.source == crate::contract::Source::Provider;
     QualityRecord {
-        provider: obs.provider.clone(),
-        model: obs.model.clone(),
+        provider: obs.provider.clone().filter(|_| by_provider),
+        model: obs.model.clone().filter(|_| by_provider),
         kind: obs.kind,
         source: obs.source,
         n: 0.0,
@@ -126,7 +128,8 @@ fn posterior(arm: &Arm, prior_mean: f64, cfg: &QualityConfig) -> (f64, f64) {
 
 /// Scores for `arms`, higher first: a Thompson draw from each posterior, less the cost and
 /// latency penalties. On `tick`s reserved for exploration (each arm that is not the current
-/// best gets one in every `1 / explore`), that arm goes first whatever it drew.
+/// best gets one in every `⌊1 / explore⌋`), that arm goes first whatever it drew. Exploring
+/// by turns rather than by chance gives every arm its share in any run of requests.
 pub fn scores(arms: &[Arm], cfg: &QualityConfig, tick: u64, rng: &mut impl Rng) -> Vec<f64> {
     if arms.is_empty() {
         return vec![];
@@ -160,10 +163,18 @@ pub fn scores(arms: &[Arm], cfg: &QualityConfig, tick: u64, rng: &mut impl Rng) 
         .max_by(|&i, &j| expected[i].total_cmp(&expected[j]))
         .unwrap_or(0);
     if cfg.explore > 0.0 && arms.len() > 1 {
-        let period = (1.0 / cfg.explore).round().max(1.0) as u64;
+        // One turn in every `period` per other arm: at least `explore` each (the period is
+        // rounded down). When the others' shares would add up to more than the traffic, every
+        // request explores, the others in rotation.
+        let period = (1.0 / cfg.explore).floor().max(1.0) as u64;
         let others: Vec<usize> = (0..arms.len()).filter(|&i| i != best).collect();
-        let turn = (tick % period) as usize;
-        if let Some(&chosen) = others.get(turn) {
+        let (turn, cycle) = ((tick % period) as usize, (tick / period) as usize);
+        let chosen = if others.len() <= period as usize {
+            others.get(turn)
+        } else {
+            others.get((turn + cycle * period as usize) % others.len())
+        };
+        if let Some(&chosen) = chosen {
             drawn[chosen] = f64::INFINITY;
         }
     }
@@ -189,6 +200,9 @@ mod tests {
             hit,
             signed_return: if hit { 0.01 } else { -0.01 },
             confidence: 0.8,
+            return_: if hit { 0.01 } else { -0.01 },
+            pnl_usd: None,
+            reported_at: at,
             at,
         }
     }

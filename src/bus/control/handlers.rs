@@ -112,7 +112,7 @@ async fn quality_summary(
     ctx: &Ctx,
     req: QualitySummaryRequest,
 ) -> Result<QualitySummaryReply, ControlFailure> {
-    let records = super::super::quality::all_records(&ctx.bus.quality, req.kind).await?;
+    let records = super::super::quality_view::all_records(&ctx.bus.quality, req.kind).await?;
     Ok(QualitySummaryReply { records })
 }
 

@@ -142,6 +142,9 @@ fn learning_run(seed: u64) -> Run {
             hit,
             signed_return: if hit { 0.01 } else { -0.01 },
             confidence: 0.7,
+            return_: if hit { 0.01 } else { -0.01 },
+            pnl_usd: None,
+            reported_at: chrono::Utc::now(),
             at: chrono::Utc::now(),
         };
         let mut records = book.0.write();

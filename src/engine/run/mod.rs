@@ -122,8 +122,8 @@ pub struct Engine {
     worker_id: String,
     retry_budget: Mutex<RetryBudget>,
     rng: Mutex<StdRng>,
-    /// Plans made so far: the `quality` strategy's exploration turns.
-    plans: std::sync::atomic::AtomicU64,
+    /// Requests planned so far, per kind: the `quality` strategy's exploration turns.
+    plans: [std::sync::atomic::AtomicU64; crate::contract::Kind::ALL.len()],
     minimal_since: Mutex<Option<Instant>>,
     /// Woken whenever a provider call ends: a request waiting for room at a full provider.
     freed: Arc<tokio::sync::Notify>,
@@ -161,7 +161,7 @@ impl Engine {
             worker_id: worker_id.into(),
             retry_budget: Mutex::new(budget),
             rng: Mutex::new(StdRng::from_os_rng()),
-            plans: std::sync::atomic::AtomicU64::new(0),
+            plans: Default::default(),
             minimal_since: Mutex::new(None),
             freed,
             cfg,

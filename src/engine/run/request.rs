@@ -91,11 +91,13 @@ impl Engine {
                     .into(),
             });
         }
+        // One exploration turn per request, however often it is planned again while waiting.
+        let tick = self.next_tick(request.kind);
         loop {
             if held_minimal {
                 break;
             }
-            let plan = self.plan(request, &prompt);
+            let plan = self.plan(request, &prompt, tick);
             if plan.candidates.is_empty()
                 && !plan.skipped.is_empty()
                 && plan.skipped.iter().all(|s| s.cost_cap)

@@ -119,17 +119,30 @@ impl Engine {
     /// The order in which a request would try providers now.
     pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(ProviderId, String)> {
         let prompt = crate::providers::prompt::build(request);
-        let plan = self.plan(request, &prompt);
+        // A view, not a request: it takes no exploration turn.
+        let plan = self.plan(request, &prompt, self.tick(request.kind));
         plan.candidates
             .iter()
             .map(|c| (self.slots[c.slot].id().into(), c.model.clone()))
             .collect()
     }
 
+    /// Requests of `kind` planned so far: the `quality` strategy's exploration turns, counted
+    /// per kind so that every kind's traffic explores.
+    fn tick(&self, kind: crate::contract::Kind) -> u64 {
+        self.plans[kind_index(kind)].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the next exploration turn of `kind`.
+    pub(super) fn next_tick(&self, kind: crate::contract::Kind) -> u64 {
+        self.plans[kind_index(kind)].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(super) fn plan(
         &self,
         request: &AnalysisRequest,
         (system, user): &(String, String),
+        tick: u64,
     ) -> selection::Plan {
         let spent = |p: &str| self.fleet.spent_today(p);
         let quality = |p: &str| self.fleet.quality(p, request.kind);
@@ -142,10 +155,15 @@ impl Engine {
             spent_today: &spent,
             quality: &quality,
             quality_cfg: &self.cfg.quality,
-            tick: self
-                .plans
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tick,
         };
         selection::plan(&self.slots, &inputs, &mut *self.rng.lock())
     }
+}
+
+fn kind_index(kind: crate::contract::Kind) -> usize {
+    crate::contract::Kind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
 }
