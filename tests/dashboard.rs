@@ -223,14 +223,7 @@ async fn dashboard_port_serves_probes_status_metrics_and_live_failovers() {
         .await
         .unwrap();
     let quality = common::eventually(Duration::from_secs(15), "the quality record", async || {
-        let q: Value = http
-            .get(format!("{base}/api/ai/failover/quality-summary"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let q = common::control::get_json(&format!("{base}/api/ai/failover/quality-summary")).await;
         q["records"].as_array().filter(|r| !r.is_empty()).cloned()
     })
     .await;
@@ -303,14 +296,7 @@ async fn dashboard_port_serves_probes_status_metrics_and_live_failovers() {
     );
 
     // History has the failover for a dashboard opened later.
-    let history: Value = http
-        .get(format!("{base}/api/history?limit=20"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = common::control::get_json(&format!("{base}/api/history?limit=20")).await;
     assert!(
         history
             .as_array()

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ai_failover::config::Api;
-use ai_failover::contract::{Action, AnalysisResult, Names, QualityRecord, Source};
+use ai_failover::contract::{Action, AnalysisResult, Feedback, Names, QualityRecord, Source};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use common::control::{http, wait_ready};
+use common::control::{get_text, wait_ready};
 use common::nats::{NatsServer, free_port};
 use common::{eventually, fleet};
 use futures::StreamExt;
@@ -98,15 +98,9 @@ async fn quality_records(kv: &jetstream::kv::Store) -> Vec<QualityRecord> {
 
 /// `ai_failover_quality_hit_rate` per provider on a worker's `/metrics`.
 async fn hit_rate_gauges(addr: &str) -> BTreeMap<String, f64> {
-    let text = http()
-        .get(format!("http://{addr}/metrics"))
-        .send()
+    get_text(&format!("http://{addr}/metrics"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter_map(|l| l.strip_prefix("ai_failover_quality_hit_rate{"))
         .filter_map(|rest| {
             let provider = rest.split("provider=\"").nth(1)?.split('"').next()?;
@@ -165,20 +159,18 @@ async fn the_fleet_learns_to_route_to_the_provider_that_is_right() {
                     .entry(r.provider.as_deref().unwrap().to_string())
                     .or_default() += 1;
             }
-            let feedback = serde_json::json!({
-                "request_id": r.request_id, "type": "outcome", "at": chrono::Utc::now(),
-                "outcome": {"horizon_s": 3600, "return": market_return(r, labelled + i)},
-            });
+            let feedback = Feedback::outcome(&r.request_id, 3600, market_return(r, labelled + i));
             let mut headers = HeaderMap::new();
-            headers.insert(
-                "Nats-Msg-Id",
-                format!("{}:outcome:3600", r.request_id).as_str(),
-            );
-            js.publish_with_headers(names.feedback(r.kind), headers, feedback.to_string().into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            headers.insert("Nats-Msg-Id", feedback.msg_id().as_str());
+            js.publish_with_headers(
+                names.feedback(r.kind),
+                headers,
+                serde_json::to_vec(&feedback).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         }
         labelled += results.len();
         let want = labelled as u64;

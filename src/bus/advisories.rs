@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::contract::{AnalysisResult, DeadLetterClass, Names};
 
+use super::consume::Handler;
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
 use super::hold::{self, hold_limit};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
@@ -130,19 +131,6 @@ impl Settler {
     /// The consumer's ack wait.
     pub fn ack_wait(&self) -> Duration {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
-    }
-
-    /// Settles one advisory from the `settlers` consumer (each in its own task, run by
-    /// [`SharedConsumer`](super::consume::SharedConsumer), since settling may wait for a live
-    /// owner to finish).
-    pub async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
-        match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
-            Ok(advisory) => self.settle_advisory(&advisory, &msg, &stop).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
-                let _ = msg.ack_with(AckKind::Term).await;
-            }
-        }
     }
 
     /// Settles one advisory, then acknowledges it, or leaves it to be delivered again.
@@ -322,4 +310,20 @@ impl Settler {
 
 fn count(settled: Settled) {
     metrics::counter!(metric::MAX_DELIVERIES_TOTAL, "how" => settled.as_str()).increment(1);
+}
+
+#[async_trait::async_trait]
+impl Handler for Settler {
+    /// Settles one advisory from the `settlers` consumer (each in its own task, run by
+    /// [`SharedConsumer`](super::consume::SharedConsumer), since settling may wait for a live
+    /// owner to finish).
+    async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
+        match serde_json::from_slice::<MaxDeliveries>(&msg.payload) {
+            Ok(advisory) => self.settle_advisory(&advisory, &msg, &stop).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable MAX_DELIVERIES advisory; dropped");
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+        }
+    }
 }

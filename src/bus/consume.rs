@@ -2,7 +2,6 @@
 //! hand each message to a task of its own within a bound on work in flight, and when the
 //! consumer fails (a NATS restart may delete it) back off and let set-up recreate it.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 use super::setup::{self, Bus};
+
+/// What handles the messages of a [`SharedConsumer`]: it settles each one itself (ack, nak or
+/// term), and stops holding it when `stop` fires.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, msg: jetstream::Message, stop: CancellationToken);
+}
 
 /// A shared durable consumer and how to find it again.
 pub struct SharedConsumer {
@@ -29,13 +35,9 @@ pub struct SharedConsumer {
 }
 
 impl SharedConsumer {
-    /// Runs `handle` on every message until `shutdown` fires, then waits (a bounded time) for
-    /// the messages in hand. `handle` settles each message itself (ack, nak or term).
-    pub async fn run<F, Fut>(self, shutdown: CancellationToken, handle: F)
-    where
-        F: Fn(jetstream::Message) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
+    /// Hands every message to `handler` until `shutdown` fires, then waits (a bounded time)
+    /// for the messages in hand.
+    pub async fn run(self, shutdown: CancellationToken, handler: Arc<impl Handler>) {
         let what = self.what;
         let permits = Arc::new(Semaphore::new(self.at_once));
         let mut consumer = self.consumer;
@@ -96,9 +98,9 @@ impl SharedConsumer {
                     },
                     _ = shutdown.cancelled() => break 'outer,
                 };
-                let work = handle(msg);
+                let (handler, stop) = (handler.clone(), shutdown.clone());
                 tokio::spawn(async move {
-                    work.await;
+                    handler.handle(msg, stop).await;
                     drop(permit);
                 });
             }

@@ -24,6 +24,7 @@ use crate::contract::{
 use crate::engine::quality::judge;
 use crate::telemetry::metrics::name as metric;
 
+use super::consume::Handler;
 use super::decode::{self, Rejection, kind_token};
 use super::hold::{self, FinishError};
 use super::kv_record::{Decided, Decision, KvError, Versioned};
@@ -123,29 +124,6 @@ pub fn decode_feedback(
 impl FeedbackIngest {
     fn ack_wait(&self) -> Duration {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
-    }
-
-    /// Handles one report and settles its message (ack, nak, or dead letter and term).
-    pub async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
-        match self.serve(&msg, &stop).await {
-            Ok((handled, report)) => {
-                let label = match handled {
-                    Handled::Joined => "joined",
-                    Handled::Duplicate => "duplicate",
-                    Handled::Waiting => return,
-                    Handled::DeadLettered => "rejected",
-                };
-                metrics::counter!(metric::FEEDBACK_TOTAL, "type" => report, "result" => label)
-                    .increment(1);
-            }
-            Err(e) => {
-                let tries = hold::deliveries(&msg);
-                let retry = hold::nak_delay(tries, self.ack_wait());
-                let error = crate::telemetry::chain(&e);
-                tracing::warn!(subject = %msg.subject, %error, tries, "feedback not handled; trying again later");
-                let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
-            }
-        }
     }
 
     async fn serve(
@@ -364,4 +342,30 @@ fn settled(
         Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
     };
     outcome.ok_or_else(|| FeedbackError::Vanished(id.to_string()))
+}
+
+#[async_trait::async_trait]
+impl Handler for FeedbackIngest {
+    /// Handles one report and settles its message (ack, nak, or dead letter and term).
+    async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
+        match self.serve(&msg, &stop).await {
+            Ok((handled, report)) => {
+                let label = match handled {
+                    Handled::Joined => "joined",
+                    Handled::Duplicate => "duplicate",
+                    Handled::Waiting => return,
+                    Handled::DeadLettered => "rejected",
+                };
+                metrics::counter!(metric::FEEDBACK_TOTAL, "type" => report, "result" => label)
+                    .increment(1);
+            }
+            Err(e) => {
+                let tries = hold::deliveries(&msg);
+                let retry = hold::nak_delay(tries, self.ack_wait());
+                let error = crate::telemetry::chain(&e);
+                tracing::warn!(subject = %msg.subject, %error, tries, "feedback not handled; trying again later");
+                let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ pub mod health_store;
 pub mod hold;
 pub mod http;
 pub mod kv_record;
+pub mod kv_watch;
 pub mod lease;
 pub mod mode;
 pub mod monitor;

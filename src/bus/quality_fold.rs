@@ -20,6 +20,7 @@ use crate::contract::{Names, QualityObservation, QualityRecord};
 use crate::engine::quality;
 use crate::telemetry::metrics::name as metric;
 
+use super::consume::Handler;
 use super::hold;
 use super::kv_record::{KvError, KvRecord};
 
@@ -74,36 +75,6 @@ struct Current {
 }
 
 impl QualityFolder {
-    /// Folds the log through `msg`'s entry, then acknowledges it.
-    pub async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
-        let Some(key) = self.names.quality_key_of(&msg.subject).map(str::to_string) else {
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
-        };
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(u64::MAX);
-        let lock = self.folding.of(&key);
-        let folded = {
-            let _one_at_a_time = lock.lock().await;
-            self.fold_through(&msg.subject, &key, seq).await
-        };
-        match folded {
-            Ok(()) => {
-                if let Err(e) = hold::finish(&msg, self.ack_wait, AckKind::Ack, "ack", &stop).await
-                {
-                    // Delivered again: the record's mark then says it is folded.
-                    let error = crate::telemetry::chain(&e);
-                    tracing::warn!(key, %error, "folded outcome not acknowledged");
-                }
-            }
-            Err(e) => {
-                let retry = hold::nak_delay(hold::deliveries(&msg), self.ack_wait);
-                let error = crate::telemetry::chain(&e);
-                tracing::warn!(key, %error, "outcome not folded yet; trying again later");
-                let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
-            }
-        }
-    }
-
     /// The record of `key`; a corrupt one (written by hand?) is replaced by folding the log
     /// again from its start.
     async fn current(&self, key: &str) -> Result<Current, FoldError> {
@@ -202,5 +173,38 @@ impl QualityFolder {
             metrics::counter!(metric::KV_RACES_TOTAL, "record" => "quality record").increment(1);
         }
         Err(FoldError::Contended(key.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for QualityFolder {
+    /// Folds the log through `msg`'s entry, then acknowledges it.
+    async fn handle(&self, msg: jetstream::Message, stop: CancellationToken) {
+        let Some(key) = self.names.quality_key_of(&msg.subject).map(str::to_string) else {
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        };
+        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(u64::MAX);
+        let lock = self.folding.of(&key);
+        let folded = {
+            let _one_at_a_time = lock.lock().await;
+            self.fold_through(&msg.subject, &key, seq).await
+        };
+        match folded {
+            Ok(()) => {
+                if let Err(e) = hold::finish(&msg, self.ack_wait, AckKind::Ack, "ack", &stop).await
+                {
+                    // Delivered again: the record's mark then says it is folded.
+                    let error = crate::telemetry::chain(&e);
+                    tracing::warn!(key, %error, "folded outcome not acknowledged");
+                }
+            }
+            Err(e) => {
+                let retry = hold::nak_delay(hold::deliveries(&msg), self.ack_wait);
+                let error = crate::telemetry::chain(&e);
+                tracing::warn!(key, %error, "outcome not folded yet; trying again later");
+                let _ = msg.ack_with(AckKind::Nak(Some(retry))).await;
+            }
+        }
     }
 }

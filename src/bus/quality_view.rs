@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -71,30 +70,9 @@ pub struct QualityWatch {
 }
 
 impl QualityWatch {
-    /// Runs until `stop` fires, re-establishing the watch after errors.
+    /// Runs until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            match self.kv.watch_all().await {
-                Ok(mut watch) => loop {
-                    tokio::select! {
-                        entry = watch.next() => match entry {
-                            Some(Ok(entry)) => self.apply(&entry),
-                            Some(Err(e)) => {
-                                tracing::warn!(error = %e, "quality watch error; restarting it");
-                                break;
-                            }
-                            None => break,
-                        },
-                        _ = stop.cancelled() => return,
-                    }
-                },
-                Err(e) => tracing::warn!(error = %e, "cannot watch the quality records"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
+        super::kv_watch::follow(&self.kv, "quality records", &stop, |e| self.apply(e)).await;
     }
 
     fn apply(&self, entry: &kv::Entry) {

@@ -271,7 +271,6 @@ pub async fn start(
         pick,
         at_once,
     };
-    let (stop_feedback, stop_folding) = (services.clone(), services.clone());
     let mut background = vec![
         tokio::spawn(
             shared(
@@ -280,10 +279,7 @@ pub async fn start(
                 |b| b.feedback,
                 cfg.feedback.max_in_flight,
             )
-            .run(services.clone(), move |msg| {
-                let (ingest, stop) = (feedback.clone(), stop_feedback.clone());
-                async move { ingest.handle(msg, stop).await }
-            }),
+            .run(services.clone(), feedback),
         ),
         tokio::spawn(
             shared(
@@ -292,10 +288,7 @@ pub async fn start(
                 |b| b.quality_folders,
                 cfg.feedback.max_in_flight,
             )
-            .run(services.clone(), move |msg| {
-                let (folder, stop) = (folder.clone(), stop_folding.clone());
-                async move { folder.handle(msg, stop).await }
-            }),
+            .run(services.clone(), folder),
         ),
         tokio::spawn(quality_watch.run(services.clone())),
         tokio::spawn(watch.run(services.clone())),
@@ -305,8 +298,6 @@ pub async fn start(
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));
-    let stop_settling = services.clone();
-    let settling = settler.clone();
     background.push(tokio::spawn(
         shared(
             "MAX_DELIVERIES advisories",
@@ -314,10 +305,7 @@ pub async fn start(
             |b| b.settlers,
             super::advisories::SETTLING_AT_ONCE,
         )
-        .run(services.clone(), move |msg| {
-            let (settler, stop) = (settling.clone(), stop_settling.clone());
-            async move { settler.handle(msg, stop).await }
-        }),
+        .run(services.clone(), settler.clone()),
     ));
     let worker = Worker {
         cfg: cfg.clone(),

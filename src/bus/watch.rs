@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{FLEET_MODE_KEY, FleetModeRecord, ProviderHealthRecord};
@@ -24,35 +23,19 @@ pub struct HealthWatch {
 }
 
 impl HealthWatch {
-    /// Runs until `stop` fires, re-establishing the watch after errors (it runs in its own
-    /// task so it is always polled).
+    /// Runs until `stop` fires: follows the bucket, and re-derives the mode each second.
     pub async fn run(self, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            match self.kv.watch_all().await {
-                Ok(mut watch) => {
-                    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        tokio::select! {
-                            entry = watch.next() => match entry {
-                                Some(Ok(entry)) => self.apply(&entry),
-                                Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "health watch error; restarting it");
-                                    break;
-                                }
-                                None => break,
-                            },
-                            _ = ticker.tick() => self.mode.announce().await,
-                            _ = stop.cancelled() => return,
-                        }
-                    }
+        let announce = async {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => self.mode.announce().await,
+                    _ = stop.cancelled() => return,
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot watch provider health"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
+        };
+        let follow = super::kv_watch::follow(&self.kv, "provider health", &stop, |e| self.apply(e));
+        tokio::join!(follow, announce);
     }
 
     fn apply(&self, entry: &kv::Entry) {

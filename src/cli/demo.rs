@@ -124,18 +124,16 @@ async fn report_outcome(
     if n.is_multiple_of(5) {
         ret = if ret == 0.0 { 0.01 } else { -ret };
     }
-    let feedback = serde_json::json!({
-        "request_id": r.request_id, "type": "outcome", "at": chrono::Utc::now(),
-        "outcome": {"horizon_s": 3600, "return": ret},
-    });
+    let feedback = crate::contract::Feedback::outcome(&r.request_id, 3600, ret);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("{}:outcome:3600", r.request_id).as_str(),
-    );
-    js.publish_with_headers(names.feedback(r.kind), headers, feedback.to_string().into())
-        .await?
-        .await?;
+    headers.insert("Nats-Msg-Id", feedback.msg_id().as_str());
+    js.publish_with_headers(
+        names.feedback(r.kind),
+        headers,
+        serde_json::to_vec(&feedback)?.into(),
+    )
+    .await?
+    .await?;
     Ok(())
 }
 

@@ -107,6 +107,21 @@ pub enum InvalidFeedback {
 }
 
 impl Feedback {
+    /// An outcome report made now: `ret` over `horizon_s` after the signal of `request_id`.
+    pub fn outcome(request_id: &str, horizon_s: u64, ret: f64) -> Self {
+        Feedback {
+            request_id: request_id.to_string(),
+            at: super::now(),
+            report: Report::Outcome {
+                outcome: OutcomeReport {
+                    horizon_s,
+                    return_: ret,
+                    pnl_usd: None,
+                },
+            },
+        }
+    }
+
     /// The report's type.
     pub fn feedback_type(&self) -> FeedbackType {
         match self.report {

@@ -61,18 +61,30 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The body of a GET of `url`, as text.
+pub async fn get_text(url: &str) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .expect("a text body")
+}
+
+/// The body of a GET of `url`, as JSON.
+pub async fn get_json(url: &str) -> Value {
+    serde_json::from_str(&get_text(url).await)
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// The sum of a metric's samples on a worker's `/metrics` at `addr` (0 when it is not
 /// reported yet).
 pub async fn metric(addr: &str, name: &str) -> f64 {
-    let text = http()
-        .get(format!("http://{addr}/metrics"))
-        .send()
+    get_text(&format!("http://{addr}/metrics"))
         .await
-        .expect("the worker's /metrics answers")
-        .text()
-        .await
-        .expect("a text page");
-    text.lines()
+        .lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))

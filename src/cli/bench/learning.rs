@@ -24,7 +24,9 @@ use parking_lot::RwLock;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::contract::{AnalysisRequest, Kind, Names, QualityObservation, QualityRecord, Source};
+use crate::contract::{
+    AnalysisRequest, Feedback, Kind, Names, QualityObservation, QualityRecord, Source,
+};
 use crate::engine::Engine;
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::{Fleet, NullSink};
@@ -291,16 +293,12 @@ async fn flood(
         tokio::time::sleep_until(due.into()).await;
         let id = &signals[(i as usize) % signals.len()];
         let horizon = first_horizon + i / signals.len() as u64;
-        let body = serde_json::json!({"request_id": id, "type": "outcome", "at": chrono::Utc::now(),
-            "outcome": {"horizon_s": horizon, "return": if i % 3 == 0 { -0.01 } else { 0.01 }}});
+        let feedback = Feedback::outcome(id, horizon, if i % 3 == 0 { -0.01 } else { 0.01 });
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{id}:outcome:{horizon}").as_str());
+        headers.insert("Nats-Msg-Id", feedback.msg_id().as_str());
+        let body = serde_json::to_vec(&feedback)?;
         let ack = js
-            .publish_with_headers(
-                names.feedback(Kind::Signal),
-                headers,
-                body.to_string().into(),
-            )
+            .publish_with_headers(names.feedback(Kind::Signal), headers, body.into())
             .await?;
         acks.push(ack.into_future());
         while acks.len() > 256 {
