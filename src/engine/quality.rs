@@ -129,8 +129,14 @@ fn posterior(arm: &Arm, prior_mean: f64, cfg: &QualityConfig) -> (f64, f64) {
 /// Scores for `arms`, higher first: a Thompson draw from each posterior, less the cost and
 /// latency penalties. On `tick`s reserved for exploration (each arm that is not the current
 /// best gets one in every `⌊1 / explore⌋`), that arm goes first whatever it drew. Exploring
-/// by turns rather than by chance gives every arm its share in any run of requests.
-pub fn scores(arms: &[Arm], cfg: &QualityConfig, tick: u64, rng: &mut impl Rng) -> Vec<f64> {
+/// by turns rather than by chance gives every arm its share in any run of requests. Without
+/// a tick (a view of the order) nothing is explored.
+pub fn scores(
+    arms: &[Arm],
+    cfg: &QualityConfig,
+    tick: Option<u64>,
+    rng: &mut impl Rng,
+) -> Vec<f64> {
     if arms.is_empty() {
         return vec![];
     }
@@ -162,7 +168,7 @@ pub fn scores(arms: &[Arm], cfg: &QualityConfig, tick: u64, rng: &mut impl Rng) 
     let best = (0..arms.len())
         .max_by(|&i, &j| expected[i].total_cmp(&expected[j]))
         .unwrap_or(0);
-    if cfg.explore > 0.0 && arms.len() > 1 {
+    if let Some(tick) = tick.filter(|_| cfg.explore > 0.0 && arms.len() > 1) {
         // One turn in every `period` per other arm: at least `explore` each (the period is
         // rounded down). When the others' shares would add up to more than the traffic, every
         // request explores, the others in rotation.
@@ -248,7 +254,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let mut counts = vec![0; arms.len()];
         for t in 0..ticks {
-            let s = scores(arms, cfg, t, &mut rng);
+            let s = scores(arms, cfg, Some(t), &mut rng);
             let first = (0..arms.len())
                 .max_by(|&i, &j| s[i].total_cmp(&s[j]))
                 .unwrap();

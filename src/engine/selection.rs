@@ -46,8 +46,9 @@ pub struct Inputs<'a> {
     /// The fleet's evidence of each provider's advice for the request's kind (`quality`).
     pub quality: &'a dyn Fn(&str) -> Evidence,
     pub quality_cfg: &'a QualityConfig,
-    /// A counter of plans, which the `quality` strategy's exploration turns follow.
-    pub tick: u64,
+    /// The request's exploration turn under the `quality` strategy (a counter of requests);
+    /// `None` for a view of the order (`best-provider`), which explores nothing.
+    pub tick: Option<u64>,
 }
 
 /// The worst-case cost of one call to `slot`.

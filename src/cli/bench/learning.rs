@@ -27,10 +27,10 @@ use serde::Serialize;
 use crate::contract::{
     AnalysisRequest, Feedback, Kind, Names, QualityObservation, QualityRecord, Source,
 };
-use crate::engine::Engine;
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::{Fleet, NullSink};
 use crate::engine::quality::{self, Evidence};
+use crate::engine::{Engine, Job};
 use crate::providers::Provider;
 use crate::providers::fake::Fake;
 
@@ -93,10 +93,10 @@ struct Run {
     learnt_after: Option<usize>,
 }
 
-/// One learning run: [`REQUESTS_PER_RUN`] requests, each routed by the engine and labelled at
-/// once; every [`CHECK_EVERY`] labels (until it is reached) the policy is sampled
-/// [`PROBES`] times, without labels, to see where it sends traffic.
-fn learning_run(seed: u64) -> Run {
+/// One learning run: [`REQUESTS_PER_RUN`] requests, each served by the engine (selection,
+/// exploration turns and all) and labelled at once; every [`CHECK_EVERY`] labels (until it
+/// is reached) [`PROBES`] more requests, not labelled, show where it sends traffic.
+async fn learning_run(seed: u64) -> Run {
     let cfg = super::fakes::config(
         "nats://127.0.0.1:4222",
         "bench",
@@ -115,10 +115,13 @@ fn learning_run(seed: u64) -> Run {
     )
     .with_seed(seed);
     let mut outcomes = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
-    let request = AnalysisRequest::signal("AAPL");
-    let first = || {
-        let order = engine.candidate_order(&request);
-        usize::from(order.first().is_some_and(|(p, _)| p.as_str() == "better"))
+    let first = async || {
+        let job = Job {
+            request: AnalysisRequest::signal("AAPL"),
+            published_at: chrono::Utc::now(),
+        };
+        let result = engine.handle(job).await;
+        usize::from(result.provider.as_deref() == Some("better"))
     };
     let mut run = Run {
         chosen: Vec::with_capacity(REQUESTS_PER_RUN),
@@ -126,12 +129,15 @@ fn learning_run(seed: u64) -> Run {
     };
     for seq in 0..REQUESTS_PER_RUN as u64 {
         if run.learnt_after.is_none() && (seq as usize).is_multiple_of(CHECK_EVERY) {
-            let better: usize = (0..PROBES).map(|_| first()).sum();
+            let mut better = 0;
+            for _ in 0..PROBES {
+                better += first().await;
+            }
             if better * 5 >= PROBES * 4 {
                 run.learnt_after = Some(seq as usize);
             }
         }
-        let chosen = first();
+        let chosen = first().await;
         let hit = outcomes.random::<f64>() < ACCURACY[chosen];
         let name = ["worse", "better"][chosen];
         let obs = QualityObservation {
@@ -171,7 +177,7 @@ pub async fn run(args: LearningArgs) -> anyhow::Result<()> {
     let (mut learnt, mut regret, mut late_share) = (Vec::new(), Vec::new(), Vec::new());
     let mut never = 0usize;
     for seed in 0..args.runs as u64 {
-        let run = learning_run(seed);
+        let run = learning_run(seed).await;
         let chosen = run.chosen;
         match run.learnt_after {
             Some(t) => learnt.push(t as f64),

@@ -97,7 +97,7 @@ impl Engine {
             if held_minimal {
                 break;
             }
-            let plan = self.plan(request, &prompt, tick);
+            let plan = self.plan(request, &prompt, Some(tick));
             if plan.candidates.is_empty()
                 && !plan.skipped.is_empty()
                 && plan.skipped.iter().all(|s| s.cost_cap)

@@ -119,21 +119,16 @@ impl Engine {
     /// The order in which a request would try providers now.
     pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(ProviderId, String)> {
         let prompt = crate::providers::prompt::build(request);
-        // A view, not a request: it takes no exploration turn.
-        let plan = self.plan(request, &prompt, self.tick(request.kind));
+        // A view, not a request: it explores nothing.
+        let plan = self.plan(request, &prompt, None);
         plan.candidates
             .iter()
             .map(|c| (self.slots[c.slot].id().into(), c.model.clone()))
             .collect()
     }
 
-    /// Requests of `kind` planned so far: the `quality` strategy's exploration turns, counted
-    /// per kind so that every kind's traffic explores.
-    fn tick(&self, kind: crate::contract::Kind) -> u64 {
-        self.plans[kind_index(kind)].load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Takes the next exploration turn of `kind`.
+    /// Takes the next exploration turn of `kind`: requests are counted per kind, so that
+    /// every kind's traffic explores.
     pub(super) fn next_tick(&self, kind: crate::contract::Kind) -> u64 {
         self.plans[kind_index(kind)].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
@@ -142,7 +137,7 @@ impl Engine {
         &self,
         request: &AnalysisRequest,
         (system, user): &(String, String),
-        tick: u64,
+        tick: Option<u64>,
     ) -> selection::Plan {
         let spent = |p: &str| self.fleet.spent_today(p);
         let quality = |p: &str| self.fleet.quality(p, request.kind);
