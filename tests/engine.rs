@@ -818,3 +818,76 @@ async fn calls_cut_short_by_their_own_deadline_never_open_a_breaker() {
     let res = done(&r.engine, job("LATER")).await;
     assert_eq!(res.status, Status::Ok);
 }
+
+/// A fleet that has learnt: `a` always right, `b` rarely, `c` half the time.
+struct Learnt;
+
+#[async_trait::async_trait]
+impl ai_failover::engine::ports::Fleet for Learnt {
+    fn quality(
+        &self,
+        provider: &str,
+        _kind: ai_failover::contract::Kind,
+    ) -> ai_failover::engine::quality::Evidence {
+        let hits = match provider {
+            "a" => 200.0,
+            "b" => 20.0,
+            _ => 100.0,
+        };
+        ai_failover::engine::quality::Evidence { n: 200.0, hits }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_quality_strategy_never_routes_past_a_quarantine() {
+    let a = Fake::new("a", Step::Ok(FAST));
+    let (b, c) = (
+        Fake::new("b", Step::Ok(FAST)),
+        Fake::new("c", Step::Ok(FAST)),
+    );
+    // In the configuration's order: `a` has the lowest priority.
+    let providers: Vec<Arc<dyn Provider>> = vec![c.clone(), b.clone(), a.clone()];
+    let extra = "[engine]\nhedging = false\nstrategy = \"quality\"\n";
+    let engine = Engine::new(
+        Arc::new(cfg(
+            &[("c", &["c1"]), ("b", &["b1"]), ("a", &["a1"])],
+            extra,
+        )),
+        providers,
+        Arc::new(SystemClock),
+        Arc::new(Recorder::default()),
+        Arc::new(Learnt),
+        "w-test",
+    )
+    .with_seed(3);
+    let mut by = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..40 {
+        *by.entry(answered_by(&engine).await.unwrap()).or_default() += 1;
+    }
+    // The best record leads whatever its priority; each other provider explores 1 in 20.
+    assert_eq!(by.get("a"), Some(&36), "{by:?}");
+    assert_eq!((by.get("b"), by.get("c")), (Some(&2), Some(&2)), "{by:?}");
+
+    // Once `a` is quarantined, the quality strategy never routes to it, however good it was.
+    a.fail_with(Some(ErrorClass::Auth));
+    let before = a.calls();
+    while a.calls() == before {
+        done(&engine, job("X")).await;
+    }
+    let calls = a.calls();
+    let mut after = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..40 {
+        *after
+            .entry(answered_by(&engine).await.unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        a.calls(),
+        calls,
+        "a quarantined provider is not called: {after:?}"
+    );
+    assert!(
+        after.get("c") > after.get("b"),
+        "the next best leads: {after:?}"
+    );
+}
