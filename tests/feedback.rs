@@ -194,7 +194,24 @@ async fn outcomes_join_their_signal_and_count_exactly_once() {
     .await;
     assert!(risk.records.is_empty());
     let kv = bus.kv(bus.names.quality_bucket()).await;
-    assert!(kv.get("primary.primary-m1.signal").await.unwrap().is_some());
+    let key = "primary.primary-m1.signal";
+    assert!(kv.get(key).await.unwrap().is_some());
+
+    // A record deleted, or overwritten with garbage, is folded again from the whole log.
+    let labelled = async |n: u64| {
+        eventually(WAIT, "the record rebuilt from the log", async || {
+            bus.quality().await.first().is_some_and(|q| q.labelled == n)
+        })
+        .await
+    };
+    kv.delete(key).await.unwrap();
+    bus.outcome(&id, 86_400, 0.03, true).await;
+    labelled(3).await;
+    kv.put(key, "not a record".into()).await.unwrap();
+    bus.outcome(&id, 604_800, 0.03, true).await;
+    labelled(4).await;
+    let q = &bus.quality().await[0];
+    assert!((q.hits - 3.0).abs() < 1e-3, "{q:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

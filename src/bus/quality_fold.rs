@@ -44,6 +44,8 @@ enum FoldError {
     Behind { seq: u64 },
     #[error("the quality record `{0}` kept changing under us")]
     Contended(String),
+    #[error("the worker is stopping")]
+    Stopped,
 }
 
 /// Folds the quality log into `ai_quality`.
@@ -107,9 +109,21 @@ impl QualityFolder {
         }
     }
 
-    async fn fold_through(&self, subject: &str, key: &str, seq: u64) -> Result<(), FoldError> {
+    /// Folds the log of `key` through `seq`. A long way behind (a rebuilt record), it folds
+    /// batch after batch, keeping `msg` alive with progress acks and stopping when `stop` fires.
+    async fn fold_through(
+        &self,
+        msg: &jetstream::Message,
+        key: &str,
+        seq: u64,
+        stop: &CancellationToken,
+    ) -> Result<(), FoldError> {
+        let subject = msg.subject.as_str();
         let mut races = 0;
         while races < MAX_RACES {
+            if stop.is_cancelled() {
+                return Err(FoldError::Stopped);
+            }
             let Current {
                 mut record,
                 revision,
@@ -167,6 +181,7 @@ impl QualityFolder {
                     return Ok(());
                 }
                 // A full batch short of ours: the next round folds on from the new mark.
+                let _ = msg.ack_with(AckKind::Progress).await;
                 continue;
             }
             races += 1;
@@ -184,11 +199,15 @@ impl Handler for QualityFolder {
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         };
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(u64::MAX);
+        let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+            // Not a message of the log's consumer: nothing to fold.
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        };
         let lock = self.folding.of(&key);
         let folded = {
             let _one_at_a_time = lock.lock().await;
-            self.fold_through(&msg.subject, &key, seq).await
+            self.fold_through(&msg, &key, seq, &stop).await
         };
         match folded {
             Ok(()) => {

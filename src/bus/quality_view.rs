@@ -27,7 +27,9 @@ impl QualityBook {
         self.records.write().insert(key.to_string(), record);
     }
 
-    /// Forgets the record at `key` (deleted or purged: a reset by an operator).
+    /// Forgets the record at `key` (deleted or purged). The next outcome of that key then
+    /// folds the whole log again: deleting a record recomputes it (with the current
+    /// `quality.half_life_s`; each outcome keeps the judgement it was logged with).
     pub fn remove(&self, key: &str) -> Option<QualityRecord> {
         self.records.write().remove(key)
     }
@@ -115,9 +117,16 @@ pub async fn all_records(
         .map_err(|e| list(e.into()))?;
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        if let Some(v) = records.get(&key).await?
-            && kind.is_none_or(|k| v.value.kind == k)
-        {
+        let record = match records.get(&key).await {
+            Ok(r) => r,
+            // Rebuilt from the log by the next fold of that key; the others still answer.
+            Err(e @ KvError::Corrupt { .. }) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "quality record skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(v) = record.filter(|v| kind.is_none_or(|k| v.value.kind == k)) {
             out.push(v.value);
         }
     }
