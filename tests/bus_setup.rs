@@ -63,6 +63,7 @@ async fn setup_is_idempotent_and_survives_a_restart() {
         all,
         vec![
             "AI_ADVISORIES",
+            "AI_ALERTS",
             "AI_AUDIT",
             "AI_DEADLETTER",
             "AI_EVENTS",

@@ -319,3 +319,32 @@ fn learning_settings_are_checked_and_named() {
         "the choices are listed: {e}"
     );
 }
+
+#[test]
+fn webhooks_are_checked_and_named() {
+    let hook = |body: &str| format!("{NATS}[[alerts.webhooks]]\n{body}\n{}", provider("a", ""));
+    let ok = config::load_str(&hook("id = \"ops\"\nurl = \"http://127.0.0.1:9/hook\"")).unwrap();
+    assert_eq!(ok.alerts.webhooks[0].id, "ops");
+    for (body, key) in [
+        (
+            "id = \"ops\"\nurl_env = \"AI_FAILOVER_TEST_UNSET_HOOK\"",
+            "alerts.webhooks[0].url_env",
+        ),
+        (
+            "id = \"ops\"\nurl = \"ftp://x/hook\"",
+            "alerts.webhooks[0].url",
+        ),
+        ("id = \"ops\"", "alerts.webhooks[0].url_env"),
+        (
+            "id = \"o p s\"\nurl = \"http://127.0.0.1:9/\"",
+            "alerts.webhooks[0].id",
+        ),
+    ] {
+        let e = err(&hook(body));
+        assert_eq!(e.keys(), vec![key.to_string()], "{body}: {e}");
+    }
+    let e = err(&hook(
+        "id = \"ops\"\nurl = \"http://127.0.0.1:9/\"\nformat = \"carrier-pigeon\"",
+    ));
+    assert!(e.to_string().contains("format"), "{e}");
+}

@@ -9,6 +9,7 @@ use async_nats::HeaderMap;
 use crate::contract::HealthEvent;
 use crate::engine::Engine;
 
+use super::alerts::AlertDesk;
 use super::fleet::FleetState;
 use super::health_store::Change;
 use super::kv_record::KvError;
@@ -18,6 +19,8 @@ use super::publish::Publisher;
 /// Announces the transitions this worker writes.
 pub struct HealthAnnouncer {
     publisher: Publisher,
+    /// Raises the alerts of the transitions this worker writes.
+    alerts: Arc<AlertDesk>,
     fleet: Arc<FleetState>,
     engine: Arc<Engine>,
     mode: Arc<ModeAnnouncer>,
@@ -31,10 +34,12 @@ impl HealthAnnouncer {
         fleet: Arc<FleetState>,
         engine: Arc<Engine>,
         mode: Arc<ModeAnnouncer>,
+        alerts: Arc<AlertDesk>,
         worker_id: String,
     ) -> Self {
         HealthAnnouncer {
             publisher,
+            alerts,
             fleet,
             engine,
             mode,
@@ -75,6 +80,7 @@ impl HealthAnnouncer {
         {
             tracing::warn!(error = %crate::telemetry::chain(&e), "health event not published");
         }
+        self.alerts.health(change.before, r, &change.reason).await;
         if self.fleet.set_record(r.clone(), change.revision) {
             self.engine.apply_shared(r);
         }

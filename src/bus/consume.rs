@@ -21,6 +21,9 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, msg: jetstream::Message, stop: CancellationToken);
 }
 
+/// How a [`SharedConsumer`] finds its consumer in a freshly set-up bus.
+pub type Pick = Box<dyn Fn(Bus) -> Option<consumer::PullConsumer> + Send + Sync>;
+
 /// A shared durable consumer and how to find it again.
 pub struct SharedConsumer {
     /// Names it in logs.
@@ -28,8 +31,8 @@ pub struct SharedConsumer {
     pub client: async_nats::Client,
     pub cfg: Arc<Config>,
     pub consumer: consumer::PullConsumer,
-    /// The consumer in a freshly set-up bus.
-    pub pick: fn(Bus) -> consumer::PullConsumer,
+    /// Finds the consumer again after a failure (set-up has just run: `bus` is fresh).
+    pub pick: Pick,
     /// Messages handled at once.
     pub at_once: usize,
 }
@@ -44,8 +47,10 @@ impl SharedConsumer {
         let mut failures = 0u32;
         'outer: while !shutdown.is_cancelled() {
             if failures > 0 {
-                if let Ok(bus) = setup::ensure(&self.client, &self.cfg).await {
-                    consumer = (self.pick)(bus);
+                if let Ok(bus) = setup::ensure(&self.client, &self.cfg).await
+                    && let Some(again) = (self.pick)(bus)
+                {
+                    consumer = again;
                 }
                 let wait = Duration::from_millis(200 * failures.min(10) as u64);
                 tokio::select! {

@@ -2,6 +2,7 @@
 //! shared records, and the services around the consume loop.
 
 pub mod advisories;
+pub mod alerts;
 pub mod announce;
 pub mod audit;
 pub mod clock_sync;

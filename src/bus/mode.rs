@@ -16,6 +16,7 @@ use crate::contract::{
 use crate::engine::ports::Fleet;
 use crate::engine::{Engine, modes};
 
+use super::alerts::AlertDesk;
 use super::fleet::FleetState;
 use super::kv_record::{Decided, Decision, KvError, KvRecord};
 use super::publish::Publisher;
@@ -23,6 +24,8 @@ use crate::telemetry::metrics::name as metric;
 
 /// Announces the fleet mode when it changes.
 pub struct ModeAnnouncer {
+    /// Raises `mode_changed` for the changes this worker announces.
+    alerts: Arc<AlertDesk>,
     providers: Vec<ProviderConfig>,
     fleet: Arc<FleetState>,
     engine: Arc<Engine>,
@@ -42,9 +45,11 @@ impl ModeAnnouncer {
         engine: Arc<Engine>,
         health: kv::Store,
         publisher: Publisher,
+        alerts: Arc<AlertDesk>,
         worker_id: String,
     ) -> Self {
         ModeAnnouncer {
+            alerts,
             providers,
             fleet,
             engine,
@@ -277,5 +282,6 @@ impl ModeAnnouncer {
         {
             tracing::warn!(error = %crate::telemetry::chain(&e), "mode event not published");
         }
+        self.alerts.mode(&event).await;
     }
 }

@@ -19,10 +19,11 @@ use crate::providers::Provider;
 use crate::providers::http::ClientError;
 
 use super::advisories::Settler;
+use super::alerts::{AlertDesk, WebhookDelivery};
 use super::announce::HealthAnnouncer;
 use super::audit::Auditor;
 use super::clock_sync::ClockSync;
-use super::consume::SharedConsumer;
+use super::consume::{Pick, SharedConsumer};
 use super::control::{self, Ctx};
 use super::events::{self, EventLoop};
 use super::feedback::FeedbackIngest;
@@ -149,12 +150,19 @@ pub async fn start(
         fleet.set_mode_record(record, entry.revision);
     }
     let publisher = Publisher::new(bus.js.clone(), client.clone(), bus.names.clone());
+    let alerts = Arc::new(AlertDesk::new(
+        publisher.clone(),
+        bus.health.clone(),
+        Duration::from_millis(cfg.alerts.repeat_after_ms),
+        worker_id.clone(),
+    ));
     let mode = Arc::new(ModeAnnouncer::new(
         cfg.providers.clone(),
         fleet.clone(),
         engine.clone(),
         bus.health.clone(),
         publisher.clone(),
+        alerts.clone(),
         worker_id.clone(),
     ));
     let announcer = Arc::new(HealthAnnouncer::new(
@@ -162,6 +170,7 @@ pub async fn start(
         fleet.clone(),
         engine.clone(),
         mode.clone(),
+        alerts,
         worker_id.clone(),
     ));
     let outcomes = Outcomes::new(
@@ -263,7 +272,7 @@ pub async fn start(
         kv: bus.quality.clone(),
         book: fleet.quality_book(),
     };
-    let shared = |what, consumer, pick, at_once| SharedConsumer {
+    let shared = |what, consumer, pick: Pick, at_once| SharedConsumer {
         what,
         client: client.clone(),
         cfg: cfg.clone(),
@@ -276,7 +285,7 @@ pub async fn start(
             shared(
                 "feedback",
                 bus.feedback.clone(),
-                |b| b.feedback,
+                Box::new(|b| Some(b.feedback)),
                 cfg.feedback.max_in_flight,
             )
             .run(services.clone(), feedback),
@@ -285,7 +294,7 @@ pub async fn start(
             shared(
                 "quality log",
                 bus.quality_folders.clone(),
-                |b| b.quality_folders,
+                Box::new(|b| Some(b.quality_folders)),
                 cfg.feedback.max_in_flight,
             )
             .run(services.clone(), folder),
@@ -302,11 +311,33 @@ pub async fn start(
         shared(
             "MAX_DELIVERIES advisories",
             bus.settlers.clone(),
-            |b| b.settlers,
+            Box::new(|b| Some(b.settlers)),
             super::advisories::SETTLING_AT_ONCE,
         )
         .run(services.clone(), settler.clone()),
     ));
+    // One delivery per webhook, each on its own consumer: a failing one holds up no other.
+    for (id, consumer) in bus.alert_consumers.clone() {
+        let Some(delivery) = cfg
+            .alerts
+            .webhooks
+            .iter()
+            .find(|w| w.id == id)
+            .and_then(|w| WebhookDelivery::new(w.clone(), &cfg.alerts))
+        else {
+            continue;
+        };
+        let find = id.clone();
+        let pick = Box::new(move |b: super::setup::Bus| {
+            b.alert_consumers
+                .into_iter()
+                .find(|(i, _)| *i == find)
+                .map(|(_, c)| c)
+        });
+        background.push(tokio::spawn(
+            shared("alerts", consumer, pick, 8).run(services.clone(), Arc::new(delivery)),
+        ));
+    }
     let worker = Worker {
         cfg: cfg.clone(),
         client: client.clone(),

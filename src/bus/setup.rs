@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 
 use crate::config::{Config, NatsConfig};
 use crate::contract::{
-    FEEDBACK_CONSUMER, Names, QUALITY_CONSUMER, SETTLER_CONSUMER, WORKER_CONSUMER,
+    FEEDBACK_CONSUMER, Names, QUALITY_CONSUMER, SETTLER_CONSUMER, WORKER_CONSUMER, alert_consumer,
 };
 
 /// A failure talking to NATS, with what was being done.
@@ -123,6 +123,8 @@ pub struct Bus {
     pub quality_folders: consumer::PullConsumer,
     pub signals: kv::Store,
     pub quality: kv::Store,
+    /// Each webhook's delivery consumer on `AI_ALERTS`, by webhook id.
+    pub alert_consumers: Vec<(String, consumer::PullConsumer)>,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -244,6 +246,16 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         QUALITY_LOG_DUPLICATE_WINDOW,
         true,
     );
+    // Alerts are kept a month: what paged whom, replayable.
+    let alerts = stream::Config {
+        name: names.alerts_stream(),
+        description: Some("ai-failover alerts, delivered to the configured webhooks".into()),
+        subjects: vec![names.alerts_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 30 * day,
+        ..Default::default()
+    };
     for config in [
         requests,
         results,
@@ -253,6 +265,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         audit,
         feedback,
         quality_log,
+        alerts,
     ] {
         let name = config.name.clone();
         js.create_or_update_stream(config)
@@ -290,6 +303,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         .create_consumer(quality_consumer_config(cfg))
         .await
         .map_err(setup_err(format!("consumer {QUALITY_CONSUMER}")))?;
+    let alerts = js
+        .get_stream(names.alerts_stream())
+        .await
+        .map_err(setup_err("alerts stream"))?;
+    let mut alert_consumers = Vec::new();
+    for w in &cfg.alerts.webhooks {
+        let name = alert_consumer(&w.id);
+        let consumer = alerts
+            .create_consumer(alert_consumer_config(cfg, &names, &name))
+            .await
+            .map_err(setup_err(format!("consumer {name}")))?;
+        alert_consumers.push((w.id.clone(), consumer));
+    }
 
     let bucket = |name: String, history: i64, max_age: Duration| kv::Config {
         bucket: name,
@@ -335,7 +361,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         quality_folders,
         signals,
         quality,
+        alert_consumers,
     })
+}
+
+/// A webhook's delivery consumer: alerts raised from its creation on (a webhook added later
+/// is not sent the past), each redelivered until delivered or given up.
+fn alert_consumer_config(cfg: &Config, names: &Names, name: &str) -> consumer::pull::Config {
+    consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::New,
+        filter_subject: names.alerts_filter(),
+        ack_wait: Duration::from_millis(cfg.alerts.timeout_ms) + Duration::from_secs(5),
+        ..shared_consumer(cfg, name, "ai-failover alert delivery to one webhook")
+    }
 }
 
 /// Feedback re-published within this window is dropped by the stream (later duplicates are

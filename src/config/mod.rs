@@ -6,6 +6,7 @@
 //! [`secrecy::SecretString`] that never prints.
 
 mod access;
+mod alerts;
 mod checker;
 mod learning;
 mod load;

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 pub use super::access::{AuditConfig, ControlConfig, HttpConfig, HttpToken};
+pub use super::alerts::{AlertsConfig, WebhookConfig, WebhookFormat, redacted};
 pub use super::learning::{FeedbackConfig, QualityConfig};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     #[serde(default)]
     pub quality: QualityConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 /// `[nats]`: where the bus is and how names are derived.

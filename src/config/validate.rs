@@ -322,6 +322,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
     );
     super::learning::check(&mut c, &cfg.feedback, &cfg.quality);
     if rules == Rules::Worker {
+        super::alerts::check(&mut c, &cfg.alerts);
         check_tokens(&mut c, &cfg.http.tokens);
     }
     c.0

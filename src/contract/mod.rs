@@ -35,6 +35,7 @@ macro_rules! wire_enum {
     };
 }
 
+mod alert;
 mod audit;
 mod control;
 mod dead_letter;
@@ -48,6 +49,7 @@ mod request;
 mod result;
 pub mod schemas;
 
+pub use alert::*;
 pub use audit::*;
 pub use control::*;
 pub use dead_letter::*;

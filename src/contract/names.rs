@@ -29,6 +29,12 @@ pub const FEEDBACK_CONSUMER: &str = "feedback";
 /// quality records.
 pub const QUALITY_CONSUMER: &str = "quality";
 
+/// The durable consumer on the alerts stream that delivers to webhook `id`, shared by the
+/// workers (one notification per alert, not one per worker).
+pub fn alert_consumer(webhook_id: &str) -> String {
+    format!("alerts-{webhook_id}")
+}
+
 /// The name of the control micro-service.
 pub const SERVICE_NAME: &str = "ai-failover";
 
@@ -86,6 +92,10 @@ impl Names {
     /// them (fleet-internal).
     pub fn quality_log_stream(&self) -> String {
         self.stream("QUALITY_LOG")
+    }
+    /// `AI_ALERTS`: every alert the fleet decided, replayable.
+    pub fn alerts_stream(&self) -> String {
+        self.stream("ALERTS")
     }
     /// `AI_DEADLETTER`: rejected requests with their reason.
     pub fn dead_letter_stream(&self) -> String {
@@ -155,6 +165,14 @@ impl Names {
         subject
             .strip_prefix(self.prefix.as_str())?
             .strip_prefix(".quality.log.")
+    }
+    /// `ai.alerts.<type>`.
+    pub fn alert(&self, alert_type: super::AlertType) -> String {
+        format!("{}.alerts.{}", self.prefix, alert_type.as_str())
+    }
+    /// `ai.alerts.>`.
+    pub fn alerts_filter(&self) -> String {
+        format!("{}.alerts.>", self.prefix)
     }
     /// `ai.events.health.<provider>`.
     pub fn health_event(&self, provider: &str) -> String {

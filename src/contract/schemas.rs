@@ -75,6 +75,7 @@ pub fn all() -> Vec<(&'static str, String)> {
             pretty::<QualitySummaryReply>(),
         ),
         ("feedback", pretty::<Feedback>()),
+        ("alert_record", pretty::<AlertRecord>()),
         ("signal_record", pretty::<SignalRecord>()),
         ("quality_record", pretty::<QualityRecord>()),
         ("quality_observation", pretty::<QualityObservation>()),

@@ -14,6 +14,8 @@ use crate::contract::{BreakerState, HealthStatus, ProviderHealthRecord};
 /// Every metric's name, in one place: the code counts with these, `describe` documents them,
 /// and a test checks `docs/metrics.md` lists exactly these.
 pub mod name {
+    pub const ALERT_DELIVERIES_TOTAL: &str = "ai_failover_alert_deliveries_total";
+    pub const ALERTS_TOTAL: &str = "ai_failover_alerts_total";
     pub const ATTEMPTS_TOTAL: &str = "ai_failover_attempts_total";
     pub const AUDIT_FAILURES: &str = "ai_failover_audit_failures_total";
     pub const AUDIT_RECORDS: &str = "ai_failover_audit_records_total";
@@ -49,6 +51,8 @@ pub mod name {
 
     /// Every name above.
     pub const ALL: &[&str] = &[
+        ALERT_DELIVERIES_TOTAL,
+        ALERTS_TOTAL,
         ATTEMPTS_TOTAL,
         AUDIT_FAILURES,
         AUDIT_RECORDS,
@@ -167,6 +171,14 @@ fn describe() {
         "Time to handle one message end to end, by how it ended"
     );
     describe_gauge!(name::IN_FLIGHT, "Requests being handled now");
+    describe_counter!(
+        name::ALERTS_TOTAL,
+        "Alerts this worker decided, by type and result (raised, suppressed as a repeat)"
+    );
+    describe_counter!(
+        name::ALERT_DELIVERIES_TOTAL,
+        "POSTs of alerts to webhooks, by webhook id and result (delivered, retried, failed)"
+    );
     describe_counter!(
         name::FEEDBACK_TOTAL,
         "Feedback reports handled, by type (execution, outcome, invalid) and result (joined, duplicate, rejected)"

@@ -1,0 +1,121 @@
+//! Raising alerts: the worker whose compare-and-set made a transition raises its alert, once
+//! for the fleet, on `<prefix>.alerts.<type>`, unless the same alert (type, subject, state)
+//! was raised within `alerts.repeat_after_ms` (a flapping provider pages once).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::kv;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{AlertRecord, ModeEvent, ProviderHealthRecord, Timestamp};
+use crate::telemetry::metrics::name as metric;
+
+use super::super::kv_record::{Decision as Cas, KvRecord};
+use super::super::publish::Publisher;
+use super::decide::{self, Decision};
+
+/// The last time an alert of one type and subject was raised, and in which state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LastRaised {
+    state: String,
+    at: Timestamp,
+}
+
+/// Raises alerts.
+pub struct AlertDesk {
+    publisher: Publisher,
+    last: KvRecord<LastRaised>,
+    repeat_after: Duration,
+    worker_id: String,
+}
+
+impl AlertDesk {
+    /// Publishing with `publisher`; the repeat records live in the health bucket `kv` (keys
+    /// `_alert.<type>.<subject>`).
+    pub fn new(
+        publisher: Publisher,
+        kv: kv::Store,
+        repeat_after: Duration,
+        worker_id: String,
+    ) -> Self {
+        AlertDesk {
+            publisher,
+            last: KvRecord::new(kv, "alert repeat record"),
+            repeat_after,
+            worker_id,
+        }
+    }
+
+    /// The alert, if any, for a provider transition this worker wrote.
+    pub async fn health(
+        &self,
+        before: (crate::contract::HealthStatus, crate::contract::BreakerState),
+        record: &ProviderHealthRecord,
+        reason: &str,
+    ) {
+        if let Some(d) = decide::health(before, record, reason) {
+            self.raise(d).await;
+        }
+    }
+
+    /// The alert for a mode change this worker announced.
+    pub async fn mode(&self, event: &ModeEvent) {
+        if let Some(d) = decide::mode(event) {
+            self.raise(d).await;
+        }
+    }
+
+    async fn raise(&self, d: Decision) {
+        let now = crate::engine::clock::wall_now();
+        let subject = d.provider.as_deref().unwrap_or("fleet");
+        let key = format!("_alert.{}.{subject}", d.alert_type.as_str());
+        let window = chrono::Duration::from_std(self.repeat_after).unwrap_or_default();
+        let fresh = self
+            .last
+            .modify(&key, |last| match last {
+                Some(l) if l.state == d.to && now - l.at < window => Cas::Keep(false),
+                _ => Cas::Write(
+                    LastRaised {
+                        state: d.to.clone(),
+                        at: now,
+                    },
+                    true,
+                ),
+            })
+            .await;
+        match fresh {
+            Ok(super::super::kv_record::Decided::Kept(_)) => {
+                metrics::counter!(metric::ALERTS_TOTAL, "type" => d.alert_type.as_str(), "result" => "suppressed").increment(1);
+                return;
+            }
+            Ok(_) => {}
+            // Better twice than never: raise it anyway.
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "alert repeat record not read")
+            }
+        }
+        let alert = AlertRecord {
+            alert_id: uuid::Uuid::new_v4().to_string(),
+            alert_type: d.alert_type,
+            severity: d.severity,
+            at: now,
+            provider: d.provider.map(Into::into),
+            from: Some(d.from),
+            to: Some(d.to),
+            message: d.message,
+            details: Default::default(),
+            worker_id: self.worker_id.clone(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", alert.alert_id.as_str());
+        let subject = self.publisher.names().alert(alert.alert_type);
+        match self.publisher.event(subject, &alert, headers).await {
+            Ok(()) => {
+                tracing::warn!(alert = alert.alert_type.as_str(), severity = alert.severity.as_str(), message = %alert.message, "alert raised");
+                metrics::counter!(metric::ALERTS_TOTAL, "type" => alert.alert_type.as_str(), "result" => "raised").increment(1);
+            }
+            Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "alert not published"),
+        }
+    }
+}

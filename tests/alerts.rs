@@ -1,0 +1,231 @@
+//! Alerts reach people once: three worker processes, a provider outage and its recovery, and a
+//! local webhook receiver that fails its first two POSTs. Each transition gives exactly one
+//! alert id, retried until delivered, every POST with its `Idempotency-Key`; one
+//! `mode_changed` per mode change; and a worker SIGKILLed while an alert is pending loses
+//! none.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ai_failover::config::Api;
+use ai_failover::contract::{AlertRecord, AlertType, ModeEvent, Names};
+use ai_failover::simulator::Faults;
+use async_nats::jetstream;
+use axum::http::{HeaderMap, StatusCode};
+use common::control::wait_ready;
+use common::nats::{NatsServer, free_port};
+use common::{eventually, fleet};
+use futures::StreamExt;
+
+const PROVIDERS: &[(&str, Api)] = &[
+    ("p1", Api::Openai),
+    ("p2", Api::Anthropic),
+    ("p3", Api::Gemini),
+];
+
+/// Every POST the receiver got: its `Idempotency-Key`, the alert, and the status answered.
+#[derive(Default)]
+struct Received(Mutex<Vec<(Option<String>, AlertRecord, u16)>>);
+
+impl Received {
+    fn delivered(&self, t: AlertType, provider: Option<&str>) -> Vec<AlertRecord> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, a, s)| *s == 200 && a.alert_type == t && a.provider.as_deref() == provider)
+            .map(|(_, a, _)| a.clone())
+            .collect()
+    }
+}
+
+/// A webhook receiver on a free port answering 503 to its first `fail_first` POSTs.
+async fn receiver(fail_first: usize) -> (String, Arc<Received>) {
+    let got = Arc::new(Received::default());
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let got = state.clone();
+            async move {
+                let alert: AlertRecord = serde_json::from_slice(&body).expect("an alert record");
+                let key = headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let mut all = got.0.lock().unwrap();
+                let status = if all.len() < fail_first { 503 } else { 200 };
+                all.push((key, alert, status));
+                StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (
+        format!("http://127.0.0.1:{port}/hook?token={URL_CANARY}"),
+        got,
+    )
+}
+
+/// A webhook URL is a secret: this part of it must never be logged.
+const URL_CANARY: &str = "WEBHOOK-CANARY-7f3a";
+
+struct Workers(Vec<std::process::Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
+    let server = NatsServer::start();
+    let sim = fleet::simulator(PROVIDERS).await;
+    let (url, got) = receiver(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alerts.toml");
+    let extra = format!(
+        "[engine]\nhedging = false\n[breaker]\nconsecutive_failures = 3\nopen_ms = 1000\nmax_open_ms = 2000\n\
+         [alerts]\ntimeout_ms = 1000\nrepeat_after_ms = 1000\nwebhooks = [{{ id = \"ops\", url = \"{url}\" }}]\n"
+    );
+    std::fs::write(
+        &config,
+        fleet::config_toml(&server.url(), &sim, PROVIDERS, dir.path(), &extra),
+    )
+    .unwrap();
+    let listens: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut workers = Workers(
+        listens
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                fleet::worker_process_with(
+                    &config,
+                    &format!("alerter-{i}"),
+                    &dir.path().join(format!("w{i}.log")),
+                    &[("AI_FAILOVER_WORKER__HTTP_LISTEN", l)],
+                )
+            })
+            .collect(),
+    );
+    for l in &listens {
+        wait_ready(l).await;
+    }
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let names = Names::default();
+    let mut modes = client.subscribe(names.mode_event()).await.unwrap();
+    client.flush().await.unwrap();
+
+    // Steady traffic, so the outage is noticed by calls.
+    let traffic = {
+        let (js, names) = (js.clone(), names.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                fleet::publish(&js, &names, &fleet::request(&format!("A{i}"))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    sim.start_outage("p1", None).unwrap();
+    // The receiver fails the first two POSTs: the provider_down alert is pending. Kill a
+    // worker now; whoever held the delivery, it is delivered in the end.
+    eventually(
+        Duration::from_secs(20),
+        "the first failed POST",
+        async || !got.0.lock().unwrap().is_empty(),
+    )
+    .await;
+    workers.0[0].kill().unwrap();
+    let down = eventually(
+        Duration::from_secs(30),
+        "provider_down delivered",
+        async || {
+            let d = got.delivered(AlertType::ProviderDown, Some("p1"));
+            (!d.is_empty()).then_some(d)
+        },
+    )
+    .await;
+
+    sim.set_faults("p1", Faults::default()).unwrap();
+    let up = eventually(
+        Duration::from_secs(30),
+        "provider_recovered delivered",
+        async || {
+            let d = got.delivered(AlertType::ProviderRecovered, Some("p1"));
+            (!d.is_empty()).then_some(d)
+        },
+    )
+    .await;
+    traffic.abort();
+
+    // Whatever is still pending settles (a delivery held by the killed worker comes back
+    // after the ack wait); then count.
+    let mut mode_changes = 0;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(8), modes.next()).await {
+        let e: ModeEvent = serde_json::from_slice(&msg.payload).unwrap();
+        if e.mode != e.previous {
+            mode_changes += 1;
+        }
+    }
+    let all = got.0.lock().unwrap();
+    let ids = |t: AlertType| -> BTreeSet<String> {
+        all.iter()
+            .filter(|(_, a, _)| a.alert_type == t && a.provider.as_deref() == Some("p1"))
+            .map(|(_, a, _)| a.alert_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(AlertType::ProviderDown).len(),
+        1,
+        "one provider_down alert: {:?}",
+        ids(AlertType::ProviderDown)
+    );
+    assert_eq!(ids(AlertType::ProviderRecovered).len(), 1);
+    assert_eq!((down.len(), up.len()), (1, 1), "each delivered once");
+    for (key, alert, _) in all.iter() {
+        assert_eq!(
+            key.as_deref(),
+            Some(alert.alert_id.as_str()),
+            "Idempotency-Key on every POST"
+        );
+    }
+    let failed = all.iter().filter(|(_, _, s)| *s == 503).count();
+    assert_eq!(
+        failed, 2,
+        "the receiver failed two POSTs, and they were retried"
+    );
+    let mode_alerts: BTreeSet<String> = all
+        .iter()
+        .filter(|(_, a, s)| a.alert_type == AlertType::ModeChanged && *s == 200)
+        .map(|(_, a, _)| a.alert_id.clone())
+        .collect();
+    assert!(
+        mode_changes >= 2,
+        "the outage changed the mode and the recovery changed it back"
+    );
+    assert_eq!(
+        mode_alerts.len(),
+        mode_changes,
+        "one mode_changed per mode change"
+    );
+    assert_eq!(down[0].severity, ai_failover::contract::Severity::Critical);
+    for i in 0..3 {
+        common::logs::assert_not_in_file(&dir.path().join(format!("w{i}.log")), URL_CANARY);
+    }
+    assert!(down[0].message.contains("p1"), "{}", down[0].message);
+}
