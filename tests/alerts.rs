@@ -229,3 +229,76 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
     }
     assert!(down[0].message.contains("p1"), "{}", down[0].message);
 }
+
+/// Spend crossing 50 % and 80 % of a daily budget raises exactly one alert each, for the
+/// fleet (two workers book the spend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_thresholds_alert_once_each() {
+    let server = NatsServer::start();
+    // Each fake call costs $0.002 (1,000 tokens in at $1/M, 100 out at $10/M).
+    let provider = |id: &str, prio: u32, budget: &str| {
+        format!(
+            "id = \"{id}\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             models = [\"{id}-m1\"]\npriority = {prio}\ntier = \"remote\"\n\
+             api_key_env = \"AI_FAILOVER_TEST_NEVER_SET_KEY\"\n{budget}\
+             cost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n"
+        )
+    };
+    let cfg = |id: &str| {
+        let mut c = common::config::TestConfig::new(&server.url())
+            .set("engine", "hedging", "false")
+            .provider(&provider("primary", 1, "daily_budget_usd = 0.1\n"))
+            .provider(&provider("backup", 2, ""))
+            .load_for_client();
+        c.worker.id = Some(id.into());
+        c
+    };
+    let w1 = common::workers::start_worker_with(cfg("b1")).await;
+    let w2 = common::workers::start_worker_with(cfg("b2")).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let names = Names::default();
+    for round in 0..9 {
+        let asks = (0..5)
+            .map(|i| common::workers::ask(&client, &names, ["AAPL", "MSFT"][(round + i) % 2]));
+        futures::future::join_all(asks).await;
+    }
+    let calls = (w1.primary.calls() + w2.primary.calls()) as u64;
+    assert!(calls >= 41, "enough spend to pass 80 %: {calls} calls");
+    // Wait until the fleet's record holds every call, and both alerts are stored.
+    let budget = js.get_key_value(names.budget_bucket()).await.unwrap();
+    let key = format!("primary.{}", chrono::Utc::now().format("%Y-%m-%d"));
+    eventually(Duration::from_secs(10), "all spend booked", async || {
+        budget.get(&key).await.unwrap().is_some_and(|v| {
+            serde_json::from_slice::<ai_failover::contract::BudgetRecord>(&v)
+                .unwrap()
+                .calls
+                == calls
+        })
+    })
+    .await;
+    let stored = || async {
+        common::fleet::stored::<AlertRecord>(&js, "AI_ALERTS")
+            .await
+            .into_iter()
+            .filter(|a| a.alert_type == AlertType::BudgetThreshold)
+            .collect::<Vec<_>>()
+    };
+    let alerts = eventually(Duration::from_secs(10), "two budget alerts", async || {
+        let a = stored().await;
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    let thresholds: Vec<f64> = alerts
+        .iter()
+        .map(|a| a.details["threshold"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        thresholds,
+        [0.5, 0.8],
+        "one alert per threshold: {alerts:#?}"
+    );
+    assert_eq!(alerts[1].details["limit_usd"], 0.1);
+    assert!(alerts[1].details["spend_usd"].as_f64().unwrap() >= 0.08);
+    assert_eq!(alerts[0].provider.as_deref(), Some("primary"));
+}

@@ -105,6 +105,13 @@ pub async fn start(
     };
     // Before anything counts: metrics recorded earlier would be lost.
     let metrics = crate::telemetry::metrics::install();
+    for p in &cfg.providers {
+        if let Some(limit) = p.daily_budget_usd {
+            let provider = p.id.to_string();
+            metrics::gauge!(crate::telemetry::metrics::name::BUDGET_LIMIT_USD, "provider" => provider)
+                .set(limit);
+        }
+    }
     // On the server's time before the first deadline is judged.
     let clock_sync = ClockSync {
         kv: bus.health.clone(),
@@ -170,7 +177,7 @@ pub async fn start(
         fleet.clone(),
         engine.clone(),
         mode.clone(),
-        alerts,
+        alerts.clone(),
         worker_id.clone(),
     ));
     let outcomes = Outcomes::new(
@@ -225,6 +232,14 @@ pub async fn start(
             bus.budget.clone(),
             cfg.providers.iter().map(|p| p.id.to_string()).collect(),
             fleet.clone(),
+        )
+        .with_alerts(
+            cfg.providers
+                .iter()
+                .filter_map(|p| Some((p.id.to_string(), p.daily_budget_usd?)))
+                .collect(),
+            alerts.clone(),
+            cfg.alerts.budget_thresholds.clone(),
         ),
         bus.cache.clone(),
         publisher.clone(),

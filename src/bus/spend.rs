@@ -9,6 +9,7 @@ use async_nats::jetstream::kv;
 
 use crate::contract::{BudgetRecord, Timestamp};
 
+use super::alerts::AlertDesk;
 use super::fleet::FleetState;
 use super::kv_record::{Decided, Decision, KvError, KvRecord};
 
@@ -37,6 +38,9 @@ pub struct SpendBook {
     providers: Vec<String>,
     fleet: Arc<FleetState>,
     pending: HashMap<SpendKey, Spent>,
+    /// Daily budgets by provider, and where crossing a share of one is announced.
+    limits: HashMap<String, f64>,
+    alerts: Option<(Arc<AlertDesk>, Vec<f64>)>,
 }
 
 impl SpendBook {
@@ -47,7 +51,22 @@ impl SpendBook {
             providers,
             fleet,
             pending: HashMap::new(),
+            limits: HashMap::new(),
+            alerts: None,
         }
+    }
+
+    /// Raises `budget_threshold` alerts through `desk` when a write of this worker's takes a
+    /// provider's spend across one of `thresholds` (fractions) of its `limits`.
+    pub fn with_alerts(
+        mut self,
+        limits: HashMap<String, f64>,
+        desk: Arc<AlertDesk>,
+        thresholds: Vec<f64>,
+    ) -> Self {
+        self.limits = limits;
+        self.alerts = Some((desk, thresholds));
+        self
     }
 
     /// Books one call's cost under the day it was spent (even if its write waits past
@@ -107,16 +126,25 @@ impl SpendBook {
                     calls: 0,
                     updated_at: now,
                 });
+                let before = record.spend_usd;
                 record.spend_usd += add.usd;
                 record.calls += add.calls;
                 record.updated_at = now;
                 let total = record.spend_usd;
-                Decision::Write(record, total)
+                Decision::Write(record, (before, total))
             })
             .await?;
-        Ok(match decided {
+        let (before, total) = match decided {
             Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
-        })
+        };
+        // This write, and only this one, took the spend from `before` to `total`.
+        if let (Some((desk, thresholds)), Some(&limit)) = (&self.alerts, self.limits.get(provider))
+        {
+            let day = day.format("%Y-%m-%d").to_string();
+            desk.budget(provider, &day, before, total, limit, thresholds)
+                .await;
+        }
+        Ok(total)
     }
 }
 

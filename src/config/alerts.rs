@@ -15,6 +15,9 @@ pub struct AlertsConfig {
     pub repeat_after_ms: u64,
     /// A webhook that has not answered in this long has failed (and is retried).
     pub timeout_ms: u64,
+    /// Fractions of each provider's `daily_budget_usd` whose crossing raises
+    /// `budget_threshold` (once per threshold, provider and day, for the fleet).
+    pub budget_thresholds: Vec<f64>,
     pub webhooks: Vec<WebhookConfig>,
 }
 
@@ -24,6 +27,7 @@ impl Default for AlertsConfig {
             max_retry_ms: 3_600_000,
             repeat_after_ms: 600_000,
             timeout_ms: 5_000,
+            budget_thresholds: vec![0.5, 0.8, 1.0],
             webhooks: Vec::new(),
         }
     }
@@ -104,6 +108,14 @@ pub(super) fn check(c: &mut Checker, a: &AlertsConfig) {
         a.max_retry_ms.to_string(),
         "use at least 1000 (default 3600000, an hour)",
     );
+    for (i, t) in a.budget_thresholds.iter().enumerate() {
+        c.check(
+            t.is_finite() && *t > 0.0 && *t <= 10.0,
+            format!("alerts.budget_thresholds[{i}]"),
+            t.to_string(),
+            "use fractions of the daily budget above 0, e.g. [0.5, 0.8, 1.0]",
+        );
+    }
     let mut ids = std::collections::HashSet::new();
     for (i, w) in a.webhooks.iter().enumerate() {
         let key = |k: &str| format!("alerts.webhooks[{i}].{k}");

@@ -17,6 +17,9 @@ wire_enum! {
         ProviderQuarantined,
         /// The fleet's trading mode changed.
         ModeChanged,
+        /// A provider's spend today crossed a fraction of its daily budget
+        /// (`details.threshold`, `details.spend_usd`, `details.limit_usd`).
+        BudgetThreshold,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod name {
     pub const ATTEMPTS_TOTAL: &str = "ai_failover_attempts_total";
     pub const AUDIT_FAILURES: &str = "ai_failover_audit_failures_total";
     pub const AUDIT_RECORDS: &str = "ai_failover_audit_records_total";
+    pub const BUDGET_LIMIT_USD: &str = "ai_failover_budget_limit_usd";
     pub const BREAKER_STATE: &str = "ai_failover_breaker_state";
     pub const CLOCK_CORRECTION_MS: &str = "ai_failover_clock_correction_ms";
     pub const BUS_RETRIES_TOTAL: &str = "ai_failover_bus_retries_total";
@@ -57,6 +58,7 @@ pub mod name {
         AUDIT_FAILURES,
         AUDIT_RECORDS,
         BREAKER_STATE,
+        BUDGET_LIMIT_USD,
         BUS_RETRIES_TOTAL,
         CLOCK_CORRECTION_MS,
         DEAD_LETTERS_TOTAL,
@@ -171,6 +173,10 @@ fn describe() {
         "Time to handle one message end to end, by how it ended"
     );
     describe_gauge!(name::IN_FLIGHT, "Requests being handled now");
+    describe_gauge!(
+        name::BUDGET_LIMIT_USD,
+        "Each provider's configured daily budget (compare with ai_failover_spend_today_usd)"
+    );
     describe_counter!(
         name::ALERTS_TOTAL,
         "Alerts this worker decided, by type and result (raised, suppressed as a repeat)"

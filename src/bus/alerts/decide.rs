@@ -14,6 +14,7 @@ pub struct Decision {
     pub from: String,
     pub to: String,
     pub message: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 fn down(status: HealthStatus, breaker: BreakerState) -> bool {
@@ -35,6 +36,7 @@ pub fn health(
         from: before.0.as_str().into(),
         to: status.as_str().into(),
         message,
+        details: Default::default(),
     };
     if record.quarantined && status == HealthStatus::Disabled && before.0 != HealthStatus::Disabled
     {
@@ -92,7 +94,48 @@ pub fn mode(event: &ModeEvent) -> Option<Decision> {
             event.mode.as_str(),
             event.reason
         ),
+        details: Default::default(),
     })
+}
+
+/// The alerts for a provider's spend today going from `before` to `after` USD against its
+/// daily budget `limit`: one per threshold crossed by this very write.
+pub fn budget(
+    provider: &str,
+    day: &str,
+    before: f64,
+    after: f64,
+    limit: f64,
+    thresholds: &[f64],
+) -> Vec<Decision> {
+    thresholds
+        .iter()
+        .filter(|&&t| before < t * limit && after >= t * limit)
+        .map(|&t| {
+            let mut details = serde_json::Map::new();
+            details.insert("threshold".into(), t.into());
+            details.insert("spend_usd".into(), after.into());
+            details.insert("limit_usd".into(), limit.into());
+            details.insert("day".into(), day.into());
+            Decision {
+                alert_type: AlertType::BudgetThreshold,
+                severity: if t >= 1.0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                provider: Some(provider.into()),
+                from: format!("below {t}"),
+                // A different threshold, or another day, is not a repeat.
+                to: format!("{t} on {day}"),
+                message: format!(
+                    "{provider} has spent ${after:.2} today: {:.0} % of its ${limit:.2} daily budget",
+                    t * 100.0
+                ),
+                details,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,5 +177,21 @@ mod tests {
         q.quarantined = true;
         let d = health((Healthy, Closed), &q, "401").unwrap();
         assert_eq!(d.alert_type, AlertType::ProviderQuarantined);
+    }
+
+    #[test]
+    fn a_budget_write_raises_each_threshold_it_crosses_once() {
+        let t = [0.5, 0.8, 1.0];
+        assert!(budget("p", "2026-11-27", 0.0, 4.9, 10.0, &t).is_empty());
+        let crossed = budget("p", "2026-11-27", 4.9, 8.5, 10.0, &t);
+        let at: Vec<f64> = crossed
+            .iter()
+            .map(|d| d.details["threshold"].as_f64().unwrap())
+            .collect();
+        assert_eq!(at, [0.5, 0.8]);
+        assert_eq!(crossed[1].severity, Severity::Warning);
+        let full = budget("p", "2026-11-27", 8.5, 10.0, 10.0, &t);
+        assert_eq!((full.len(), full[0].severity), (1, Severity::Critical));
+        assert!(budget("p", "2026-11-27", 10.0, 12.0, 10.0, &t).is_empty());
     }
 }

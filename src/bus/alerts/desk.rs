@@ -66,6 +66,22 @@ impl AlertDesk {
         }
     }
 
+    /// The alerts for a budget write of this worker's that took `provider`'s spend on `day`
+    /// from `before` to `after` against `limit`.
+    pub async fn budget(
+        &self,
+        provider: &str,
+        day: &str,
+        before: f64,
+        after: f64,
+        limit: f64,
+        thresholds: &[f64],
+    ) {
+        for d in decide::budget(provider, day, before, after, limit, thresholds) {
+            self.raise(d).await;
+        }
+    }
+
     async fn raise(&self, d: Decision) {
         let now = crate::engine::clock::wall_now();
         let subject = d.provider.as_deref().unwrap_or("fleet");
@@ -104,7 +120,7 @@ impl AlertDesk {
             from: Some(d.from),
             to: Some(d.to),
             message: d.message,
-            details: Default::default(),
+            details: d.details,
             worker_id: self.worker_id.clone(),
         };
         let mut headers = HeaderMap::new();
