@@ -302,3 +302,45 @@ async fn budget_thresholds_alert_once_each() {
     assert!(alerts[1].details["spend_usd"].as_f64().unwrap() >= 0.08);
     assert_eq!(alerts[0].provider.as_deref(), Some("primary"));
 }
+
+/// `ai-failover alerts test` sends one alert the way the fleet would, and fails when the
+/// webhook does not take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_test_checks_a_webhook() {
+    for (fail_first, ok) in [(0, true), (5, false)] {
+        let (url, got) = receiver(fail_first).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("c.toml");
+        let toml = common::config::TestConfig::new("nats://127.0.0.1:9")
+            .merge(&format!(
+                "[alerts]\nwebhooks = [{{ id = \"ops\", url = \"{url}\" }}]\n"
+            ))
+            .merge(common::ONE_LOCAL_PROVIDER)
+            .toml();
+        std::fs::write(&config, toml).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+            .args(["alerts", "test", "--webhook", "ops", "--config"])
+            .arg(&config)
+            .output()
+            .await
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.success(), ok, "{stdout}{stderr}");
+        let posts = got.0.lock().unwrap();
+        assert_eq!(posts.len(), 1, "one POST, no retry from the command line");
+        assert_eq!(posts[0].1.alert_type, AlertType::Test);
+        assert_eq!(posts[0].0.as_deref(), Some(posts[0].1.alert_id.as_str()));
+        if ok {
+            assert!(stdout.contains("accepted"), "{stdout}");
+        } else {
+            assert!(stderr.contains("HTTP 503"), "{stderr}");
+        }
+        assert!(
+            !format!("{stdout}{stderr}").contains(URL_CANARY),
+            "the URL is a secret"
+        );
+    }
+}

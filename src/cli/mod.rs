@@ -5,6 +5,7 @@
 //! a message is an acceptable last resort.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alerts;
 pub mod audit;
 pub mod client;
 pub mod control;
@@ -89,6 +90,8 @@ pub enum Command {
     Control(control::ControlArgs),
     /// List the audit trail: who called which control endpoint, and how it ended.
     Audit(audit::AuditArgs),
+    /// Alert delivery: `alerts test --webhook ID` sends a test alert to a webhook.
+    Alerts(alerts::AlertsArgs),
     /// How good each provider's advice has been: hit rate, mean signed return and
     /// calibration per provider, model and kind (and of the cache and the fallback).
     Quality(quality::QualityArgs),

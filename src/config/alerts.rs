@@ -39,6 +39,15 @@ impl Default for AlertsConfig {
 pub enum WebhookFormat {
     /// The alert record itself (`schemas/alert_record.json`).
     Json,
+    /// A Slack incoming webhook (`text` and blocks).
+    Slack,
+    /// A Discord webhook (an embed coloured by severity).
+    Discord,
+    /// A Microsoft Teams incoming webhook (a MessageCard).
+    Teams,
+    /// PagerDuty Events API v2 (`url = "https://events.pagerduty.com/v2/enqueue"`): triggers
+    /// on an outage and resolves on the recovery, by dedup key. Needs `routing_key_env`.
+    Pagerduty,
 }
 
 /// One `[[alerts.webhooks]]` entry. Its URL is a secret: never logged or shown in full.
@@ -60,6 +69,9 @@ pub struct WebhookConfig {
     pub types: Vec<AlertType>,
     #[serde(default = "info")]
     pub min_severity: Severity,
+    /// `pagerduty`: the environment variable holding the integration's routing key.
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
 }
 
 fn json() -> WebhookFormat {
@@ -78,6 +90,12 @@ impl WebhookConfig {
             (None, Some(var)) => std::env::var(var).ok().filter(|v| !v.trim().is_empty()),
             (None, None) => None,
         }
+    }
+
+    /// PagerDuty's routing key, from the environment.
+    pub fn routing_key(&self) -> Option<String> {
+        let var = self.routing_key_env.as_deref()?;
+        std::env::var(var).ok().filter(|v| !v.trim().is_empty())
     }
 
     /// Whether it wants alerts of `alert_type` at `severity`.
@@ -135,6 +153,17 @@ pub(super) fn check(c: &mut Checker, a: &AlertsConfig) {
             format!("duplicate webhook id `{}`", w.id),
             "give every [[alerts.webhooks]] its own id",
         );
+        if w.format == WebhookFormat::Pagerduty {
+            c.check(
+                w.routing_key().is_some(),
+                key("routing_key_env"),
+                match &w.routing_key_env {
+                    Some(var) => format!("environment variable `{var}` is not set or empty"),
+                    None => "a pagerduty webhook needs a routing key".into(),
+                },
+                "set routing_key_env to the variable holding the PagerDuty integration key",
+            );
+        }
         match (&w.url, &w.url_env, w.resolve_url()) {
             (Some(_), Some(_), _) => c.check(
                 false,

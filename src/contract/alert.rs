@@ -20,6 +20,8 @@ wire_enum! {
         /// A provider's spend today crossed a fraction of its daily budget
         /// (`details.threshold`, `details.spend_usd`, `details.limit_usd`).
         BudgetThreshold,
+        /// Sent by `ai-failover alerts test` to check a webhook; never raised by the fleet.
+        Test,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod decide;
 pub mod desk;
+pub mod format;
 pub mod webhook;
 
 pub use desk::AlertDesk;

@@ -16,6 +16,7 @@ use crate::telemetry::metrics::name as metric;
 
 use super::super::consume::Handler;
 use super::super::hold;
+use super::format;
 
 /// The longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_secs(300);
@@ -25,6 +26,8 @@ pub struct WebhookDelivery {
     pub webhook: WebhookConfig,
     /// Resolved at start-up (checked by the config); never logged.
     url: String,
+    /// PagerDuty's; never logged.
+    routing_key: Option<String>,
     client: reqwest::Client,
     max_retry: Duration,
 }
@@ -42,17 +45,34 @@ impl WebhookDelivery {
     /// The delivery of `webhook` (its URL resolved), with `alerts`' timeout and retry limit.
     pub fn new(webhook: WebhookConfig, alerts: &AlertsConfig) -> Option<Self> {
         let url = webhook.resolve_url()?;
+        // reqwest is built without a default crypto provider (see `providers::http`).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(alerts.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .ok()?;
         Some(WebhookDelivery {
+            routing_key: webhook.routing_key(),
             webhook,
             url,
             client,
             max_retry: Duration::from_millis(alerts.max_retry_ms),
         })
+    }
+
+    /// POSTs `alert` once (`ai-failover alerts test`): `Err` says why it was not accepted,
+    /// without the URL.
+    pub async fn send_once(&self, alert: &AlertRecord) -> Result<(), String> {
+        match self.post(alert).await {
+            Posted::Delivered => Ok(()),
+            Posted::Retry(why) | Posted::Refused(why) => Err(why),
+        }
+    }
+
+    /// Where it goes, for people: the host only.
+    pub fn destination(&self) -> String {
+        redacted(&self.url)
     }
 
     async fn post(&self, alert: &AlertRecord) -> Posted {
@@ -64,7 +84,11 @@ impl WebhookDelivery {
                 "User-Agent",
                 concat!("ai-failover/", env!("CARGO_PKG_VERSION")),
             )
-            .json(alert)
+            .json(&format::render(
+                self.webhook.format,
+                alert,
+                self.routing_key.as_deref(),
+            ))
             .send()
             .await;
         match sent {
