@@ -16,7 +16,7 @@ use ai_failover::contract::{AlertRecord, AlertType, ModeEvent, Names};
 use ai_failover::simulator::Faults;
 use async_nats::jetstream;
 use axum::http::{HeaderMap, StatusCode};
-use common::control::wait_ready;
+
 use common::nats::{NatsServer, free_port};
 use common::{eventually, fleet};
 use futures::StreamExt;
@@ -77,17 +77,6 @@ async fn receiver(fail_first: usize) -> (String, Arc<Received>) {
 /// A webhook URL is a secret: this part of it must never be logged.
 const URL_CANARY: &str = "WEBHOOK-CANARY-7f3a";
 
-struct Workers(Vec<std::process::Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in &mut self.0 {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
     let server = NatsServer::start();
@@ -104,26 +93,7 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
         fleet::config_toml(&server.url(), &sim, PROVIDERS, dir.path(), &extra),
     )
     .unwrap();
-    let listens: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut workers = Workers(
-        listens
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                fleet::worker_process_with(
-                    &config,
-                    &format!("alerter-{i}"),
-                    &dir.path().join(format!("w{i}.log")),
-                    &[("AI_FAILOVER_WORKER__HTTP_LISTEN", l)],
-                )
-            })
-            .collect(),
-    );
-    for l in &listens {
-        wait_ready(l).await;
-    }
+    let mut workers = fleet::start_workers(&config, 3, "alerter", dir.path()).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let names = Names::default();
@@ -150,7 +120,7 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
         async || !got.0.lock().unwrap().is_empty(),
     )
     .await;
-    workers.0[0].kill().unwrap();
+    workers.children[0].kill().unwrap();
     let down = eventually(
         Duration::from_secs(30),
         "provider_down delivered",

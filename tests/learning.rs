@@ -15,8 +15,8 @@ use ai_failover::config::Api;
 use ai_failover::contract::{Action, AnalysisResult, Feedback, Names, QualityRecord, Source};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use common::control::{get_text, wait_ready};
-use common::nats::{NatsServer, free_port};
+use common::control::get_text;
+use common::nats::NatsServer;
 use common::{eventually, fleet};
 use futures::StreamExt;
 
@@ -28,18 +28,6 @@ const PROVIDERS: &[(&str, Api)] = &[
 const LABELLED: usize = 300;
 const MEASURED: usize = 100;
 const ROUND: usize = 50;
-
-/// Kills the worker processes however the test ends.
-struct Workers(Vec<std::process::Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in &mut self.0 {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-}
 
 /// The market's move after `r`'s advice, as each provider deserves it: against the wrong
 /// one, with the right one, and with the coin one every other time.
@@ -122,26 +110,7 @@ async fn the_fleet_learns_to_route_to_the_provider_that_is_right() {
         fleet::config_toml(&server.url(), &sim, PROVIDERS, dir.path(), extra),
     )
     .unwrap();
-    let listens: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let _workers = Workers(
-        listens
-            .iter()
-            .enumerate()
-            .map(|(i, listen)| {
-                fleet::worker_process_with(
-                    &config,
-                    &format!("learner-{i}"),
-                    &dir.path().join(format!("w{i}.log")),
-                    &[("AI_FAILOVER_WORKER__HTTP_LISTEN", listen)],
-                )
-            })
-            .collect(),
-    );
-    for l in &listens {
-        wait_ready(l).await;
-    }
+    let workers = fleet::start_workers(&config, 2, "learner", dir.path()).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let names = Names::default();
@@ -223,7 +192,7 @@ async fn the_fleet_learns_to_route_to_the_provider_that_is_right() {
     );
     // Right every other time, over the few requests it got: somewhere in between.
     assert!(stored["coin"] > 0.05 && stored["coin"] < 0.95, "{stored:?}");
-    for l in &listens {
+    for l in &workers.listens {
         let gauges = eventually(Duration::from_secs(10), "the worker's gauges", async || {
             let g = hit_rate_gauges(l).await;
             let same = g.len() == stored.len()

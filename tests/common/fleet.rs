@@ -295,3 +295,49 @@ async fn explain_missing(js: &jetstream::Context, ids: &[String]) -> String {
 pub async fn dead_letters(js: &jetstream::Context) -> Vec<DeadLetter> {
     stored(js, "AI_DEADLETTER").await
 }
+
+/// Worker processes, each with its HTTP port, killed however the test ends.
+pub struct Workers {
+    pub children: Vec<std::process::Child>,
+    /// Each worker's `http_listen` address.
+    pub listens: Vec<String>,
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.children {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// Starts `n` worker processes `<name>-<i>` on `config` (logs `<dir>/w<i>.log`) and waits
+/// until each consumes.
+pub async fn start_workers(
+    config: &std::path::Path,
+    n: usize,
+    name: &str,
+    dir: &std::path::Path,
+) -> Workers {
+    let listens: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", super::nats::free_port()))
+        .collect();
+    let children = listens
+        .iter()
+        .enumerate()
+        .map(|(i, listen)| {
+            worker_process_with(
+                config,
+                &format!("{name}-{i}"),
+                &dir.join(format!("w{i}.log")),
+                &[("AI_FAILOVER_WORKER__HTTP_LISTEN", listen)],
+            )
+        })
+        .collect();
+    let workers = Workers { children, listens };
+    for l in &workers.listens {
+        super::control::wait_ready(l).await;
+    }
+    workers
+}
