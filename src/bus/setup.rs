@@ -365,13 +365,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     })
 }
 
+/// How long a webhook's delivery may hold an alert: one POST (cut at `alerts.timeout_ms`)
+/// and its ack.
+pub fn alert_ack_wait(alerts: &crate::config::AlertsConfig) -> Duration {
+    Duration::from_millis(alerts.timeout_ms) + Duration::from_secs(5)
+}
+
 /// A webhook's delivery consumer: alerts raised from its creation on (a webhook added later
 /// is not sent the past), each redelivered until delivered or given up.
 fn alert_consumer_config(cfg: &Config, names: &Names, name: &str) -> consumer::pull::Config {
     consumer::pull::Config {
         deliver_policy: consumer::DeliverPolicy::New,
         filter_subject: names.alerts_filter(),
-        ack_wait: Duration::from_millis(cfg.alerts.timeout_ms) + Duration::from_secs(5),
+        ack_wait: alert_ack_wait(&cfg.alerts),
         ..shared_consumer(cfg, name, "ai-failover alert delivery to one webhook")
     }
 }

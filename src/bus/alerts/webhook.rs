@@ -30,6 +30,8 @@ pub struct WebhookDelivery {
     routing_key: Option<String>,
     client: reqwest::Client,
     max_retry: Duration,
+    /// The consumer's ack wait (set-up's).
+    ack_wait: Duration,
 }
 
 /// How a POST ended.
@@ -58,6 +60,7 @@ impl WebhookDelivery {
             url,
             client,
             max_retry: Duration::from_millis(alerts.max_retry_ms),
+            ack_wait: super::super::setup::alert_ack_wait(alerts),
         })
     }
 
@@ -117,7 +120,7 @@ impl Handler for WebhookDelivery {
                 return;
             }
         };
-        let ack_wait = Duration::from_secs(60);
+        let ack_wait = self.ack_wait;
         if !self.webhook.wants(alert.alert_type, alert.severity) {
             let _ = hold::finish(&msg, ack_wait, AckKind::Ack, "ack", &stop).await;
             return;

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use async_trait::async_trait;
 use futures::StreamExt;
-use parking_lot::RwLock;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::bus::quality_view::QualityBook;
 use crate::contract::{
-    AnalysisRequest, Feedback, Kind, Names, QualityObservation, QualityRecord, Source,
+    AnalysisRequest, Feedback, Kind, Names, QualityObservation, QualityRecord, Source, quality_key,
 };
 use crate::engine::clock::SystemClock;
 use crate::engine::ports::{Fleet, NullSink};
@@ -64,19 +64,17 @@ pub struct LearningArgs {
 const ACCURACY: [f64; 2] = [0.4, 0.7];
 const REQUESTS_PER_RUN: usize = 1000;
 
-/// Quality records in memory: the fleet's view for one engine.
+/// The quality half-life of the runs (the default's).
+const HALF_LIFE_S: u64 = 604_800;
+
+/// The fleet's view for one engine: a worker's own book of quality records, without NATS.
 #[derive(Default)]
-struct Book(RwLock<HashMap<String, QualityRecord>>);
+struct Book(QualityBook);
 
 #[async_trait]
 impl Fleet for Book {
-    fn quality(&self, provider: &str, _kind: Kind) -> Evidence {
-        let now = chrono::Utc::now();
-        self.0
-            .read()
-            .get(provider)
-            .map(|r| quality::evidence_at(r, now, 604_800))
-            .unwrap_or_default()
+    fn quality(&self, provider: &str, kind: Kind) -> Evidence {
+        self.0.evidence(provider, kind, HALF_LIFE_S)
     }
 }
 
@@ -105,6 +103,7 @@ async fn learning_run(seed: u64) -> Run {
     );
     let providers: Vec<Arc<dyn Provider>> = vec![Fake::instant("worse"), Fake::instant("better")];
     let book = Arc::new(Book::default());
+    let mut records: HashMap<&str, QualityRecord> = HashMap::new();
     let engine = Engine::new(
         Arc::new(cfg),
         providers,
@@ -155,11 +154,12 @@ async fn learning_run(seed: u64) -> Run {
             reported_at: chrono::Utc::now(),
             at: chrono::Utc::now(),
         };
-        let mut records = book.0.write();
+        // Folded as the fleet folds it, and seen as a worker's watch would see it.
         let r = records
-            .entry(name.to_string())
+            .entry(name)
             .or_insert_with(|| quality::empty_record(&obs));
-        quality::fold(r, &obs, seq + 1, 604_800);
+        quality::fold(r, &obs, seq + 1, HALF_LIFE_S);
+        book.0.set(&quality_key(name, "m", Kind::Signal), r.clone());
         run.chosen.push(chosen);
     }
     run
