@@ -71,12 +71,14 @@ async fn setup_is_idempotent_and_survives_a_restart() {
             "AI_QUALITY_LOG",
             "AI_REQUESTS",
             "AI_RESULTS",
+            "AI_STATS",
             "KV_ai_budget",
             "KV_ai_decision_cache",
             "KV_ai_outcomes",
             "KV_ai_provider_health",
             "KV_ai_quality",
             "KV_ai_signals",
+            "KV_ai_stats_window",
         ]
     );
 

@@ -23,6 +23,7 @@ use crate::contract::{AnalysisResult, DeadLetterClass, Names};
 
 use super::consume::Handler;
 use super::decode::{Rejection, dead_letter, dead_letter_msg_id, decode};
+use super::history::StatsShares;
 use super::hold::{self, hold_limit};
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::{PublishError, Publisher};
@@ -124,6 +125,8 @@ pub struct Settler {
     pub requests: stream::Stream,
     pub outcomes: Outcomes,
     pub publisher: Publisher,
+    /// Counts the dead letters into the history.
+    pub stats: StatsShares,
     pub worker_id: String,
 }
 
@@ -293,7 +296,7 @@ impl Settler {
         );
         let msg_id = dead_letter_msg_id(&self.names.requests_stream(), message.stream_seq);
         let publish = || self.publisher.dead_letter(&dl, Some(&msg_id));
-        hold::holding(
+        let stored = hold::holding(
             message.held,
             self.ack_wait(),
             stop,
@@ -302,6 +305,9 @@ impl Settler {
             publish,
         )
         .await?;
+        if stored {
+            self.stats.dead_letter();
+        }
         metrics::counter!(metric::DEAD_LETTERS_TOTAL, "class" => dl.error.class.as_str())
             .increment(1);
         Ok(())

@@ -1,5 +1,6 @@
-//! Reads events back from the `AI_EVENTS` stream with ordered consumers: the stored failover
-//! history (for `failover-history` and `health-summary`) and a live tail (for `watch`).
+//! Reads streams back with ordered consumers: the stored failover history (for
+//! `failover-history` and `health-summary`), the rollups (for `report`), and a live tail of
+//! the events (for `watch`).
 
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use crate::contract::{FailoverEvent, Names};
 /// A failure reading the events stream.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
-    #[error("cannot read the events stream")]
+    #[error("cannot read the stream")]
     Read(#[source] async_nats::Error),
-    #[error("read {seen} of {stored} failover events within {} ms", max_wait.as_millis())]
+    #[error("read {seen} of {stored} stored messages within {} ms", max_wait.as_millis())]
     Slow {
         seen: u64,
         stored: u64,
@@ -43,21 +44,28 @@ pub async fn ordered(
         .map_err(err)
 }
 
-/// Replays every stored failover event, oldest first, into `visit`. Stops at the last event
-/// stored when it started (a live stream never ends by itself) or after `max_wait`.
-pub async fn replay_failovers(
+/// Replays every message stored in `stream` on `filter` from `from` on, oldest first, into
+/// `visit`. Stops at the last message stored when it started (a live stream never ends by
+/// itself) or after `max_wait`. `what` names the messages in errors.
+pub async fn replay(
     js: &jetstream::Context,
-    names: &Names,
+    stream: String,
+    filter: String,
+    from: consumer::DeliverPolicy,
     max_wait: Duration,
-    mut visit: impl FnMut(FailoverEvent),
+    mut visit: impl FnMut(&jetstream::Message),
 ) -> Result<(), EventLogError> {
-    let consumer = ordered(
-        js,
-        names,
-        names.failover_event(),
-        consumer::DeliverPolicy::All,
-    )
-    .await?;
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .map_err(err)?
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: from,
+            ..Default::default()
+        })
+        .await
+        .map_err(err)?;
     let stored = consumer.cached_info().num_pending;
     if stored == 0 {
         return Ok(());
@@ -80,16 +88,34 @@ pub async fn replay_failovers(
             }
         };
         seen += 1;
-        match serde_json::from_slice::<FailoverEvent>(&msg.payload) {
-            Ok(event) => visit(event),
-            // Another program may publish here too; one odd message must not hide the rest.
-            Err(e) => tracing::debug!(error = %e, "skipping an unreadable failover event"),
-        }
+        visit(&msg);
         if msg.info().is_ok_and(|i| i.pending == 0) {
             break;
         }
     }
     Ok(())
+}
+
+/// Replays every stored failover event, oldest first, into `visit` (see [`replay`]).
+pub async fn replay_failovers(
+    js: &jetstream::Context,
+    names: &Names,
+    max_wait: Duration,
+    mut visit: impl FnMut(FailoverEvent),
+) -> Result<(), EventLogError> {
+    replay(
+        js,
+        names.events_stream(),
+        names.failover_event(),
+        consumer::DeliverPolicy::All,
+        max_wait,
+        |msg| match serde_json::from_slice::<FailoverEvent>(&msg.payload) {
+            Ok(event) => visit(event),
+            // Another program may publish here too; one odd message must not hide the rest.
+            Err(e) => tracing::debug!(error = %e, "skipping an unreadable failover event"),
+        },
+    )
+    .await
 }
 
 /// The newest `limit` failover events (only those away from `provider` when given), oldest

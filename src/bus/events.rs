@@ -23,6 +23,8 @@ use super::announce::HealthAnnouncer;
 use super::fleet::cache_key;
 use super::fleet_health::{CallOutcome, apply_outcomes};
 use super::health_store::HealthStore;
+use super::history::SharesFlusher;
+use super::history::shares::FLUSH_EVERY as STATS_FLUSH_EVERY;
 use super::publish::Publisher;
 use super::spend::SpendBook;
 use crate::telemetry::metrics::name as metric;
@@ -55,7 +57,7 @@ pub fn channel() -> (BusSink, mpsc::Receiver<EngineEvent>) {
 }
 
 /// Call outcomes not yet counted into the shared provider records.
-struct OutcomeBook {
+pub struct OutcomeBook {
     cfg: Arc<Config>,
     engine: Arc<Engine>,
     health: HealthStore,
@@ -64,6 +66,22 @@ struct OutcomeBook {
 }
 
 impl OutcomeBook {
+    /// Counting outcomes into `health` and announcing transitions with `announcer`.
+    pub fn new(
+        cfg: Arc<Config>,
+        engine: Arc<Engine>,
+        health: HealthStore,
+        announcer: Arc<HealthAnnouncer>,
+    ) -> Self {
+        OutcomeBook {
+            cfg,
+            engine,
+            health,
+            announcer,
+            pending: HashMap::new(),
+        }
+    }
+
     /// Queues one outcome; true when it must be written now (a failure the breaker counts).
     fn book(&mut self, provider: &str, outcome: CallOutcome) -> bool {
         let urgent = outcome.breaker_failure;
@@ -150,34 +168,31 @@ pub struct EventLoop {
     spend: SpendBook,
     cache: DecisionCache,
     publisher: Publisher,
+    stats: SharesFlusher,
+    stats_flushed: tokio::time::Instant,
 }
 
 impl EventLoop {
-    /// Counting outcomes into `health` (announcing with `announcer`), booking into `spend`,
-    /// caching decisions in `cache`, publishing failovers with `publisher`.
+    /// Counting outcomes into `outcomes`, booking into `spend`, caching decisions in `cache`,
+    /// publishing failovers with `publisher`, and counting calls, costs and failovers into
+    /// the history's `stats`.
     pub fn new(
-        cfg: Arc<Config>,
-        engine: Arc<Engine>,
-        health: HealthStore,
-        announcer: Arc<HealthAnnouncer>,
+        outcomes: OutcomeBook,
         spend: SpendBook,
         cache: kv::Store,
         publisher: Publisher,
+        stats: SharesFlusher,
     ) -> Self {
         EventLoop {
-            outcomes: OutcomeBook {
-                cfg,
-                engine,
-                health,
-                announcer,
-                pending: HashMap::new(),
-            },
+            outcomes,
             spend,
             cache: DecisionCache {
                 kv: cache,
                 written_at: HashMap::new(),
             },
             publisher,
+            stats,
+            stats_flushed: tokio::time::Instant::now(),
         }
     }
 
@@ -195,6 +210,10 @@ impl EventLoop {
                 _ = tick.tick() => {
                     self.outcomes.flush_all().await;
                     self.spend.flush().await;
+                    if self.stats_flushed.elapsed() >= STATS_FLUSH_EVERY {
+                        self.stats.flush().await;
+                        self.stats_flushed = tokio::time::Instant::now();
+                    }
                 }
                 _ = stop.cancelled() => {
                     rx.close();
@@ -207,6 +226,7 @@ impl EventLoop {
         }
         self.outcomes.flush_all().await;
         self.spend.flush().await;
+        self.stats.flush().await;
     }
 
     async fn handle(&mut self, event: EngineEvent) {
@@ -224,6 +244,11 @@ impl EventLoop {
                 if synthetic {
                     return;
                 }
+                self.stats.shares().call(
+                    &attempt.provider,
+                    class,
+                    Duration::from_millis(attempt.latency_ms),
+                );
                 let outcome = CallOutcome {
                     ok: class.is_none(),
                     breaker_failure: class.is_some_and(|c| policy(c).breaker_failure),
@@ -274,6 +299,7 @@ impl EventLoop {
             EngineEvent::Spend { provider, usd } => {
                 metrics::counter!(metric::SPEND_USD_MICROS_TOTAL, "provider" => provider.clone())
                     .increment((usd * 1e6) as u64);
+                self.stats.shares().cost(&provider, usd);
                 self.spend.book(provider, usd);
             }
             EngineEvent::Cacheable(result) => self.cache.keep(*result).await,
@@ -281,6 +307,7 @@ impl EventLoop {
     }
 
     async fn failover(&self, f: FailoverEvent) {
+        self.stats.shares().failover(&f.from.provider);
         metrics::counter!(metric::FAILOVERS_TOTAL, "from" => f.from.provider.to_string())
             .increment(1);
         tracing::info!(

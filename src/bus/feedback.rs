@@ -26,6 +26,7 @@ use crate::telemetry::metrics::name as metric;
 
 use super::consume::Handler;
 use super::decode::{self, Rejection, kind_token};
+use super::history::StatsShares;
 use super::hold::{self, FinishError};
 use super::kv_record::{Decided, Decision, KvError, Versioned};
 use super::outcomes::Outcomes;
@@ -75,6 +76,8 @@ pub struct FeedbackIngest {
     /// Where a signal lost in a crash is rebuilt from (the stored result).
     pub outcomes: Outcomes,
     pub publisher: Publisher,
+    /// Counts the dead letters into the history.
+    pub stats: StatsShares,
     /// The quality log, read back when a horizon turns out to be logged already.
     pub log: stream::Stream,
     pub worker_id: String,
@@ -325,7 +328,9 @@ impl FeedbackIngest {
         letter.kind = "feedback".into();
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
         let msg_id = decode::dead_letter_msg_id(&self.names.feedback_stream(), seq);
-        self.publisher.dead_letter(&letter, Some(&msg_id)).await?;
+        if self.publisher.dead_letter(&letter, Some(&msg_id)).await? {
+            self.stats.dead_letter();
+        }
         metrics::counter!(metric::DEAD_LETTERS_TOTAL, "class" => class.as_str()).increment(1);
         hold::finish(msg, self.ack_wait(), AckKind::Term, "terminate", stop).await?;
         Ok(Handled::DeadLettered)

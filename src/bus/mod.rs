@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod fleet_health;
 pub mod fleet_view;
 pub mod health_store;
+pub mod history;
 pub mod hold;
 pub mod http;
 pub mod kv_record;

@@ -126,18 +126,20 @@ impl Publisher {
     }
 
     /// Publishes a dead letter; with `msg_id`, a second publish of the same letter is dropped
-    /// by the stream.
+    /// by the stream. Whether this one was stored (not a duplicate).
     pub async fn dead_letter(
         &self,
         dl: &DeadLetter,
         msg_id: Option<&str>,
-    ) -> Result<(), PublishError> {
+    ) -> Result<bool, PublishError> {
         let subject = self.names.dead_letter(&dl.kind);
         let body = Self::encode(&subject, dl)?;
         let mut headers = HeaderMap::new();
         if let Some(id) = msg_id {
             headers.insert("Nats-Msg-Id", id);
         }
-        self.js_publish(subject, headers, body).await.map(|_| ())
+        self.js_publish(subject, headers, body)
+            .await
+            .map(|ack| !ack.duplicate)
     }
 }

@@ -19,16 +19,17 @@ use crate::providers::Provider;
 use crate::providers::http::ClientError;
 
 use super::advisories::Settler;
-use super::alerts::{AlertDesk, WebhookDelivery};
+use super::alerts::{AlertDesk, StallWatch, WebhookDelivery};
 use super::announce::HealthAnnouncer;
 use super::audit::Auditor;
 use super::clock_sync::ClockSync;
 use super::consume::{Pick, SharedConsumer};
 use super::control::{self, Ctx};
-use super::events::{self, EventLoop};
+use super::events::{self, EventLoop, OutcomeBook};
 use super::feedback::FeedbackIngest;
 use super::fleet::FleetState;
 use super::health_store::HealthStore;
+use super::history::{Roller, SharesFlusher, StatsShares, Timeline};
 use super::http::{self, HttpError, HttpState};
 use super::kv_record::KvRecord;
 use super::mode::ModeAnnouncer;
@@ -184,12 +185,15 @@ pub async fn start(
         bus.outcomes.clone(),
         Duration::from_millis(cfg.worker.ack_wait_ms),
     );
+    let stats = StatsShares::new(cfg.history.interval_ms);
+    let timeline = Arc::new(Timeline::default());
     let settler = Arc::new(Settler {
         cfg: cfg.clone(),
         names: bus.names.clone(),
         requests: bus.requests.clone(),
         outcomes: outcomes.clone(),
         publisher: publisher.clone(),
+        stats: stats.clone(),
         worker_id: worker_id.clone(),
     });
     let control = Arc::new(Ctx {
@@ -224,10 +228,7 @@ pub async fn start(
 
     let events_stop = CancellationToken::new();
     let event_loop = EventLoop::new(
-        cfg.clone(),
-        engine.clone(),
-        health,
-        announcer.clone(),
+        OutcomeBook::new(cfg.clone(), engine.clone(), health, announcer.clone()),
         SpendBook::new(
             bus.budget.clone(),
             cfg.providers.iter().map(|p| p.id.to_string()).collect(),
@@ -243,13 +244,29 @@ pub async fn start(
         ),
         bus.cache.clone(),
         publisher.clone(),
+        SharesFlusher::new(stats.clone(), bus.stats_window.clone()),
     );
     let events = tokio::spawn(event_loop.run(rx, events_stop.clone()));
+    let roller = Roller {
+        cfg: cfg.clone(),
+        calls: KvRecord::new(bus.stats_window.clone(), "stats share"),
+        fleet: KvRecord::new(bus.stats_window.clone(), "fleet stats share"),
+        timeline: timeline.clone(),
+        publisher: publisher.clone(),
+        alerts: alerts.clone(),
+        worker_id: worker_id.clone(),
+    };
+    let stall = StallWatch {
+        requests: bus.requests.clone(),
+        desk: alerts.clone(),
+        stall_after: Duration::from_millis(cfg.alerts.stall_after_ms),
+    };
     let watch = HealthWatch {
         kv: bus.health.clone(),
         engine: engine.clone(),
         fleet: fleet.clone(),
         mode,
+        timeline,
     };
     let monitor = Monitor {
         engine: engine.clone(),
@@ -272,6 +289,7 @@ pub async fn start(
         signals: signals.clone(),
         outcomes: outcomes.clone(),
         publisher: publisher.clone(),
+        stats: stats.clone(),
         log: bus.quality_log.clone(),
         worker_id: worker_id.clone(),
     });
@@ -319,6 +337,8 @@ pub async fn start(
         tokio::spawn(monitor.run(services.clone())),
         tokio::spawn(prober.run(services.clone())),
         tokio::spawn(clock_sync.run(services.clone())),
+        tokio::spawn(roller.run(services.clone())),
+        tokio::spawn(stall.run(services.clone())),
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));
@@ -362,6 +382,7 @@ pub async fn start(
         publisher,
         signals,
         settler,
+        stats,
         worker_id: worker_id.clone(),
         ready,
     };

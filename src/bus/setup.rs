@@ -125,6 +125,8 @@ pub struct Bus {
     pub quality: kv::Store,
     /// Each webhook's delivery consumer on `AI_ALERTS`, by webhook id.
     pub alert_consumers: Vec<(String, consumer::PullConsumer)>,
+    /// The workers' shares of the current intervals' rollups (see `history`).
+    pub stats_window: kv::Store,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -256,6 +258,19 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         max_age: 30 * day,
         ..Default::default()
     };
+    // History: one rollup per provider per interval, written by every worker and kept once
+    // (`Nats-Msg-Id`); the duplicate window covers the latest a worker still writes one.
+    let history = day * cfg.history.retention_days;
+    let stats = stream::Config {
+        name: names.stats_stream(),
+        description: Some("ai-failover history: one rollup per provider per interval".into()),
+        subjects: vec![names.stats_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: Duration::from_millis((cfg.history.interval_ms * 2).max(120_000)),
+        max_age: history,
+        ..Default::default()
+    };
     for config in [
         requests,
         results,
@@ -266,6 +281,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         feedback,
         quality_log,
         alerts,
+        stats,
     ] {
         let name = config.name.clone();
         js.create_or_update_stream(config)
@@ -336,7 +352,8 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     };
     let health = store(bucket(names.health_bucket(), 5, Duration::ZERO)).await?;
     let outcomes = store(bucket(names.outcomes_bucket(), 1, OUTCOME_TTL)).await?;
-    let budget = store(bucket(names.budget_bucket(), 1, 3 * day)).await?;
+    // Spend history is kept as long as the rollups: reports show cost per day.
+    let budget = store(bucket(names.budget_bucket(), 1, history)).await?;
     let cache = store(bucket(names.cache_bucket(), 1, day)).await?;
     let signals = store(bucket(
         names.signals_bucket(),
@@ -345,6 +362,13 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     ))
     .await?;
     let quality = store(bucket(names.quality_bucket(), 1, Duration::ZERO)).await?;
+    // Shares are read once, just after their interval: an hour is plenty.
+    let stats_window = store(bucket(
+        names.stats_window_bucket(),
+        1,
+        Duration::from_millis(cfg.history.interval_ms * 2).max(Duration::from_secs(3600)),
+    ))
+    .await?;
     Ok(Bus {
         client: client.clone(),
         js,
@@ -362,6 +386,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         signals,
         quality,
         alert_consumers,
+        stats_window,
     })
 }
 

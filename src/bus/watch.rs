@@ -12,6 +12,7 @@ use crate::contract::{FLEET_MODE_KEY, FleetModeRecord, ProviderHealthRecord};
 use crate::engine::Engine;
 
 use super::fleet::FleetState;
+use super::history::Timeline;
 use super::mode::ModeAnnouncer;
 
 /// What the watch updates.
@@ -20,6 +21,8 @@ pub struct HealthWatch {
     pub engine: Arc<Engine>,
     pub fleet: Arc<FleetState>,
     pub mode: Arc<ModeAnnouncer>,
+    /// Keeps the transitions for the history.
+    pub timeline: Arc<Timeline>,
 }
 
 impl HealthWatch {
@@ -44,6 +47,7 @@ impl HealthWatch {
         }
         if entry.key == FLEET_MODE_KEY {
             if let Ok(r) = serde_json::from_slice::<FleetModeRecord>(&entry.value) {
+                self.timeline.mode(&r);
                 self.fleet.set_mode_record(r, entry.revision);
             }
             return;
@@ -53,6 +57,7 @@ impl HealthWatch {
         }
         match serde_json::from_slice::<ProviderHealthRecord>(&entry.value) {
             Ok(record) => {
+                self.timeline.provider(&record);
                 if self.fleet.set_record(record.clone(), entry.revision) {
                     self.engine.apply_shared(&record);
                 }

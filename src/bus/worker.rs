@@ -18,11 +18,12 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, ErrorClass};
+use crate::contract::{AnalysisResult, ErrorClass, Source};
 use crate::engine::{Engine, Job};
 
 use super::advisories::{SettleError, Settler, Undeliverable};
 use super::decode::{Rejection, decode, kind_token};
+use super::history::StatsShares;
 use super::hold::{self, FinishError};
 use super::kv_record::KvError;
 use super::outcomes::{Claim, OutcomeError, Outcomes};
@@ -61,6 +62,8 @@ pub struct Worker {
     pub publisher: Publisher,
     pub signals: Signals,
     pub settler: Arc<Settler>,
+    /// Counts answered requests into the history.
+    pub stats: StatsShares,
     pub worker_id: String,
     /// True once the worker is consuming (`/readyz`).
     pub ready: Arc<AtomicBool>,
@@ -419,6 +422,7 @@ impl Worker {
         self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
             .await?;
         self.ack(msg, stop).await?;
+        self.stats.answered(result.source == Source::Fallback);
         metrics::counter!(
             metric::REQUESTS_TOTAL,
             "status" => result.status.as_str(),

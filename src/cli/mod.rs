@@ -11,6 +11,7 @@ pub mod client;
 pub mod control;
 pub mod publish;
 pub mod quality;
+pub mod report;
 pub mod simulate;
 pub mod status;
 pub mod watch;
@@ -95,4 +96,7 @@ pub enum Command {
     /// How good each provider's advice has been: hit rate, mean signed return and
     /// calibration per provider, model and kind (and of the cache and the fallback).
     Quality(quality::QualityArgs),
+    /// Availability, outages, MTTR, latency trend, cost per day and failovers per hour of
+    /// each provider, and the fleet's mode timeline, from the history (`AI_STATS`).
+    Report(report::ReportArgs),
 }

@@ -18,6 +18,16 @@ pub struct AlertsConfig {
     /// Fractions of each provider's `daily_budget_usd` whose crossing raises
     /// `budget_threshold` (once per threshold, provider and day, for the fleet).
     pub budget_thresholds: Vec<f64>,
+    /// `dead_letters` when the fleet writes more dead letters than this per minute (over a
+    /// history interval).
+    pub dead_letters_per_minute: f64,
+    /// `slow_provider` when a provider's p95 latency over a history interval is above this
+    /// ...
+    pub slow_p95_ms: u64,
+    /// ... over at least this many successful calls.
+    pub slow_min_calls: u64,
+    /// `fleet_stalled` when requests wait and none has been finished for this long.
+    pub stall_after_ms: u64,
     pub webhooks: Vec<WebhookConfig>,
 }
 
@@ -28,6 +38,10 @@ impl Default for AlertsConfig {
             repeat_after_ms: 600_000,
             timeout_ms: 5_000,
             budget_thresholds: vec![0.5, 0.8, 1.0],
+            dead_letters_per_minute: 10.0,
+            slow_p95_ms: 10_000,
+            slow_min_calls: 5,
+            stall_after_ms: 60_000,
             webhooks: Vec::new(),
         }
     }
@@ -134,6 +148,24 @@ pub(super) fn check(c: &mut Checker, a: &AlertsConfig) {
             "use fractions of the daily budget above 0, e.g. [0.5, 0.8, 1.0]",
         );
     }
+    c.check(
+        a.dead_letters_per_minute.is_finite() && a.dead_letters_per_minute >= 0.0,
+        "alerts.dead_letters_per_minute",
+        a.dead_letters_per_minute.to_string(),
+        "use a rate of 0 or more (default 10)",
+    );
+    c.check(
+        a.slow_p95_ms >= 1,
+        "alerts.slow_p95_ms",
+        a.slow_p95_ms.to_string(),
+        "use a latency in ms above 0 (default 10000)",
+    );
+    c.check(
+        a.stall_after_ms >= 1_000,
+        "alerts.stall_after_ms",
+        a.stall_after_ms.to_string(),
+        "use at least 1000 (default 60000, a minute)",
+    );
     let mut ids = std::collections::HashSet::new();
     for (i, w) in a.webhooks.iter().enumerate() {
         let key = |k: &str| format!("alerts.webhooks[{i}].{k}");

@@ -8,6 +8,7 @@
 mod access;
 mod alerts;
 mod checker;
+mod history;
 mod learning;
 mod load;
 mod types;

@@ -4,6 +4,7 @@ use secrecy::SecretString;
 
 pub use super::access::{AuditConfig, ControlConfig, HttpConfig, HttpToken};
 pub use super::alerts::{AlertsConfig, WebhookConfig, WebhookFormat, redacted};
+pub use super::history::HistoryConfig;
 pub use super::learning::{FeedbackConfig, QualityConfig};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,8 @@ pub struct Config {
     pub quality: QualityConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub history: HistoryConfig,
 }
 
 /// `[nats]`: where the bus is and how names are derived.

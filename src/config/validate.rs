@@ -223,10 +223,13 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
     for (i, p) in cfg.providers.iter().enumerate() {
         let k = |f: &str| format!("providers[{i}].{f}");
         c.check(
-            valid_token(&p.id, 32) && p.id.bytes().all(|b| !b.is_ascii_uppercase()),
+            valid_token(&p.id, 32)
+                && p.id.bytes().all(|b| !b.is_ascii_uppercase())
+                && !p.id.starts_with('_'),
             k("id"),
             format!("`{}` is not a valid provider id", p.id),
-            "use 1-32 characters from [a-z0-9_-]; it becomes a subject token and KV key",
+            "use 1-32 characters from [a-z0-9_-], not starting with `_` (the fleet's own keys \
+             do); it becomes a subject token and KV key",
         );
         c.check(
             seen.insert(p.id.clone()),
@@ -321,6 +324,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
         "keep the audit trail between 1 and 36500 days (default 400)",
     );
     super::learning::check(&mut c, &cfg.feedback, &cfg.quality);
+    super::history::check(&mut c, &cfg.history);
     if rules == Rules::Worker {
         super::alerts::check(&mut c, &cfg.alerts);
         check_tokens(&mut c, &cfg.http.tokens);

@@ -20,6 +20,14 @@ wire_enum! {
         /// A provider's spend today crossed a fraction of its daily budget
         /// (`details.threshold`, `details.spend_usd`, `details.limit_usd`).
         BudgetThreshold,
+        /// Dead letters are being written faster than `alerts.dead_letters_per_minute`.
+        DeadLetters,
+        /// Requests are waiting and no worker has finished one for `alerts.stall_after_ms`
+        /// (`to`: `stalled`; `flowing` again when they move).
+        FleetStalled,
+        /// A provider's p95 latency over an interval is above `alerts.slow_p95_ms` (`to`:
+        /// `slow`; `normal` again when it is back under).
+        SlowProvider,
         /// Sent by `ai-failover alerts test` to check a webhook; never raised by the fleet.
         Test,
     }

@@ -23,6 +23,7 @@ pub enum Endpoint {
     TestFailover,
     ModeSet,
     QualitySummary,
+    Report,
 }
 
 wire_enum! {
@@ -40,7 +41,7 @@ wire_enum! {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Status,
         Endpoint::HealthCheck,
         Endpoint::ForceStatus,
@@ -52,6 +53,7 @@ impl Endpoint {
         Endpoint::TestFailover,
         Endpoint::ModeSet,
         Endpoint::QualitySummary,
+        Endpoint::Report,
     ];
 
     /// The name, relative to `<prefix>.control.`.
@@ -68,6 +70,7 @@ impl Endpoint {
             Endpoint::TestFailover => "test-failover",
             Endpoint::ModeSet => "mode.set",
             Endpoint::QualitySummary => "quality-summary",
+            Endpoint::Report => "report",
         }
     }
 
@@ -79,7 +82,8 @@ impl Endpoint {
             | Endpoint::BestProvider
             | Endpoint::FailoverHistory
             | Endpoint::HealthSummary
-            | Endpoint::QualitySummary => Role::Viewer,
+            | Endpoint::QualitySummary
+            | Endpoint::Report => Role::Viewer,
             Endpoint::HealthCheck
             | Endpoint::ForceStatus
             | Endpoint::MonitoringStart

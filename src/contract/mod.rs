@@ -45,9 +45,11 @@ mod feedback;
 mod kv;
 mod names;
 mod provider_id;
+mod report;
 mod request;
 mod result;
 pub mod schemas;
+mod stats;
 
 pub use alert::*;
 pub use audit::*;
@@ -59,8 +61,10 @@ pub use feedback::*;
 pub use kv::*;
 pub use names::*;
 pub use provider_id::ProviderId;
+pub use report::*;
 pub use request::*;
 pub use result::*;
+pub use stats::*;
 
 /// Timestamps on the wire are RFC 3339 in UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

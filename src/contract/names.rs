@@ -29,6 +29,9 @@ pub const FEEDBACK_CONSUMER: &str = "feedback";
 /// quality records.
 pub const QUALITY_CONSUMER: &str = "quality";
 
+/// The subject token of the fleet's own rollups in `AI_STATS`.
+pub const FLEET_STATS: &str = "_fleet";
+
 /// The durable consumer on the alerts stream that delivers to webhook `id`, shared by the
 /// workers (one notification per alert, not one per worker).
 pub fn alert_consumer(webhook_id: &str) -> String {
@@ -96,6 +99,10 @@ impl Names {
     /// `AI_ALERTS`: every alert the fleet decided, replayable.
     pub fn alerts_stream(&self) -> String {
         self.stream("ALERTS")
+    }
+    /// `AI_STATS`: one rollup per provider (and one for the fleet) per interval.
+    pub fn stats_stream(&self) -> String {
+        self.stream("STATS")
     }
     /// `AI_DEADLETTER`: rejected requests with their reason.
     pub fn dead_letter_stream(&self) -> String {
@@ -174,6 +181,20 @@ impl Names {
     pub fn alerts_filter(&self) -> String {
         format!("{}.alerts.>", self.prefix)
     }
+
+    /// `ai.stats.<provider>`: a provider's rollups.
+    pub fn stats(&self, provider: &str) -> String {
+        format!("{}.stats.{provider}", self.prefix)
+    }
+    /// `ai.stats._fleet`: the fleet's rollups (modes, requests, dead letters). Provider ids
+    /// never start with `_`.
+    pub fn fleet_stats(&self) -> String {
+        self.stats(FLEET_STATS)
+    }
+    /// `ai.stats.>`.
+    pub fn stats_filter(&self) -> String {
+        format!("{}.stats.>", self.prefix)
+    }
     /// `ai.events.health.<provider>`.
     pub fn health_event(&self, provider: &str) -> String {
         format!("{}.events.health.{provider}", self.prefix)
@@ -232,6 +253,11 @@ impl Names {
     pub fn quality_bucket(&self) -> String {
         self.bucket("quality")
     }
+    /// `ai_stats_window`: the workers' shares of the current intervals' rollups
+    /// (fleet-internal).
+    pub fn stats_window_bucket(&self) -> String {
+        self.bucket("stats_window")
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +291,14 @@ mod tests {
         assert_eq!(
             (n.signals_bucket(), n.quality_bucket()),
             ("ai_signals".into(), "ai_quality".into())
+        );
+        assert_eq!(
+            (n.stats_stream(), n.stats("openai"), n.fleet_stats()),
+            (
+                "AI_STATS".into(),
+                "ai.stats.openai".into(),
+                "ai.stats._fleet".into()
+            )
         );
         let log = n.quality_log("openai.gpt-4o.signal");
         assert_eq!(n.quality_key_of(&log), Some("openai.gpt-4o.signal"));

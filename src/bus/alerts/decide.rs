@@ -15,6 +15,9 @@ pub struct Decision {
     pub to: String,
     pub message: String,
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Raise it only when the last alert of its type and subject was in this state (an
+    /// all-clear follows the alarm it clears, never another all-clear or nothing).
+    pub only_after: Option<&'static str>,
 }
 
 fn down(status: HealthStatus, breaker: BreakerState) -> bool {
@@ -37,6 +40,7 @@ pub fn health(
         to: status.as_str().into(),
         message,
         details: Default::default(),
+        only_after: None,
     };
     if record.quarantined && status == HealthStatus::Disabled && before.0 != HealthStatus::Disabled
     {
@@ -95,6 +99,7 @@ pub fn mode(event: &ModeEvent) -> Option<Decision> {
             event.reason
         ),
         details: Default::default(),
+        only_after: None,
     })
 }
 
@@ -133,9 +138,104 @@ pub fn budget(
                     t * 100.0
                 ),
                 details,
+                only_after: None,
             }
         })
         .collect()
+}
+
+fn details<const N: usize>(
+    pairs: [(&str, serde_json::Value); N],
+) -> serde_json::Map<String, serde_json::Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The alert, if any, for `provider`'s p95 latency over an interval of `successes`
+/// successful calls: `slow` above `threshold_ms`, `normal` again (after `slow`) at or below
+/// it; too few calls say nothing.
+pub fn slow(
+    provider: &str,
+    p95_ms: Option<f64>,
+    successes: u64,
+    threshold_ms: u64,
+    min_calls: u64,
+) -> Option<Decision> {
+    let p95 = p95_ms.filter(|_| successes >= min_calls.max(1))?;
+    let slow = p95 > threshold_ms as f64;
+    let facts = details([
+        ("p95_ms", p95.into()),
+        ("threshold_ms", threshold_ms.into()),
+        ("calls", successes.into()),
+    ]);
+    Some(Decision {
+        alert_type: AlertType::SlowProvider,
+        severity: if slow {
+            Severity::Warning
+        } else {
+            Severity::Info
+        },
+        provider: Some(provider.into()),
+        from: if slow { "normal" } else { "slow" }.into(),
+        to: if slow { "slow" } else { "normal" }.into(),
+        message: if slow {
+            format!(
+                "{provider} is slow: p95 {p95:.0} ms over {successes} calls (threshold {threshold_ms} ms)"
+            )
+        } else {
+            format!("{provider} is fast again: p95 {p95:.0} ms (threshold {threshold_ms} ms)")
+        },
+        details: facts,
+        only_after: (!slow).then_some("slow"),
+    })
+}
+
+/// The alert, if any, for `count` dead letters written in an interval of `interval_ms`:
+/// raised above `per_minute`.
+pub fn dead_letters(count: u64, interval_ms: u64, per_minute: f64) -> Option<Decision> {
+    let rate = count as f64 * 60_000.0 / interval_ms.max(1) as f64;
+    (count > 0 && rate > per_minute).then(|| Decision {
+        alert_type: AlertType::DeadLetters,
+        severity: Severity::Warning,
+        provider: None,
+        from: "normal".into(),
+        to: "above".into(),
+        message: format!(
+            "{count} dead letters in {} s ({rate:.1}/min, threshold {per_minute}/min): requests are being rejected",
+            interval_ms / 1_000
+        ),
+        details: details([
+            ("count", count.into()),
+            ("per_minute", rate.into()),
+            ("threshold_per_minute", per_minute.into()),
+        ]),
+        only_after: None,
+    })
+}
+
+/// `fleet_stalled`: `waiting` requests and none finished for `for_ms` (`stalled`), or
+/// moving again (`flowing`, after `stalled`).
+pub fn stall(stalled: bool, waiting: u64, for_ms: u64) -> Decision {
+    Decision {
+        alert_type: AlertType::FleetStalled,
+        severity: if stalled {
+            Severity::Critical
+        } else {
+            Severity::Info
+        },
+        provider: None,
+        from: if stalled { "flowing" } else { "stalled" }.into(),
+        to: if stalled { "stalled" } else { "flowing" }.into(),
+        message: if stalled {
+            format!(
+                "{waiting} requests are waiting and no worker has finished one for {} s",
+                for_ms / 1_000
+            )
+        } else {
+            format!("requests are being answered again ({waiting} waiting)")
+        },
+        details: details([("waiting", waiting.into()), ("for_ms", for_ms.into())]),
+        only_after: (!stalled).then_some("stalled"),
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +277,26 @@ mod tests {
         q.quarantined = true;
         let d = health((Healthy, Closed), &q, "401").unwrap();
         assert_eq!(d.alert_type, AlertType::ProviderQuarantined);
+    }
+
+    #[test]
+    fn slow_dead_letters_and_stalls() {
+        let d = slow("p", Some(900.0), 10, 500, 5).unwrap();
+        assert_eq!(
+            (d.to.as_str(), d.severity, d.only_after),
+            ("slow", Severity::Warning, None)
+        );
+        let ok = slow("p", Some(100.0), 10, 500, 5).unwrap();
+        assert_eq!((ok.to.as_str(), ok.only_after), ("normal", Some("slow")));
+        assert_eq!(slow("p", Some(900.0), 4, 500, 5), None);
+        assert_eq!(slow("p", None, 0, 500, 5), None);
+        // 3 in 2 s is 90/min.
+        let dl = dead_letters(3, 2_000, 10.0).unwrap();
+        assert_eq!(dl.details["per_minute"].as_f64(), Some(90.0));
+        assert_eq!(dead_letters(3, 60_000, 10.0), None);
+        assert_eq!(dead_letters(0, 60_000, 0.0), None);
+        assert_eq!(stall(true, 7, 60_000).severity, Severity::Critical);
+        assert_eq!(stall(false, 0, 0).only_after, Some("stalled"));
     }
 
     #[test]

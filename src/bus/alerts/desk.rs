@@ -8,6 +8,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 
+use crate::config::AlertsConfig;
 use crate::contract::{AlertRecord, ModeEvent, ProviderHealthRecord, Timestamp};
 use crate::telemetry::metrics::name as metric;
 
@@ -82,6 +83,38 @@ impl AlertDesk {
         }
     }
 
+    /// The alert, if any, for a provider's p95 over an interval whose rollup this worker
+    /// wrote.
+    pub async fn slow(
+        &self,
+        provider: &str,
+        p95_ms: Option<f64>,
+        successes: u64,
+        cfg: &AlertsConfig,
+    ) {
+        if let Some(d) = decide::slow(
+            provider,
+            p95_ms,
+            successes,
+            cfg.slow_p95_ms,
+            cfg.slow_min_calls,
+        ) {
+            self.raise(d).await;
+        }
+    }
+
+    /// The alert, if any, for the dead letters of an interval whose rollup this worker wrote.
+    pub async fn dead_letters(&self, count: u64, interval_ms: u64, cfg: &AlertsConfig) {
+        if let Some(d) = decide::dead_letters(count, interval_ms, cfg.dead_letters_per_minute) {
+            self.raise(d).await;
+        }
+    }
+
+    /// `fleet_stalled`: stalled, or flowing again.
+    pub async fn stall(&self, stalled: bool, waiting: u64, for_ms: u64) {
+        self.raise(decide::stall(stalled, waiting, for_ms)).await;
+    }
+
     async fn raise(&self, d: Decision) {
         let now = crate::engine::clock::wall_now();
         let subject = d.provider.as_deref().unwrap_or("fleet");
@@ -91,6 +124,9 @@ impl AlertDesk {
             .last
             .modify(&key, |last| match last {
                 Some(l) if l.state == d.to && now - l.at < window => Cas::Keep(false),
+                // An all-clear for an alarm that was never raised (or already cleared).
+                Some(l) if d.only_after.is_some_and(|s| s != l.state) => Cas::Keep(true),
+                None if d.only_after.is_some() => Cas::Keep(true),
                 _ => Cas::Write(
                     LastRaised {
                         state: d.to.clone(),
@@ -101,7 +137,8 @@ impl AlertDesk {
             })
             .await;
         match fresh {
-            Ok(super::super::kv_record::Decided::Kept(_)) => {
+            Ok(super::super::kv_record::Decided::Kept(true)) => return,
+            Ok(super::super::kv_record::Decided::Kept(false)) => {
                 metrics::counter!(metric::ALERTS_TOTAL, "type" => d.alert_type.as_str(), "result" => "suppressed").increment(1);
                 return;
             }

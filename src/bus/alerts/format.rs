@@ -38,7 +38,8 @@ fn title(a: &AlertRecord) -> String {
 }
 
 /// PagerDuty's dedup key: one incident per provider outage, one for the fleet's mode, one per
-/// provider's budget; a recovery (or the mode back to normal) resolves it.
+/// provider's budget, slowness or the fleet's stall; a recovery (the mode back to normal,
+/// fast again, flowing again) resolves it.
 fn incident(a: &AlertRecord) -> (String, &'static str) {
     let p = a.provider.as_deref().unwrap_or("fleet");
     match a.alert_type {
@@ -51,6 +52,19 @@ fn incident(a: &AlertRecord) -> (String, &'static str) {
         }
         AlertType::ModeChanged => ("ai-failover/mode".into(), "trigger"),
         AlertType::BudgetThreshold => (format!("ai-failover/budget/{p}"), "trigger"),
+        // Each rate alarm is its own incident (there is no all-clear for it).
+        AlertType::DeadLetters => (
+            format!("ai-failover/dead-letters/{}", a.alert_id),
+            "trigger",
+        ),
+        AlertType::FleetStalled if a.to.as_deref() == Some("flowing") => {
+            ("ai-failover/stalled".into(), "resolve")
+        }
+        AlertType::FleetStalled => ("ai-failover/stalled".into(), "trigger"),
+        AlertType::SlowProvider if a.to.as_deref() == Some("normal") => {
+            (format!("ai-failover/slow/{p}"), "resolve")
+        }
+        AlertType::SlowProvider => (format!("ai-failover/slow/{p}"), "trigger"),
         // A test triggers nothing that stays open.
         AlertType::Test => ("ai-failover/test".into(), "resolve"),
     }

@@ -16,7 +16,8 @@ use crate::contract::{
     ForceStatusRequest, Forced, ForcedStatus, HealthCheckReply, HealthCheckRequest,
     HealthSummaryReply, Kind, MONITORING_KEY, ManualMode, ModeSetReply, ModeSetRequest,
     MonitoringRecord, MonitoringReply, MonitoringRequest, ProviderSummary, QualitySummaryReply,
-    QualitySummaryRequest, StatusReply, TestFailoverReply, TestFailoverRequest,
+    QualitySummaryRequest, ReportReply, ReportRequest, StatusReply, TestFailoverReply,
+    TestFailoverRequest,
 };
 use crate::engine::Job;
 
@@ -26,7 +27,7 @@ use super::super::fleet::FleetState;
 use super::super::kv_record::KvRecord;
 use super::super::mode::ModeAnnouncer;
 use super::super::setup::Bus;
-use super::super::{event_log, fleet_view, monitor};
+use super::super::{event_log, fleet_view, history, monitor};
 use super::failure::ControlFailure;
 use crate::engine::Engine;
 
@@ -35,6 +36,9 @@ const REASON_MAX: usize = 500;
 
 /// How long a replay of the failover history may take before the endpoint gives up.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
+/// How long reading the rollups of a report may take (90 days of minutes is ~130,000 per
+/// provider).
+const REPORT_WAIT: Duration = Duration::from_secs(20);
 /// `failover-history` default and maximum number of events.
 const HISTORY_DEFAULT: usize = 50;
 const HISTORY_MAX: usize = 1000;
@@ -77,6 +81,7 @@ pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, actor: &Actor, body: &
         Endpoint::TestFailover => json(test_failover(ctx, parse(name, body)?).await),
         Endpoint::ModeSet => json(mode_set(ctx, actor, parse(name, body)?).await),
         Endpoint::QualitySummary => json(quality_summary(ctx, parse(name, body)?).await),
+        Endpoint::Report => json(report(ctx, parse(name, body)?).await),
     }
 }
 
@@ -114,6 +119,31 @@ async fn quality_summary(
 ) -> Result<QualitySummaryReply, ControlFailure> {
     let records = super::super::quality_view::all_records(&ctx.bus.quality, req.kind).await?;
     Ok(QualitySummaryReply { records })
+}
+
+async fn report(ctx: &Ctx, req: ReportRequest) -> Result<ReportReply, ControlFailure> {
+    let since = req.since.as_deref().unwrap_or("7d");
+    let retention = i64::from(ctx.cfg().history.retention_days);
+    let span = history::report::parse_since(since)
+        .filter(|d| *d <= chrono::TimeDelta::days(retention))
+        .ok_or_else(|| {
+            ControlFailure::Invalid(format!(
+                "since `{since}`: use <n>m, <n>h or <n>d, at most the history's {retention}d"
+            ))
+        })?;
+    let until = crate::engine::clock::wall_now();
+    let providers = ctx.cfg().providers.iter().map(|p| p.id.clone()).collect();
+    let inputs = history::read::inputs(
+        &ctx.bus.js,
+        &ctx.bus.names,
+        &ctx.bus.budget,
+        providers,
+        (until - span, until),
+        REPORT_WAIT,
+    )
+    .await
+    .map_err(|e| ControlFailure::Unavailable(crate::telemetry::chain(&e)))?;
+    Ok(history::report::build(inputs))
 }
 
 async fn status(ctx: &Ctx) -> Result<StatusReply, ControlFailure> {

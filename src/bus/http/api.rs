@@ -19,7 +19,7 @@ use super::auth::{self, TOKEN_PARAM};
 
 /// `(path under /api/ai/failover/, endpoint, read with GET)`: the seed's names, which differ
 /// from the NATS ones for monitoring and the mode.
-const ROUTES: [(&str, Endpoint, bool); 11] = [
+const ROUTES: [(&str, Endpoint, bool); 12] = [
     ("status", Endpoint::Status, true),
     ("health-check", Endpoint::HealthCheck, false),
     ("start-monitoring", Endpoint::MonitoringStart, false),
@@ -31,6 +31,7 @@ const ROUTES: [(&str, Endpoint, bool); 11] = [
     ("health-summary", Endpoint::HealthSummary, true),
     ("mode", Endpoint::ModeSet, false),
     ("quality-summary", Endpoint::QualitySummary, true),
+    ("report", Endpoint::Report, true),
 ];
 
 /// The REST routes, one per endpoint.

@@ -1,0 +1,171 @@
+//! Writing the rollups: each worker, shortly after every interval ends (`history.grace_ms`,
+//! once all shares are in), writes each configured provider's rollup and the fleet's, with
+//! `Nats-Msg-Id: <subject>:<start_ms>`. The stream keeps the first and drops the others, so
+//! the fleet writes one per interval however many workers it has, and any one of them
+//! suffices. The worker whose write was kept raises the interval's alerts (`slow_provider`,
+//! `dead_letters`), once for the fleet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::contract::{
+    CallCounts, FLEET_STATS, FleetCounts, FleetRollup, ProviderRollup, Timestamp,
+};
+
+use super::super::alerts::AlertDesk;
+use super::super::kv_record::KvRecord;
+use super::super::publish::Publisher;
+use super::shares::{interval_start, share_key};
+use super::timeline::Timeline;
+
+/// Writes the fleet's rollups.
+pub struct Roller {
+    pub cfg: Arc<Config>,
+    pub calls: KvRecord<CallCounts>,
+    pub fleet: KvRecord<FleetCounts>,
+    pub timeline: Arc<Timeline>,
+    pub publisher: Publisher,
+    pub alerts: Arc<AlertDesk>,
+    pub worker_id: String,
+}
+
+fn at_ms(ms: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Roller {
+    fn interval_ms(&self) -> i64 {
+        self.cfg.history.interval_ms as i64
+    }
+
+    /// An interval is rolled up from `grace` after its end until half an interval later: a
+    /// worker that was away longer leaves it to the others (the stream's duplicate window
+    /// must still hold the first copy).
+    fn due(&self, start: i64) -> (i64, i64) {
+        let end = start + self.interval_ms();
+        let from = end + self.cfg.history.grace_ms as i64;
+        (from, from + self.interval_ms() / 2)
+    }
+
+    /// Rolls up every interval as it ends until `stop` fires. At start it also rolls up the
+    /// one that just ended, if still due, so that the first rollup never waits longer than
+    /// an interval.
+    pub async fn run(self, stop: CancellationToken) {
+        let now = crate::engine::clock::wall_now().timestamp_millis();
+        let current = interval_start(at_ms(now), self.cfg.history.interval_ms);
+        let mut next = current - self.interval_ms();
+        if now > self.due(next).1 {
+            next = current;
+        }
+        loop {
+            let (from, until) = self.due(next);
+            let now = crate::engine::clock::wall_now().timestamp_millis();
+            if now < from {
+                let wait = Duration::from_millis((from - now) as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            if crate::engine::clock::wall_now().timestamp_millis() <= until {
+                self.roll(next).await;
+            } else {
+                tracing::debug!(start_ms = next, "interval no longer due; left to the fleet");
+            }
+            next += self.interval_ms();
+            // After a long pause (a frozen process), skip to the interval now due.
+            let now = crate::engine::clock::wall_now().timestamp_millis();
+            while self.due(next).1 < now {
+                next += self.interval_ms();
+            }
+        }
+    }
+
+    /// Writes the rollups of the interval starting at `start_ms`.
+    pub async fn roll(&self, start_ms: i64) {
+        let (start, end) = (at_ms(start_ms), at_ms(start_ms + self.interval_ms()));
+        for p in &self.cfg.providers {
+            let counts = match self.calls.get(&share_key(&p.id, start_ms)).await {
+                Ok(v) => v.map(|v| v.value).unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(provider = %p.id, error = %crate::telemetry::chain(&e), "stats share not read; rollup left to the fleet");
+                    continue;
+                }
+            };
+            let breaker = self.timeline.breaker(&p.id, start, end);
+            let rollup = ProviderRollup {
+                provider: p.id.clone(),
+                start,
+                end,
+                p50_ms: counts.latency_ms.percentile(0.5),
+                p95_ms: counts.latency_ms.percentile(0.95),
+                counts,
+                breaker_at_start: breaker.at_start,
+                breaker_at_end: breaker.at_end,
+                breaker_changes: breaker.changes,
+                open_ms: breaker.open_ms,
+                worker_id: self.worker_id.clone(),
+            };
+            let subject = self.publisher.names().stats(&p.id);
+            if self.write(subject, start_ms, &rollup).await {
+                self.alerts
+                    .slow(
+                        &p.id,
+                        rollup.p95_ms,
+                        rollup.counts.successes,
+                        &self.cfg.alerts,
+                    )
+                    .await;
+            }
+        }
+        let counts = match self.fleet.get(&share_key(FLEET_STATS, start_ms)).await {
+            Ok(v) => v.map(|v| v.value).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "fleet stats share not read; rollup left to the fleet");
+                return;
+            }
+        };
+        let modes = self.timeline.modes(start, end);
+        let rollup = FleetRollup {
+            start,
+            end,
+            counts,
+            mode_at_start: modes.at_start,
+            mode_at_end: modes.at_end,
+            mode_changes: modes.changes,
+            worker_id: self.worker_id.clone(),
+        };
+        let subject = self.publisher.names().fleet_stats();
+        if self.write(subject, start_ms, &rollup).await {
+            self.alerts
+                .dead_letters(
+                    rollup.counts.dead_letters,
+                    self.interval_ms() as u64,
+                    &self.cfg.alerts,
+                )
+                .await;
+        }
+    }
+
+    /// Publishes one rollup; whether this copy was the one the stream kept.
+    async fn write<T: Serialize>(&self, subject: String, start_ms: i64, rollup: &T) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{subject}:{start_ms}").as_str());
+        match self
+            .publisher
+            .stored(subject.clone(), rollup, headers)
+            .await
+        {
+            Ok(ack) => !ack.duplicate,
+            Err(e) => {
+                tracing::warn!(%subject, error = %crate::telemetry::chain(&e), "rollup not written");
+                false
+            }
+        }
+    }
+}
