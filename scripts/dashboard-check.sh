@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end check of the worker's dashboard in a real headless browser.
 #
-# Starts nats-server, the provider simulator with `openai` in a full outage, and one worker
-# (the built binary, a temporary config); publishes a few requests so the worker fails over
-# from openai to anthropic; then loads http://127.0.0.1:PORT/ in headless Chromium and
-# asserts that the page's JavaScript rendered the provider cards, the fleet mode and at least
-# one failover row. Writes a screenshot to docs/dashboard.png (or $SCREENSHOT).
+# Starts nats-server, the provider simulator and one worker (the built binary, a temporary
+# config with 2-second history intervals); sends steady traffic for 20 s, then puts `openai`
+# into a full outage for 25 s more, so the worker fails over to anthropic; then loads
+# http://127.0.0.1:PORT/?range=15m in headless Chromium and asserts that the page's
+# JavaScript rendered the provider cards, the fleet mode, failover rows and the history
+# charts (success rate, p95, spend, the mode timeline). Writes a screenshot to
+# docs/dashboard.png (or $SCREENSHOT).
 #
 #   scripts/dashboard-check.sh            # builds with cargo first
 #   WORKER_BIN=path/to/ai-failover scripts/dashboard-check.sh   # skip the build
@@ -64,10 +66,10 @@ nats-server -js -a 127.0.0.1 -p "$NATS_PORT" --store_dir "$WORK/js" >"$WORK/nats
 PIDS+=($!)
 wait_for "nats-server" 20 grep -q "Server is ready" "$WORK/nats.log"
 
-log "simulator on $SIM_PORT (openai in a full outage)"
+log "simulator on $SIM_PORT"
 "$WORKER_BIN" simulate --listen "127.0.0.1:$SIM_PORT" \
   --provider openai=openai --provider anthropic=anthropic --provider gemini=gemini \
-  --faults 'openai={"outage":{"start_ms":0}}' \
+  --faults 'openai={"latency_ms":{"min":30,"max":90}}' \
   --faults 'anthropic={"latency_ms":{"min":40,"max":120}}' \
   --faults 'gemini={"latency_ms":{"min":60,"max":160}}' \
   --seed 7 >"$WORK/sim.log" 2>&1 &
@@ -88,6 +90,10 @@ hedging = false
 
 [breaker]
 consecutive_failures = 3
+
+[history]
+interval_ms = 2000
+grace_ms = 1000
 
 [[providers]]
 id = "openai"
@@ -131,33 +137,44 @@ wait_for "/readyz" 30 curl -sf "$BASE/readyz"
 
 # --- traffic --------------------------------------------------------------------------------
 # Core-NATS HPUB (the stream captures the subject); stdlib only, so nothing to install.
-log "publishing 6 requests"
-python3 - "$NATS_PORT" <<'PY'
-import json, socket, sys
+# Five requests a second for $1 seconds, ids dash-<first>.. upwards.
+publish() {
+python3 - "$NATS_PORT" "$1" "$2" <<'PY'
+import json, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.recv(4096)  # INFO
 s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
-for i, sym in enumerate(["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOG"], 1):
-    rid = f"dash-{i:02d}"
-    body = json.dumps({"request_id": rid, "kind": "signal", "symbol": sym,
+syms = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOG"]
+first, secs = int(sys.argv[3]), int(sys.argv[2])
+for i in range(first, first + secs * 5):
+    rid = f"dash-{i:03d}"
+    body = json.dumps({"request_id": rid, "kind": "signal", "symbol": syms[i % 6] + str(i),
                        "context": {"prices": [100 + j for j in range(10)]},
                        "allow_fallback": True}).encode()
     hdr = (f"NATS/1.0\r\nNats-Msg-Id: {rid}\r\n"
-           f"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e47{i:02d}-00f067aa0ba902b7-01\r\n\r\n").encode()
+           f"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4{i % 1000:03d}-00f067aa0ba902b7-01\r\n\r\n").encode()
     s.sendall(b"HPUB ai.analysis.request.signal %d %d\r\n" % (len(hdr), len(hdr) + len(body))
               + hdr + body + b"\r\n")
+    time.sleep(0.2)
 s.sendall(b"PING\r\n")
 buf = b""
 while b"PONG" not in buf:
     buf += s.recv(4096)
 PY
+}
+log "traffic for 20 s, all providers healthy"
+publish 20 0
+log "openai in a full outage; traffic for 25 s more"
+curl -sf -X POST "http://127.0.0.1:$SIM_PORT/_sim/providers/openai/outage" >/dev/null \
+  || fail "cannot start the outage"
+publish 25 100
 
 has_failover() { curl -sf "$BASE/api/history?limit=100" | grep -q '"type":"failover"'; }
 wait_for "a failover event" 30 has_failover
 answered() { curl -sf "$BASE/metrics" | grep -q '^ai_failover_requests_total'; }
 wait_for "answered requests in /metrics" 30 answered
-# Let the batched health write and the mode announcement land (flushes every 250 ms).
-sleep 2
+# The last interval's rollup (2 s intervals, written 1 s after each ends).
+sleep 3
 
 # --- the browser ----------------------------------------------------------------------------
 chrome() {
@@ -168,7 +185,7 @@ chrome() {
 log "rendering $BASE/ in headless chromium"
 # `?live_ms=3000`: the page's live feed (SSE) closes after 3 s, else the browser's virtual
 # clock never moves past the open request and the snapshot never comes.
-URL="$BASE/?live_ms=3000"
+URL="$BASE/?live_ms=3000&range=15m"
 chrome --virtual-time-budget=8000 --dump-dom "$URL" >"$WORK/dom.html"
 
 cards=$(grep -o 'class="card" data-provider="[a-z]*"' "$WORK/dom.html" | wc -l)
@@ -182,9 +199,17 @@ grep -q 'data-provider="openai" data-status="unhealthy"' "$WORK/dom.html" \
   || fail "openai (in an outage) is not shown unhealthy"
 grep -q '<td class="rid">dash-' "$WORK/dom.html" || fail "failover rows lack request ids"
 grep -q '<body data-live="seen">' "$WORK/dom.html" || fail "the live feed (/api/events) never connected"
+for chart in success p95 spend modes; do
+  grep -q "data-chart=\"$chart\"" "$WORK/dom.html" || fail "the $chart chart was not drawn"
+done
+lines=$(grep -o '<path d="M[^"]*" stroke="[^"]*" data-provider="anthropic"' "$WORK/dom.html" | wc -l)
+[ "$lines" -ge 3 ] || fail "anthropic's history lines were not drawn ($lines)"
+grep -q 'class="mode-span" data-mode="normal"' "$WORK/dom.html" || fail "no normal span in the mode timeline"
+grep -q 'class="mode-span" data-mode="degraded"' "$WORK/dom.html" || fail "the outage's degraded span is missing"
+log "rendered: history charts with $lines anthropic lines and the mode timeline"
 
 mkdir -p "$(dirname "$SCREENSHOT")"
-chrome --virtual-time-budget=8000 --hide-scrollbars --window-size=1280,900 \
+chrome --virtual-time-budget=8000 --hide-scrollbars --window-size=1280,1250 \
   --screenshot="$SCREENSHOT" "$URL" >/dev/null
 [ -s "$SCREENSHOT" ] || fail "no screenshot written"
 log "screenshot: $SCREENSHOT"

@@ -75,7 +75,7 @@ async fn an_outage_is_reported_with_its_duration_and_each_interval_is_rolled_up_
         fleet::config_toml(&server.url(), &sim, PROVIDERS, dir.path(), &extra),
     )
     .unwrap();
-    let _workers = fleet::start_workers(&config, 2, "historian", dir.path()).await;
+    let workers = fleet::start_workers(&config, 2, "historian", dir.path()).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let names = Names::default();
@@ -157,9 +157,16 @@ async fn an_outage_is_reported_with_its_duration_and_each_interval_is_rolled_up_
         "the outage shows in the mode timeline"
     );
 
-    // The command line prints the same report.
+    // The command line and the REST API give the same report.
     let cli = report_cli(&config);
     assert_eq!(cli.providers[0].outages[0].start, outage.start);
+    let rest = common::control::get_json(&format!(
+        "http://{}/api/ai/failover/report?since=10m",
+        workers.listens[1]
+    ))
+    .await;
+    let rest: ReportReply = serde_json::from_value(rest).unwrap();
+    assert_eq!(rest.providers[0].outages[0].start, outage.start);
 
     // Every interval holds exactly one rollup per provider (p3, never called, included) and
     // one for the fleet, whatever the number of workers; no interval is missing.

@@ -93,6 +93,15 @@ pub async fn start(
     cfg: Arc<Config>,
     providers: Option<Vec<Arc<dyn Provider>>>,
 ) -> Result<Running, StartError> {
+    // Setting up holds every handle of the worker across awaits: a future of many kilobytes,
+    // kept on the heap rather than on the caller's stack (a test thread has 2 MiB).
+    Box::pin(set_up(cfg, providers)).await
+}
+
+async fn set_up(
+    cfg: Arc<Config>,
+    providers: Option<Vec<Arc<dyn Provider>>>,
+) -> Result<Running, StartError> {
     let worker_id = cfg.worker.id.clone().unwrap_or_else(default_worker_id);
     let client = setup::connect_named(&cfg.nats, &format!("ai-failover {worker_id}")).await?;
     let bus = setup::ensure(&client, &cfg).await?;

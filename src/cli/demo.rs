@@ -67,7 +67,8 @@ fn worker_config(
         "[nats]\nurl = \"{nats_url}\"\n\n[worker]\nhttp_listen = \"\"\nack_wait_ms = 10000\n\n\
          [engine]\nhealth_check_interval_ms = 3000\nhedge_floor_ms = 400\nstrategy = \"{strategy}\"\n\n\
          [quality]\nmin_samples = 10\n\n\
-         [breaker]\nconsecutive_failures = 3\nopen_ms = 2000\nmax_open_ms = 4000\n\n"
+         [breaker]\nconsecutive_failures = 3\nopen_ms = 2000\nmax_open_ms = 4000\n\n\
+         [history]\ninterval_ms = 5000\ngrace_ms = 2000\n\n"
     );
     for (i, (id, api, model)) in PROVIDERS.iter().enumerate() {
         let api = match api {
@@ -149,6 +150,20 @@ async fn print_quality(client: &async_nats::Client, names: &Names) {
             super::quality::table(&q.records)
         ),
         _ => println!("signal quality: not available"),
+    }
+}
+
+/// The history's report of the demo's run (rollups every 5 s here; a minute by default).
+async fn print_report(client: &async_nats::Client, names: &Names) {
+    let reply = client
+        .request(names.control("report"), r#"{"since":"15m"}"#.into())
+        .await;
+    match reply.map(|m| serde_json::from_slice::<crate::contract::ReportReply>(&m.payload)) {
+        Ok(Ok(r)) => print!(
+            "\nhistory (ai-failover report, from 5 s rollups in AI_STATS):\n{}",
+            super::report::text(&r)
+        ),
+        _ => println!("history report: not available"),
     }
 }
 
@@ -391,6 +406,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if learning {
         print_quality(&client, &names).await;
     }
+    print_report(&client, &names).await;
     drop(children); // SIGTERM the workers (they drain), then nats-server
     sim.shutdown().await;
     println!(

@@ -69,14 +69,14 @@ pub fn text(r: &ReportReply) -> String {
     );
     for p in &r.providers {
         out.push_str(&format!(
-            "{:<12} {:>8.3}% {:>8} {:>8} {:>9} {:>10} {:>9.2}$ {:>9.1}\n",
+            "{:<12} {:>8.3}% {:>8} {:>8} {:>9} {:>10} {:>10} {:>9.1}\n",
             p.provider.as_str(),
             p.availability_pct,
             p.outages.len(),
             p.mttr_ms.map_or("-".into(), duration),
             p.calls,
             opt_ms(p.p95_ms),
-            p.cost_usd,
+            format!("${:.2}", p.cost_usd),
             p.failovers_per_hour,
         ));
     }

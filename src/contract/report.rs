@@ -25,7 +25,8 @@ pub struct ReportRequest {
 pub struct ReportReply {
     pub since: Timestamp,
     pub until: Timestamp,
-    /// The width of each trend point, in ms (about 60 points over the period).
+    /// The width of each trend point, in ms (at most 180 points over the period, never
+    /// shorter than the history's interval).
     pub step_ms: u64,
     pub providers: Vec<ProviderReport>,
     pub fleet: FleetReport,

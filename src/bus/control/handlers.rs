@@ -133,16 +133,15 @@ async fn report(ctx: &Ctx, req: ReportRequest) -> Result<ReportReply, ControlFai
         })?;
     let until = crate::engine::clock::wall_now();
     let providers = ctx.cfg().providers.iter().map(|p| p.id.clone()).collect();
-    let inputs = history::read::inputs(
-        &ctx.bus.js,
-        &ctx.bus.names,
-        &ctx.bus.budget,
-        providers,
-        (until - span, until),
-        REPORT_WAIT,
-    )
-    .await
-    .map_err(|e| ControlFailure::Unavailable(crate::telemetry::chain(&e)))?;
+    let source = history::read::Source {
+        js: &ctx.bus.js,
+        names: &ctx.bus.names,
+        budget: &ctx.bus.budget,
+        interval_ms: ctx.cfg().history.interval_ms,
+    };
+    let inputs = history::read::inputs(source, providers, (until - span, until), REPORT_WAIT)
+        .await
+        .map_err(|e| ControlFailure::Unavailable(crate::telemetry::chain(&e)))?;
     Ok(history::report::build(inputs))
 }
 

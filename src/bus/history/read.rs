@@ -21,16 +21,29 @@ pub enum HistoryError {
     Spend(#[from] KvError),
 }
 
+/// Where history is read from.
+pub struct Source<'a> {
+    pub js: &'a jetstream::Context,
+    pub names: &'a Names,
+    pub budget: &'a kv::Store,
+    /// `history.interval_ms`.
+    pub interval_ms: u64,
+}
+
 /// Reads what a report over `[since, until]` of `providers` needs, waiting at most
 /// `max_wait` for the rollups.
 pub async fn inputs(
-    js: &jetstream::Context,
-    names: &Names,
-    budget: &kv::Store,
+    from: Source<'_>,
     providers: Vec<ProviderId>,
     (since, until): (Timestamp, Timestamp),
     max_wait: Duration,
 ) -> Result<Inputs, HistoryError> {
+    let Source {
+        js,
+        names,
+        budget,
+        interval_ms,
+    } = from;
     let (mut rollups, mut fleet) = (Vec::new(), Vec::new());
     let fleet_subject = names.fleet_stats();
     // A rollup is written after its interval ends: every one overlapping the period was
@@ -73,6 +86,7 @@ pub async fn inputs(
     Ok(Inputs {
         since,
         until,
+        interval_ms,
         providers,
         rollups,
         fleet,

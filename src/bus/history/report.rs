@@ -9,8 +9,12 @@ use crate::contract::{
     TrendPoint,
 };
 
-/// Trend steps, the first one giving at most `MAX_POINTS` points over the period is used.
-const STEPS_MS: [u64; 7] = [
+/// Trend steps: the first one giving at most `MAX_POINTS` points over the period is used
+/// (never shorter than the history's interval).
+const STEPS_MS: [u64; 10] = [
+    5_000,
+    10_000,
+    30_000,
     60_000,
     300_000,
     900_000,
@@ -19,12 +23,14 @@ const STEPS_MS: [u64; 7] = [
     86_400_000,
     7 * 86_400_000,
 ];
-const MAX_POINTS: u64 = 100;
+const MAX_POINTS: u64 = 180;
 
 /// Everything a report is made of.
 pub struct Inputs {
     pub since: Timestamp,
     pub until: Timestamp,
+    /// The history's interval (`history.interval_ms`): no trend step is shorter.
+    pub interval_ms: u64,
     /// The configured providers, in the order they are reported.
     pub providers: Vec<ProviderId>,
     pub rollups: Vec<ProviderRollup>,
@@ -48,12 +54,13 @@ pub fn parse_since(text: &str) -> Option<chrono::TimeDelta> {
     }
 }
 
-fn step_ms(since: Timestamp, until: Timestamp) -> u64 {
+fn step_ms(since: Timestamp, until: Timestamp, interval_ms: u64) -> u64 {
     let span = (until - since).num_milliseconds().max(1) as u64;
     STEPS_MS
         .into_iter()
         .find(|s| span.div_ceil(*s) <= MAX_POINTS)
         .unwrap_or(STEPS_MS[STEPS_MS.len() - 1])
+        .max(interval_ms)
 }
 
 fn ms(d: chrono::TimeDelta) -> u64 {
@@ -62,7 +69,7 @@ fn ms(d: chrono::TimeDelta) -> u64 {
 
 /// Builds the report.
 pub fn build(mut inputs: Inputs) -> ReportReply {
-    let step = step_ms(inputs.since, inputs.until);
+    let step = step_ms(inputs.since, inputs.until, inputs.interval_ms);
     // A late worker's copy of a rollup the stream no longer remembered: count it once.
     let mut seen = HashSet::new();
     inputs
@@ -304,6 +311,7 @@ mod tests {
         let report = build(Inputs {
             since: t(0),
             until: t(200),
+            interval_ms: 60_000,
             providers: vec!["openai".into(), "grok".into()],
             // Out of order and one duplicate: both happen when reading a stream back.
             rollups: vec![c_open, a.clone(), b, a],
@@ -357,6 +365,7 @@ mod tests {
         let report = build(Inputs {
             since: t(0),
             until: t(120),
+            interval_ms: 60_000,
             providers: vec![],
             rollups: vec![],
             fleet: vec![
@@ -397,8 +406,10 @@ mod tests {
         for bad in ["", "7", "d", "0h", "7w", "-1d", "1.5h"] {
             assert_eq!(parse_since(bad), None, "{bad}");
         }
-        assert_eq!(step_ms(t(0), t(3_600)), 60_000);
-        assert_eq!(step_ms(t(0), t(86_400)), 900_000);
-        assert_eq!(step_ms(t(0), t(7 * 86_400)), 6 * 3_600_000);
+        assert_eq!(step_ms(t(0), t(900), 2_000), 5_000);
+        assert_eq!(step_ms(t(0), t(3_600), 2_000), 30_000);
+        assert_eq!(step_ms(t(0), t(3_600), 60_000), 60_000);
+        assert_eq!(step_ms(t(0), t(86_400), 60_000), 900_000);
+        assert_eq!(step_ms(t(0), t(7 * 86_400), 60_000), 3_600_000);
     }
 }
