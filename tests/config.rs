@@ -348,3 +348,34 @@ fn webhooks_are_checked_and_named() {
     ));
     assert!(e.to_string().contains("format"), "{e}");
 }
+
+#[test]
+fn history_and_fleet_alert_settings_are_checked_and_named() {
+    let ok = config::load_str(&format!(
+        "{NATS}[history]\ninterval_ms = 10000\ngrace_ms = 2000\n{}",
+        provider("a", "")
+    ))
+    .expect("a history config loads");
+    assert_eq!(
+        (ok.history.interval_ms, ok.history.retention_days),
+        (10_000, 90)
+    );
+    for (table, key, value) in [
+        ("history", "interval_ms", "3600001"),
+        ("history", "grace_ms", "40000"),
+        ("history", "retention_days", "0"),
+        ("alerts", "stall_after_ms", "10"),
+        ("alerts", "slow_p95_ms", "0"),
+        ("alerts", "dead_letters_per_minute", "-1.0"),
+    ] {
+        let e = err(&format!(
+            "{NATS}[{table}]\n{key} = {value}\n{}",
+            provider("a", "")
+        ));
+        assert_eq!(e.keys(), vec![format!("{table}.{key}")], "{e}");
+        assert!(e.to_string().contains("fix: "), "{e}");
+    }
+    // `_` starts the fleet's own keys and subjects (`ai.stats._fleet`, `_mode`).
+    let e = err(&format!("{NATS}{}", provider("_fleet", "")));
+    assert_eq!(e.keys(), vec!["providers[0].id"], "{e}");
+}

@@ -20,7 +20,7 @@ use crate::contract::{
 use super::super::alerts::AlertDesk;
 use super::super::kv_record::KvRecord;
 use super::super::publish::Publisher;
-use super::shares::{interval_start, share_key};
+use super::shares::share_key;
 use super::timeline::Timeline;
 
 /// Writes the fleet's rollups.
@@ -38,18 +38,33 @@ fn at_ms(ms: i64) -> Timestamp {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// When the interval starting at `start` (ms) is rolled up: from `grace` after its end until
+/// half an interval later. A worker that was away longer leaves it to the others (the
+/// stream's duplicate window must still hold the first copy).
+fn due(start: i64, interval_ms: i64, grace_ms: i64) -> (i64, i64) {
+    let from = start + interval_ms + grace_ms;
+    (from, from + interval_ms / 2)
+}
+
+/// The first interval a worker started at `now` rolls up: the one that just ended while it is
+/// still due (so the first rollup never waits longer than an interval), else the current one.
+fn first_interval(now: i64, interval_ms: i64, grace_ms: i64) -> i64 {
+    let current = now - now.rem_euclid(interval_ms);
+    let previous = current - interval_ms;
+    if now <= due(previous, interval_ms, grace_ms).1 {
+        previous
+    } else {
+        current
+    }
+}
+
 impl Roller {
     fn interval_ms(&self) -> i64 {
         self.cfg.history.interval_ms as i64
     }
 
-    /// An interval is rolled up from `grace` after its end until half an interval later: a
-    /// worker that was away longer leaves it to the others (the stream's duplicate window
-    /// must still hold the first copy).
     fn due(&self, start: i64) -> (i64, i64) {
-        let end = start + self.interval_ms();
-        let from = end + self.cfg.history.grace_ms as i64;
-        (from, from + self.interval_ms() / 2)
+        due(start, self.interval_ms(), self.cfg.history.grace_ms as i64)
     }
 
     /// Rolls up every interval as it ends until `stop` fires. At start it also rolls up the
@@ -57,11 +72,7 @@ impl Roller {
     /// an interval.
     pub async fn run(self, stop: CancellationToken) {
         let now = crate::engine::clock::wall_now().timestamp_millis();
-        let current = interval_start(at_ms(now), self.cfg.history.interval_ms);
-        let mut next = current - self.interval_ms();
-        if now > self.due(next).1 {
-            next = current;
-        }
+        let mut next = first_interval(now, self.interval_ms(), self.cfg.history.grace_ms as i64);
         loop {
             let (from, until) = self.due(next);
             let now = crate::engine::clock::wall_now().timestamp_millis();
@@ -167,5 +178,29 @@ impl Roller {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_rollup_is_written_within_an_interval_of_start() {
+        let (interval, grace) = (60_000, 5_000);
+        let base = 1_800_000_040_000_i64 - 1_800_000_040_000_i64.rem_euclid(interval);
+        let mut worst = 0;
+        for offset in (0..interval).step_by(250) {
+            let now = base + offset;
+            let first = first_interval(now, interval, grace);
+            let (from, until) = due(first, interval, grace);
+            assert!(now <= until, "at +{offset} ms: the first interval is not due any more");
+            worst = worst.max(from.max(now) - now);
+        }
+        assert!(worst <= 60_000, "first rollup {worst} ms after start");
+        // Started just after a boundary: the interval that just ended, once its grace is over.
+        assert_eq!(first_interval(base + 1_000, interval, grace), base - interval);
+        // Started late in an interval: the current one.
+        assert_eq!(first_interval(base + 40_000, interval, grace), base);
     }
 }
