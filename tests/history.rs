@@ -27,8 +27,8 @@ const PROVIDERS: &[(&str, Api)] = &[
     ("p3", Api::Gemini),
 ];
 
-/// Two-second intervals, so a test sees many.
-const HISTORY: &str = "[history]\ninterval_ms = 2000\ngrace_ms = 1000\n";
+/// Three-second intervals, so a test sees many.
+const HISTORY: &str = "[history]\ninterval_ms = 3000\ngrace_ms = 1500\n";
 
 /// Every rollup stored so far: the providers' and the fleet's.
 async fn rollups(js: &jetstream::Context) -> (Vec<ProviderRollup>, Vec<FleetRollup>) {
@@ -210,7 +210,7 @@ async fn an_outage_is_reported_with_its_duration_and_each_interval_is_rolled_up_
     assert_eq!(
         steps,
         (0..steps.len() as i64)
-            .map(|i| i * 2_000)
+            .map(|i| i * 3_000)
             .collect::<Vec<_>>(),
         "consecutive intervals"
     );
@@ -274,7 +274,7 @@ async fn slow_providers_dead_letters_and_stalls_raise_alerts() {
         }
     };
 
-    // Dead letters: 5 in an interval of 2 s is 150 a minute, above 1.
+    // Dead letters: 5 in an interval of 3 s is 100 a minute, above 1.
     for i in 0..5 {
         fleet::publish_raw(
             &js,

@@ -12,8 +12,12 @@ use crate::contract::{FailoverEvent, Names};
 /// A failure reading the events stream.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
-    #[error("cannot read the stream")]
-    Read(#[source] async_nats::Error),
+    #[error("cannot read stream {stream}")]
+    Read {
+        stream: String,
+        #[source]
+        source: async_nats::Error,
+    },
     #[error("read {seen} of {stored} stored messages within {} ms", max_wait.as_millis())]
     Slow {
         seen: u64,
@@ -22,8 +26,12 @@ pub enum EventLogError {
     },
 }
 
-fn err(e: impl Into<async_nats::Error>) -> EventLogError {
-    EventLogError::Read(e.into())
+/// A read of `stream` that failed.
+fn err<E: Into<async_nats::Error>>(stream: &str) -> impl Fn(E) -> EventLogError + '_ {
+    move |e| EventLogError::Read {
+        stream: stream.to_string(),
+        source: e.into(),
+    }
 }
 
 /// An ordered consumer on `filter` in the events stream, starting at `from`.
@@ -33,7 +41,8 @@ pub async fn ordered(
     filter: String,
     from: consumer::DeliverPolicy,
 ) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, EventLogError> {
-    let stream = js.get_stream(names.events_stream()).await.map_err(err)?;
+    let name = names.events_stream();
+    let stream = js.get_stream(&name).await.map_err(err(&name))?;
     stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: filter,
@@ -41,12 +50,12 @@ pub async fn ordered(
             ..Default::default()
         })
         .await
-        .map_err(err)
+        .map_err(err(&name))
 }
 
 /// Replays every message stored in `stream` on `filter` from `from` on, oldest first, into
 /// `visit`. Stops at the last message stored when it started (a live stream never ends by
-/// itself) or after `max_wait`. `what` names the messages in errors.
+/// itself) or after `max_wait`.
 pub async fn replay(
     js: &jetstream::Context,
     stream: String,
@@ -56,28 +65,28 @@ pub async fn replay(
     mut visit: impl FnMut(&jetstream::Message),
 ) -> Result<(), EventLogError> {
     let consumer = js
-        .get_stream(stream)
+        .get_stream(&stream)
         .await
-        .map_err(err)?
+        .map_err(err(&stream))?
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: filter,
             deliver_policy: from,
             ..Default::default()
         })
         .await
-        .map_err(err)?;
+        .map_err(err(&stream))?;
     let stored = consumer.cached_info().num_pending;
     if stored == 0 {
         return Ok(());
     }
-    let mut messages = consumer.messages().await.map_err(err)?;
+    let mut messages = consumer.messages().await.map_err(err(&stream))?;
     let until = tokio::time::Instant::now() + max_wait;
     let mut seen = 0;
     while seen < stored {
         let next = tokio::time::timeout_at(until, messages.next()).await;
         let msg = match next {
             Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return Err(err(e)),
+            Ok(Some(Err(e))) => return Err(err(&stream)(e)),
             Ok(None) => break,
             Err(_) => {
                 return Err(EventLogError::Slow {

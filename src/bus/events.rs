@@ -23,8 +23,7 @@ use super::announce::HealthAnnouncer;
 use super::fleet::cache_key;
 use super::fleet_health::{CallOutcome, apply_outcomes};
 use super::health_store::HealthStore;
-use super::history::SharesFlusher;
-use super::history::shares::FLUSH_EVERY as STATS_FLUSH_EVERY;
+use super::history::SharesWriter;
 use super::publish::Publisher;
 use super::spend::SpendBook;
 use crate::telemetry::metrics::name as metric;
@@ -168,8 +167,7 @@ pub struct EventLoop {
     spend: SpendBook,
     cache: DecisionCache,
     publisher: Publisher,
-    stats: SharesFlusher,
-    stats_flushed: tokio::time::Instant,
+    stats: SharesWriter,
 }
 
 impl EventLoop {
@@ -181,7 +179,7 @@ impl EventLoop {
         spend: SpendBook,
         cache: kv::Store,
         publisher: Publisher,
-        stats: SharesFlusher,
+        stats: SharesWriter,
     ) -> Self {
         EventLoop {
             outcomes,
@@ -192,7 +190,6 @@ impl EventLoop {
             },
             publisher,
             stats,
-            stats_flushed: tokio::time::Instant::now(),
         }
     }
 
@@ -210,10 +207,7 @@ impl EventLoop {
                 _ = tick.tick() => {
                     self.outcomes.flush_all().await;
                     self.spend.flush().await;
-                    if self.stats_flushed.elapsed() >= STATS_FLUSH_EVERY {
-                        self.stats.flush().await;
-                        self.stats_flushed = tokio::time::Instant::now();
-                    }
+                    self.stats.write().await;
                 }
                 _ = stop.cancelled() => {
                     rx.close();
@@ -226,7 +220,7 @@ impl EventLoop {
         }
         self.outcomes.flush_all().await;
         self.spend.flush().await;
-        self.stats.flush().await;
+        self.stats.write().await;
     }
 
     async fn handle(&mut self, event: EngineEvent) {

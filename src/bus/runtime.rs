@@ -29,7 +29,7 @@ use super::events::{self, EventLoop, OutcomeBook};
 use super::feedback::FeedbackIngest;
 use super::fleet::FleetState;
 use super::health_store::HealthStore;
-use super::history::{Roller, SharesFlusher, StatsShares, Timeline};
+use super::history::{Roller, SharesWriter, StatsShares, Timeline};
 use super::http::{self, HttpError, HttpState};
 use super::kv_record::KvRecord;
 use super::mode::ModeAnnouncer;
@@ -253,20 +253,19 @@ async fn set_up(
         ),
         bus.cache.clone(),
         publisher.clone(),
-        SharesFlusher::new(stats.clone(), bus.stats_window.clone()),
+        SharesWriter::new(stats.clone(), bus.stats_window.clone(), worker_id.clone()),
     );
     let events = tokio::spawn(event_loop.run(rx, events_stop.clone()));
     let roller = Roller {
         cfg: cfg.clone(),
-        calls: KvRecord::new(bus.stats_window.clone(), "stats share"),
-        fleet: KvRecord::new(bus.stats_window.clone(), "fleet stats share"),
+        js: bus.js.clone(),
         timeline: timeline.clone(),
         publisher: publisher.clone(),
         alerts: alerts.clone(),
         worker_id: worker_id.clone(),
     };
     let stall = StallWatch {
-        requests: bus.requests.clone(),
+        consumer: bus.consumer.clone(),
         desk: alerts.clone(),
         stall_after: Duration::from_millis(cfg.alerts.stall_after_ms),
     };

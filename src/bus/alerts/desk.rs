@@ -123,10 +123,10 @@ impl AlertDesk {
         let fresh = self
             .last
             .modify(&key, |last| match last {
-                Some(l) if l.state == d.to && now - l.at < window => Cas::Keep(false),
                 // An all-clear for an alarm that was never raised (or already cleared).
                 Some(l) if d.only_after.is_some_and(|s| s != l.state) => Cas::Keep(true),
                 None if d.only_after.is_some() => Cas::Keep(true),
+                Some(l) if l.state == d.to && now - l.at < window => Cas::Keep(false),
                 _ => Cas::Write(
                     LastRaised {
                         state: d.to.clone(),
@@ -143,9 +143,13 @@ impl AlertDesk {
                 return;
             }
             Ok(_) => {}
-            // Better twice than never: raise it anyway.
+            // Better twice than never: raise an alarm anyway; but not an all-clear, which
+            // would be sent for every interval of every provider while the bucket is away.
             Err(e) => {
-                tracing::warn!(error = %crate::telemetry::chain(&e), "alert repeat record not read")
+                tracing::warn!(error = %crate::telemetry::chain(&e), "alert repeat record not read");
+                if d.only_after.is_some() {
+                    return;
+                }
             }
         }
         let alert = AlertRecord {

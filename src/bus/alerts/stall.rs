@@ -1,21 +1,22 @@
-//! `fleet_stalled`: requests wait in the work queue and none has left it (answered, dead
-//! lettered, settled) for `alerts.stall_after_ms`. Every worker watches the requests stream,
-//! so a stall is seen while any worker lives, even one whose own requests are all stuck; the
-//! desk raises it once for the fleet. A fleet with no live worker cannot say so itself: that
+//! `fleet_stalled`: requests wait undelivered on the workers' consumer and no worker has taken
+//! or finished one (its delivered and ack-floor sequences stand still) for
+//! `alerts.stall_after_ms`. A long request in flight while nothing waits is not a stall. Every
+//! worker watches the consumer, so a stall is seen while any worker lives, even one whose own
+//! requests are all stuck; the desk raises it once for the fleet. A fleet with no live worker cannot say so itself: that
 //! is what an alert on the workers' absent metrics is for (see the README).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::stream;
+use async_nats::jetstream::consumer::PullConsumer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::AlertDesk;
 
-/// Watches the requests stream for a stall.
+/// Watches the workers' consumer for a stall.
 pub struct StallWatch {
-    pub requests: stream::Stream,
+    pub consumer: PullConsumer,
     pub desk: Arc<AlertDesk>,
     pub stall_after: Duration,
 }
@@ -23,8 +24,8 @@ pub struct StallWatch {
 /// What the watch knows between looks.
 #[derive(Debug)]
 struct Progress {
-    /// Requests that have left the queue since the stream began.
-    done: Option<u64>,
+    /// The consumer's delivered and ack-floor stream sequences when last seen.
+    seen: Option<(u64, u64)>,
     moved_at: Instant,
     stalled: bool,
 }
@@ -37,7 +38,7 @@ impl StallWatch {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut progress = Progress {
-            done: None,
+            seen: None,
             moved_at: Instant::now(),
             stalled: false,
         };
@@ -46,23 +47,24 @@ impl StallWatch {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            let (waiting, last_seq) = match self.requests.info().await {
-                Ok(info) => (info.state.messages, info.state.last_sequence),
+            let (waiting, seen) = match self.consumer.info().await {
+                Ok(i) => (
+                    i.num_pending,
+                    (i.delivered.stream_sequence, i.ack_floor.stream_sequence),
+                ),
                 Err(e) => {
-                    tracing::debug!(error = %e, "requests stream not read; stall check skipped");
+                    tracing::debug!(error = %e, "workers' consumer not read; stall check skipped");
                     continue;
                 }
             };
-            self.look(&mut progress, waiting, last_seq).await;
+            self.look(&mut progress, waiting, seen).await;
         }
     }
 
-    /// One look: `waiting` requests in the queue, `last_seq` the last one ever stored.
-    async fn look(&self, p: &mut Progress, waiting: u64, last_seq: u64) {
-        // In a work queue a request leaves when it is acked, terminated or deleted.
-        let done = last_seq.saturating_sub(waiting);
-        if waiting == 0 || p.done != Some(done) {
-            p.done = Some(done);
+    /// One look: `waiting` requests not delivered yet, `seen` the consumer's sequences.
+    async fn look(&self, p: &mut Progress, waiting: u64, seen: (u64, u64)) {
+        if waiting == 0 || p.seen != Some(seen) {
+            p.seen = Some(seen);
             p.moved_at = Instant::now();
             if p.stalled {
                 p.stalled = false;

@@ -133,7 +133,7 @@ async fn report(ctx: &Ctx, req: ReportRequest) -> Result<ReportReply, ControlFai
         })?;
     let until = crate::engine::clock::wall_now();
     let providers = ctx.cfg().providers.iter().map(|p| p.id.clone()).collect();
-    let source = history::read::Source {
+    let source = history::read::HistoryStore {
         js: &ctx.bus.js,
         names: &ctx.bus.names,
         budget: &ctx.bus.budget,

@@ -10,5 +10,5 @@ pub mod shares;
 pub mod timeline;
 
 pub use roller::Roller;
-pub use shares::{SharesFlusher, StatsShares};
+pub use shares::{SharesWriter, StatsShares};
 pub use timeline::Timeline;

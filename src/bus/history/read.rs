@@ -22,7 +22,7 @@ pub enum HistoryError {
 }
 
 /// Where history is read from.
-pub struct Source<'a> {
+pub struct HistoryStore<'a> {
     pub js: &'a jetstream::Context,
     pub names: &'a Names,
     pub budget: &'a kv::Store,
@@ -33,12 +33,12 @@ pub struct Source<'a> {
 /// Reads what a report over `[since, until]` of `providers` needs, waiting at most
 /// `max_wait` for the rollups.
 pub async fn inputs(
-    from: Source<'_>,
+    from: HistoryStore<'_>,
     providers: Vec<ProviderId>,
     (since, until): (Timestamp, Timestamp),
     max_wait: Duration,
 ) -> Result<Inputs, HistoryError> {
-    let Source {
+    let HistoryStore {
         js,
         names,
         budget,

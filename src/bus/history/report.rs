@@ -116,12 +116,13 @@ fn provider(
         total.merge(&r.counts);
         observed += ms(r.end - r.start);
         open += r.open_ms;
-        let bucket = (r.start - since).num_milliseconds().max(0) / step as i64;
+        // Points on the step's own grid (not the request's `since`): each rollup in one.
+        let bucket = r.start.timestamp_millis().div_euclid(step as i64);
         let point = points.entry(bucket).or_default();
         point.0.merge(&r.counts);
         point.1 += r.open_ms;
     }
-    let outages = outages(rollups, until);
+    let outages = outages(rollups, since, until);
     let ended: Vec<u64> = outages
         .iter()
         .filter(|o| o.end.is_some())
@@ -163,7 +164,7 @@ fn provider(
         trend: points
             .into_iter()
             .map(|(bucket, (c, open_ms))| TrendPoint {
-                at: since + chrono::TimeDelta::milliseconds(bucket * step as i64),
+                at: chrono::DateTime::from_timestamp_millis(bucket * step as i64).unwrap_or(since),
                 calls: c.calls,
                 success_rate: (c.calls > 0).then(|| c.successes as f64 / c.calls as f64),
                 p95_ms: c.latency_ms.percentile(0.95),
@@ -175,29 +176,44 @@ fn provider(
     }
 }
 
-/// Outages from the breaker's transitions: from leaving `closed` to returning to it.
-fn outages(rollups: &[&ProviderRollup], until: Timestamp) -> Vec<Outage> {
+/// Outages from the breaker's transitions: from leaving `closed` to returning to it. Each
+/// rollup's state at its start is checked against what came before, so a transition no
+/// rollup recorded (a gap while no worker ran, a worker that had just started) still opens or
+/// ends an outage, at that rollup's start.
+fn outages(rollups: &[&ProviderRollup], since: Timestamp, until: Timestamp) -> Vec<Outage> {
     let mut out = Vec::new();
-    let mut current: Option<(Timestamp, String)> = rollups
-        .first()
-        .filter(|r| r.breaker_at_start != BreakerState::Closed)
-        .map(|r| (r.start, "open before the period".to_string()));
-    for change in rollups.iter().flat_map(|r| &r.breaker_changes) {
-        match (change.from, change.to, &current) {
-            (BreakerState::Closed, to, None) if to != BreakerState::Closed => {
-                let cause = change.cause.clone().unwrap_or_else(|| "unknown".into());
-                current = Some((change.at, cause));
+    let mut current: Option<(Timestamp, String)> = None;
+    let end = |out: &mut Vec<Outage>, (start, cause): (Timestamp, String), at: Timestamp| {
+        out.push(Outage {
+            start,
+            end: Some(at),
+            duration_ms: ms(at - start),
+            cause,
+        });
+    };
+    for (i, r) in rollups.iter().enumerate() {
+        let open = r.breaker_at_start != BreakerState::Closed;
+        match current.take() {
+            Some(o) if !open => end(&mut out, o, r.start),
+            None if open => {
+                let cause = if i == 0 {
+                    "open before the period"
+                } else {
+                    "unknown (its opening was not recorded)"
+                };
+                current = Some((r.start.max(since), cause.to_string()));
             }
-            (_, BreakerState::Closed, Some((start, cause))) => {
-                out.push(Outage {
-                    start: *start,
-                    end: Some(change.at),
-                    duration_ms: ms(change.at - *start),
-                    cause: cause.clone(),
-                });
-                current = None;
+            kept => current = kept,
+        }
+        for change in &r.breaker_changes {
+            match current.take() {
+                Some(o) if change.to == BreakerState::Closed => end(&mut out, o, change.at),
+                None if change.to != BreakerState::Closed => {
+                    let cause = change.cause.clone().unwrap_or_else(|| "unknown".into());
+                    current = Some((change.at, cause));
+                }
+                kept => current = kept,
             }
-            _ => {}
         }
     }
     if let Some((start, cause)) = current {
@@ -211,32 +227,35 @@ fn outages(rollups: &[&ProviderRollup], until: Timestamp) -> Vec<Outage> {
     out
 }
 
+/// The mode timeline; as for outages, a rollup's mode at its start that differs from the one
+/// before begins a new span there.
 fn fleet(rollups: &[FleetRollup]) -> FleetReport {
     let mut counts = FleetCounts::default();
     let mut modes: Vec<ModeSpan> = Vec::new();
+    let enter = |modes: &mut Vec<ModeSpan>, mode, at, reason: &str| {
+        if modes.last().is_some_and(|m| m.mode == mode) {
+            return;
+        }
+        if let Some(last) = modes.last_mut() {
+            last.end = Some(at);
+        }
+        modes.push(ModeSpan {
+            mode,
+            start: at,
+            end: None,
+            reason: reason.to_string(),
+        });
+    };
     for r in rollups {
         counts.merge(&r.counts);
-        if modes.is_empty() {
-            modes.push(ModeSpan {
-                mode: r.mode_at_start,
-                start: r.start,
-                end: None,
-                reason: String::new(),
-            });
-        }
+        let reason = if modes.is_empty() {
+            ""
+        } else {
+            "unknown (not recorded)"
+        };
+        enter(&mut modes, r.mode_at_start, r.start, reason);
         for c in &r.mode_changes {
-            if let Some(last) = modes.last_mut() {
-                if last.mode == c.to {
-                    continue;
-                }
-                last.end = Some(c.at);
-            }
-            modes.push(ModeSpan {
-                mode: c.to,
-                start: c.at,
-                end: None,
-                reason: c.reason.clone(),
-            });
+            enter(&mut modes, c.to, c.at, &c.reason);
         }
     }
     FleetReport {
@@ -304,6 +323,7 @@ mod tests {
         );
         a.open_ms = 30_000;
         let mut b = rollup(60, &[(70, Open, HalfOpen), (75, HalfOpen, Closed)]);
+        b.breaker_at_start = Open;
         b.open_ms = 15_000;
         let c = rollup(120, &[(150, Closed, Open)]);
         let mut c_open = c.clone();
@@ -339,6 +359,33 @@ mod tests {
             (g.observed_ms, g.availability_pct, g.outages.len()),
             (0, 100.0, 0)
         );
+    }
+
+    #[test]
+    fn transitions_no_rollup_recorded_still_open_and_end_outages() {
+        use BreakerState::*;
+        // A worker that had just started wrote the second rollup: it begins open without the
+        // opening, and the third one begins closed without the closing.
+        let a = rollup(0, &[]);
+        let mut b = rollup(60, &[]);
+        b.breaker_at_start = Open;
+        let c = rollup(120, &[(130, Closed, Open), (150, Open, Closed)]);
+        let report = build(Inputs {
+            since: t(0),
+            until: t(200),
+            interval_ms: 60_000,
+            providers: vec!["openai".into()],
+            rollups: vec![a, b, c],
+            fleet: vec![],
+            spend: vec![],
+        });
+        let o: Vec<_> = report.providers[0]
+            .outages
+            .iter()
+            .map(|o| (o.start, o.end))
+            .collect();
+        assert_eq!(o, [(t(60), Some(t(120))), (t(130), Some(t(150)))]);
+        assert!(report.providers[0].outages[0].cause.starts_with("unknown"));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -18,21 +20,24 @@ use crate::contract::{
 };
 
 use super::super::alerts::AlertDesk;
-use super::super::kv_record::KvRecord;
+use super::super::event_log::{self, EventLogError};
 use super::super::publish::Publisher;
-use super::shares::share_key;
+use super::shares::share_prefix;
 use super::timeline::Timeline;
 
 /// Writes the fleet's rollups.
 pub struct Roller {
     pub cfg: Arc<Config>,
-    pub calls: KvRecord<CallCounts>,
-    pub fleet: KvRecord<FleetCounts>,
+    /// Reads the workers' totals from `ai_stats_window`.
+    pub js: jetstream::Context,
     pub timeline: Arc<Timeline>,
     pub publisher: Publisher,
     pub alerts: Arc<AlertDesk>,
     pub worker_id: String,
 }
+
+/// How long reading one interval's totals may take.
+const TOTALS_WAIT: Duration = Duration::from_secs(5);
 
 fn at_ms(ms: i64) -> Timestamp {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -74,7 +79,13 @@ impl Roller {
         let now = crate::engine::clock::wall_now().timestamp_millis();
         let mut next = first_interval(now, self.interval_ms(), self.cfg.history.grace_ms as i64);
         loop {
-            let (from, until) = self.due(next);
+            let (mut from, until) = self.due(next);
+            // Of an interval that began before this worker knew the fleet's breakers and
+            // mode, a worker that has been watching longer writes the better rollup: write
+            // late, leaving it the first word.
+            if at_ms(next) < self.timeline.since() {
+                from = until - (self.interval_ms() / 8).min(1_000);
+            }
             let now = crate::engine::clock::wall_now().timestamp_millis();
             if now < from {
                 let wait = Duration::from_millis((from - now) as u64);
@@ -101,8 +112,8 @@ impl Roller {
     pub async fn roll(&self, start_ms: i64) {
         let (start, end) = (at_ms(start_ms), at_ms(start_ms + self.interval_ms()));
         for p in &self.cfg.providers {
-            let counts = match self.calls.get(&share_key(&p.id, start_ms)).await {
-                Ok(v) => v.map(|v| v.value).unwrap_or_default(),
+            let counts = match self.totals(&p.id, start_ms, CallCounts::merge).await {
+                Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(provider = %p.id, error = %crate::telemetry::chain(&e), "stats share not read; rollup left to the fleet");
                     continue;
@@ -134,8 +145,8 @@ impl Roller {
                     .await;
             }
         }
-        let counts = match self.fleet.get(&share_key(FLEET_STATS, start_ms)).await {
-            Ok(v) => v.map(|v| v.value).unwrap_or_default(),
+        let counts = match self.totals(FLEET_STATS, start_ms, FleetCounts::merge).await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %crate::telemetry::chain(&e), "fleet stats share not read; rollup left to the fleet");
                 return;
@@ -161,6 +172,33 @@ impl Roller {
                 )
                 .await;
         }
+    }
+
+    /// The sum of every worker's total of `subject`'s interval at `start_ms`.
+    async fn totals<T: DeserializeOwned + Default>(
+        &self,
+        subject: &str,
+        start_ms: i64,
+        merge: fn(&mut T, &T),
+    ) -> Result<T, EventLogError> {
+        let bucket = self.publisher.names().stats_window_bucket();
+        let mut total = T::default();
+        event_log::replay(
+            &self.js,
+            format!("KV_{bucket}"),
+            format!("$KV.{bucket}.{}*", share_prefix(subject, start_ms)),
+            DeliverPolicy::LastPerSubject,
+            TOTALS_WAIT,
+            |msg| match serde_json::from_slice::<T>(&msg.payload) {
+                Ok(v) => merge(&mut total, &v),
+                // A deleted or purged entry has no body.
+                Err(e) => {
+                    tracing::debug!(subject = %msg.subject, error = %e, "skipping a stats total")
+                }
+            },
+        )
+        .await?;
+        Ok(total)
     }
 
     /// Publishes one rollup; whether this copy was the one the stream kept.
@@ -194,12 +232,18 @@ mod tests {
             let now = base + offset;
             let first = first_interval(now, interval, grace);
             let (from, until) = due(first, interval, grace);
-            assert!(now <= until, "at +{offset} ms: the first interval is not due any more");
+            assert!(
+                now <= until,
+                "at +{offset} ms: the first interval is not due any more"
+            );
             worst = worst.max(from.max(now) - now);
         }
         assert!(worst <= 60_000, "first rollup {worst} ms after start");
         // Started just after a boundary: the interval that just ended, once its grace is over.
-        assert_eq!(first_interval(base + 1_000, interval, grace), base - interval);
+        assert_eq!(
+            first_interval(base + 1_000, interval, grace),
+            base - interval
+        );
         // Started late in an interval: the current one.
         assert_eq!(first_interval(base + 40_000, interval, grace), base);
     }

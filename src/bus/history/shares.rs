@@ -1,8 +1,10 @@
 //! This worker's share of the current intervals' rollups. Every call, failover, cost, answer
-//! and dead letter is counted here in memory, and twice a second (by the worker's event loop,
-//! which also writes the last shares when the worker stops) added to the interval's record in
-//! `ai_stats_window` (`<provider>.<start_ms>`, `_fleet.<start_ms>`) with compare-and-set; the
-//! roller sums nothing itself, it reads the fleet's total there.
+//! and dead letter is counted here in memory into this worker's running total of its interval,
+//! and on every tick of the worker's event loop (which also writes the last totals when the
+//! worker stops) the totals that changed are put in `ai_stats_window` under
+//! `<provider>.<start_ms>.<worker_id>` (or `_fleet.<start_ms>.<worker_id>`). A put of a total
+//! is idempotent: a write that landed but timed out is simply written again, never counted
+//! twice. The roller sums the workers' totals of an interval once it is over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +12,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use parking_lot::Mutex;
+use serde::Serialize;
 
 use crate::contract::{CallCounts, ErrorClass, FLEET_STATS, FleetCounts, Timestamp};
 
-use super::super::kv_record::{Decision, KvRecord};
-
-/// How often the shares are added to the fleet's records.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Intervals this many behind the current one are no longer written: the roller has read
+/// them (a total that could not be written by then is lost to the history, and logged).
+const KEEP_INTERVALS: i64 = 2;
 
 /// The interval `at` falls in, as its start in ms since the epoch.
 pub fn interval_start(at: Timestamp, interval_ms: u64) -> i64 {
@@ -24,22 +26,30 @@ pub fn interval_start(at: Timestamp, interval_ms: u64) -> i64 {
     ms - ms.rem_euclid(interval_ms as i64)
 }
 
-/// The `ai_stats_window` key of `subject`'s (a provider's, or `_fleet`) interval.
-pub fn share_key(subject: &str, start_ms: i64) -> String {
-    format!("{subject}.{start_ms}")
+/// The prefix of every worker's total of `subject`'s (a provider's, or `_fleet`) interval in
+/// `ai_stats_window`; a worker's key is this plus its id.
+pub fn share_prefix(subject: &str, start_ms: i64) -> String {
+    format!("{subject}.{start_ms}.")
+}
+
+/// A running total and whether it changed since it was last written.
+#[derive(Default)]
+struct Total<T> {
+    value: T,
+    dirty: bool,
 }
 
 #[derive(Default)]
-struct Pending {
-    calls: HashMap<(String, i64), CallCounts>,
-    fleet: HashMap<i64, FleetCounts>,
+struct Totals {
+    calls: HashMap<(String, i64), Total<CallCounts>>,
+    fleet: HashMap<i64, Total<FleetCounts>>,
 }
 
 /// Counts what this worker did, by interval. Cheap to clone; every clone counts into the same
-/// book.
+/// totals.
 #[derive(Clone)]
 pub struct StatsShares {
-    pending: Arc<Mutex<Pending>>,
+    totals: Arc<Mutex<Totals>>,
     interval_ms: u64,
 }
 
@@ -47,7 +57,7 @@ impl StatsShares {
     /// Counting into intervals of `interval_ms`.
     pub fn new(interval_ms: u64) -> Self {
         StatsShares {
-            pending: Arc::default(),
+            totals: Arc::default(),
             interval_ms,
         }
     }
@@ -58,17 +68,30 @@ impl StatsShares {
 
     fn provider(&self, provider: &str, count: impl FnOnce(&mut CallCounts)) {
         let start = self.now();
-        let mut p = self.pending.lock();
-        count(p.calls.entry((provider.to_string(), start)).or_default());
+        let mut t = self.totals.lock();
+        let total = t.calls.entry((provider.to_string(), start)).or_default();
+        count(&mut total.value);
+        total.dirty = true;
     }
 
     fn fleet(&self, count: impl FnOnce(&mut FleetCounts)) {
         let start = self.now();
-        count(self.pending.lock().fleet.entry(start).or_default());
+        let mut t = self.totals.lock();
+        let total = t.fleet.entry(start).or_default();
+        count(&mut total.value);
+        total.dirty = true;
     }
 
-    /// A call to `provider` ended: answered (`failure` is `None`) or failed with a class.
+    /// A call to `provider` ended: answered (`failure` is `None`) or failed with a class. A
+    /// call its own request cut short (deadline, cancelled hedge) is nobody's failure and is
+    /// not counted, as in the engine's health.
     pub fn call(&self, provider: &str, failure: Option<ErrorClass>, latency: Duration) {
+        if matches!(
+            failure,
+            Some(ErrorClass::DeadlineExceeded | ErrorClass::Cancelled)
+        ) {
+            return;
+        }
         self.provider(provider, |c| {
             c.calls += 1;
             match failure {
@@ -104,36 +127,78 @@ impl StatsShares {
         self.fleet(|f| f.dead_letters += 1);
     }
 
-    fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock())
+    /// The totals to write (marked clean), after dropping intervals no longer written.
+    fn changed(&self) -> Vec<(String, Vec<u8>)> {
+        let oldest = self.now() - KEEP_INTERVALS * self.interval_ms as i64;
+        let mut t = self.totals.lock();
+        let dropped = |dirty: bool, what: &str| {
+            if dirty {
+                tracing::warn!(
+                    what,
+                    "a stats total was not written in time; the history misses it"
+                );
+            }
+        };
+        t.calls.retain(|(p, start), total| {
+            let keep = *start >= oldest;
+            if !keep {
+                dropped(total.dirty, p);
+            }
+            keep
+        });
+        t.fleet.retain(|start, total| {
+            let keep = *start >= oldest;
+            if !keep {
+                dropped(total.dirty, FLEET_STATS);
+            }
+            keep
+        });
+        let mut out = Vec::new();
+        for ((p, start), total) in t.calls.iter_mut().filter(|(_, t)| t.dirty) {
+            total.dirty = false;
+            out.extend(encoded(share_prefix(p, *start), &total.value));
+        }
+        for (start, total) in t.fleet.iter_mut().filter(|(_, t)| t.dirty) {
+            total.dirty = false;
+            out.extend(encoded(share_prefix(FLEET_STATS, *start), &total.value));
+        }
+        out
     }
 
-    /// Puts back what could not be written, to be tried at the next flush.
-    fn keep(&self, failed: Pending) {
-        let mut p = self.pending.lock();
-        for (k, c) in failed.calls {
-            p.calls.entry(k).or_default().merge(&c);
+    /// Marks a total whose write failed as changed again.
+    fn unwritten(&self, key: &str) {
+        let mut t = self.totals.lock();
+        for ((p, start), total) in t.calls.iter_mut() {
+            if key.starts_with(&share_prefix(p, *start)) {
+                total.dirty = true;
+            }
         }
-        for (k, f) in failed.fleet {
-            p.fleet.entry(k).or_default().merge(&f);
+        for (start, total) in t.fleet.iter_mut() {
+            if key.starts_with(&share_prefix(FLEET_STATS, *start)) {
+                total.dirty = true;
+            }
         }
     }
 }
 
-/// Adds the shares to `ai_stats_window`.
-pub struct SharesFlusher {
-    pub shares: StatsShares,
-    pub calls: KvRecord<CallCounts>,
-    pub fleet: KvRecord<FleetCounts>,
+fn encoded<T: Serialize>(prefix: String, value: &T) -> Option<(String, Vec<u8>)> {
+    serde_json::to_vec(value).ok().map(|v| (prefix, v))
 }
 
-impl SharesFlusher {
-    /// Over the `ai_stats_window` bucket.
-    pub fn new(shares: StatsShares, window: kv::Store) -> Self {
-        SharesFlusher {
+/// Writes this worker's totals to `ai_stats_window`.
+pub struct SharesWriter {
+    shares: StatsShares,
+    window: kv::Store,
+    worker_id: String,
+}
+
+impl SharesWriter {
+    /// Writing `shares` into the `ai_stats_window` bucket under `worker_id`.
+    pub fn new(shares: StatsShares, window: kv::Store, worker_id: String) -> Self {
+        SharesWriter {
             shares,
-            calls: KvRecord::new(window.clone(), "stats share"),
-            fleet: KvRecord::new(window, "fleet stats share"),
+            window,
+            worker_id,
         }
     }
 
@@ -142,34 +207,18 @@ impl SharesFlusher {
         &self.shares
     }
 
-    /// Adds everything counted so far; what cannot be written is kept for the next flush.
-    pub async fn flush(&self) {
-        let pending = self.shares.take();
-        let mut failed = Pending::default();
-        for ((provider, start), add) in pending.calls {
-            let key = share_key(&provider, start);
-            let write = self.calls.modify(&key, |current| {
-                let mut total = current.unwrap_or_default();
-                total.merge(&add);
-                Decision::Write(total, ())
-            });
-            if let Err(e) = write.await {
-                tracing::debug!(error = %crate::telemetry::chain(&e), "stats share not written; retrying");
-                failed.calls.insert((provider, start), add);
+    /// Puts every total that changed, at once; one that cannot be written is tried again at
+    /// the next write.
+    pub async fn write(&self) {
+        let puts = self.shares.changed().into_iter().map(|(prefix, value)| {
+            let key = format!("{prefix}{}", self.worker_id);
+            async move {
+                if let Err(e) = self.window.put(&key, value.into()).await {
+                    tracing::debug!(%key, error = %e, "stats total not written; retrying");
+                    self.shares.unwritten(&key);
+                }
             }
-        }
-        for (start, add) in pending.fleet {
-            let key = share_key(FLEET_STATS, start);
-            let write = self.fleet.modify(&key, |current| {
-                let mut total = current.unwrap_or_default();
-                total.merge(&add);
-                Decision::Write(total, ())
-            });
-            if let Err(e) = write.await {
-                tracing::debug!(error = %crate::telemetry::chain(&e), "fleet stats share not written; retrying");
-                failed.fleet.insert(start, add);
-            }
-        }
-        self.shares.keep(failed);
+        });
+        futures::future::join_all(puts).await;
     }
 }

@@ -93,13 +93,29 @@ pub struct ModeSpan {
 }
 
 /// The transitions this worker has seen.
-#[derive(Default)]
 pub struct Timeline {
     breakers: Mutex<HashMap<String, Line<BreakerState>>>,
     mode: Mutex<Line<Mode>>,
+    since: Timestamp,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            breakers: Mutex::default(),
+            mode: Mutex::default(),
+            since: crate::engine::clock::wall_now(),
+        }
+    }
 }
 
 impl Timeline {
+    /// From when on it has seen every transition (before, it knows only the last one of
+    /// each record).
+    pub fn since(&self) -> Timestamp {
+        self.since
+    }
+
     /// Notes a provider's record (from the watch).
     pub fn provider(&self, r: &ProviderHealthRecord) {
         let at = r.breaker_changed_at.unwrap_or(r.updated_at);
