@@ -232,6 +232,21 @@ async fn an_outage_is_reported_with_its_duration_and_each_interval_is_rolled_up_
     );
 }
 
+/// Waits (at most `within`) for the alerts of `t` that went to `to`, and returns them.
+async fn raised(
+    js: &jetstream::Context,
+    t: AlertType,
+    to: &str,
+    within: Duration,
+) -> Vec<AlertRecord> {
+    let what = format!("a {} alert to {to}", t.as_str());
+    eventually(within, &what, async || {
+        let a = alerts_to(js, t, to).await;
+        (!a.is_empty()).then_some(a)
+    })
+    .await
+}
+
 /// The stored alerts of `t` that went to `to`.
 async fn alerts_to(js: &jetstream::Context, t: AlertType, to: &str) -> Vec<AlertRecord> {
     fleet::stored::<AlertRecord>(js, "AI_ALERTS")
@@ -284,13 +299,11 @@ async fn slow_providers_dead_letters_and_stalls_raise_alerts() {
         )
         .await;
     }
-    let dl = eventually(
+    let dl = raised(
+        &js,
+        AlertType::DeadLetters,
+        "above",
         Duration::from_secs(20),
-        "a dead_letters alert",
-        async || {
-            let a = alerts_to(&js, AlertType::DeadLetters, "above").await;
-            (!a.is_empty()).then_some(a)
-        },
     )
     .await;
     assert_eq!(dl.len(), 1);
@@ -306,13 +319,11 @@ async fn slow_providers_dead_letters_and_stalls_raise_alerts() {
     )
     .unwrap();
     let ids = ask("S".into(), 10).await;
-    let slow = eventually(
+    let slow = raised(
+        &js,
+        AlertType::SlowProvider,
+        "slow",
         Duration::from_secs(30),
-        "a slow_provider alert",
-        async || {
-            let a = alerts_to(&js, AlertType::SlowProvider, "slow").await;
-            (!a.is_empty()).then_some(a)
-        },
     )
     .await;
     assert_eq!(slow[0].provider.as_deref(), Some("p1"));
@@ -355,13 +366,11 @@ async fn slow_providers_dead_letters_and_stalls_raise_alerts() {
     )
     .unwrap();
     let ids = ask("T".into(), 4).await;
-    let stalled = eventually(
+    let stalled = raised(
+        &js,
+        AlertType::FleetStalled,
+        "stalled",
         Duration::from_secs(20),
-        "a fleet_stalled alert",
-        async || {
-            let a = alerts_to(&js, AlertType::FleetStalled, "stalled").await;
-            (!a.is_empty()).then_some(a)
-        },
     )
     .await;
     assert_eq!(

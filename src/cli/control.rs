@@ -65,6 +65,18 @@ pub async fn send(
         .with_context(|| format!("no answer on {subject}: is a worker running?"))
 }
 
+/// Calls `endpoint` and decodes its reply; an error reply or an unexpected body fails.
+pub async fn fetch<T: serde::de::DeserializeOwned>(
+    c: &client::Client,
+    endpoint: &str,
+    body: String,
+    timeout_ms: u64,
+) -> anyhow::Result<T> {
+    let reply = send(c, endpoint, body, timeout_ms).await?;
+    refused(endpoint, &reply)?;
+    serde_json::from_slice(&reply.payload).with_context(|| format!("unexpected {endpoint} reply"))
+}
+
 /// Fails when `reply` is the service's error reply (micro-protocol error headers).
 pub fn refused(endpoint: &str, reply: &async_nats::Message) -> anyhow::Result<()> {
     if let Some(h) = &reply.headers

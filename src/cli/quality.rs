@@ -35,10 +35,7 @@ pub async fn run(args: QualityArgs) -> anyhow::Result<()> {
         None => "{}".to_string(),
     };
     let c = client::connect(&args.file.config, "ai-failover quality").await?;
-    let reply = control::send(&c, "quality-summary", body, 10_000).await?;
-    control::refused("quality-summary", &reply)?;
-    let summary: QualitySummaryReply =
-        serde_json::from_slice(&reply.payload).context("unexpected quality-summary reply")?;
+    let summary: QualitySummaryReply = control::fetch(&c, "quality-summary", body, 10_000).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());

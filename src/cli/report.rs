@@ -2,8 +2,6 @@
 //! failovers per provider and the fleet's mode timeline, from the control service's `report`
 //! (so a viewer's credentials are enough).
 
-use anyhow::Context;
-
 use crate::contract::{ReportReply, ReportRequest};
 
 use super::client;
@@ -28,10 +26,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         since: Some(args.since.clone()),
     })?;
     let c = client::connect(&args.file.config, "ai-failover report").await?;
-    let reply = control::send(&c, "report", body, 30_000).await?;
-    control::refused("report", &reply)?;
-    let report: ReportReply =
-        serde_json::from_slice(&reply.payload).context("unexpected report reply")?;
+    let report: ReportReply = control::fetch(&c, "report", body, 30_000).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
