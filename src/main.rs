@@ -41,6 +41,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => ai_failover::cli::audit::run(args).await,
         Command::Quality(args) => ai_failover::cli::quality::run(args).await,
         Command::Report(args) => ai_failover::cli::report::run(args).await,
+        Command::Keys(args) => ai_failover::cli::keys::run(args).await,
         Command::Alerts(args) => ai_failover::cli::alerts::run(args).await,
         Command::Setup { file } => {
             async {

@@ -117,6 +117,7 @@ fn valid_examples_also_decode_into_the_rust_types() {
             "alert_record" => serde_json::from_value::<AlertRecord>(value).is_ok(),
             "provider_rollup" => serde_json::from_value::<ProviderRollup>(value).is_ok(),
             "fleet_rollup" => serde_json::from_value::<FleetRollup>(value).is_ok(),
+            "secret_record" => serde_json::from_value::<SecretRecord>(value).is_ok(),
             other => panic!("add a decode check for {other}"),
         };
         assert!(ok, "{name} does not decode into its Rust type");

@@ -6,6 +6,7 @@
 mod access;
 mod failure;
 mod handlers;
+mod keys;
 
 use std::sync::Arc;
 

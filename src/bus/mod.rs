@@ -30,6 +30,7 @@ pub mod publish;
 pub mod quality_fold;
 pub mod quality_view;
 pub mod runtime;
+pub mod secrets;
 pub mod setup;
 pub mod signals;
 pub mod spend;

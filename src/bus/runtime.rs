@@ -39,6 +39,7 @@ use super::prober::Prober;
 use super::publish::Publisher;
 use super::quality_fold::QualityFolder;
 use super::quality_view::QualityWatch;
+use super::secrets::Keyring;
 use super::setup::{self, BusError};
 use super::signals::Signals;
 use super::spend::SpendBook;
@@ -105,12 +106,20 @@ async fn set_up(
     let worker_id = cfg.worker.id.clone().unwrap_or_else(default_worker_id);
     let client = setup::connect_named(&cfg.nats, &format!("ai-failover {worker_id}")).await?;
     let bus = setup::ensure(&client, &cfg).await?;
+    // Stored keys take precedence over configured ones, from the first call on.
+    let keyring = Arc::new(Keyring::new(&cfg));
+    keyring.load(&bus.secrets).await;
     let providers = match providers {
         Some(p) => p,
         None => cfg
             .providers
             .iter()
-            .map(|p| crate::providers::try_build(p, &cfg.engine))
+            .map(|p| {
+                let slot = keyring
+                    .slot(&p.id)
+                    .unwrap_or_else(|| crate::providers::configured_key(p));
+                crate::providers::try_build_with(p, &cfg.engine, slot)
+            })
             .collect::<Result<_, _>>()?,
     };
     // Before anything counts: metrics recorded earlier would be lost.
@@ -347,6 +356,10 @@ async fn set_up(
         tokio::spawn(clock_sync.run(services.clone())),
         tokio::spawn(roller.run(services.clone())),
         tokio::spawn(stall.run(services.clone())),
+        tokio::spawn({
+            let (keyring, kv, stop) = (keyring.clone(), bus.secrets.clone(), services.clone());
+            async move { keyring.run(kv, stop).await }
+        }),
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
     background.extend(served.map(|(_, h)| h));

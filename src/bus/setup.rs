@@ -127,6 +127,8 @@ pub struct Bus {
     pub alert_consumers: Vec<(String, consumer::PullConsumer)>,
     /// The workers' shares of the current intervals' rollups (see `history`).
     pub stats_window: kv::Store,
+    /// Provider keys, encrypted (see `secrets`).
+    pub secrets: kv::Store,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -362,6 +364,8 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     ))
     .await?;
     let quality = store(bucket(names.quality_bucket(), 1, Duration::ZERO)).await?;
+    // Keys are kept until replaced or deleted; the audit trail says who set which.
+    let secrets = store(bucket(names.secrets_bucket(), 1, Duration::ZERO)).await?;
     // Shares are read once, just after their interval: an hour is plenty.
     let stats_window = store(bucket(
         names.stats_window_bucket(),
@@ -387,6 +391,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         quality,
         alert_consumers,
         stats_window,
+        secrets,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod audit;
 pub mod client;
 pub mod control;
+pub mod keys;
 pub mod publish;
 pub mod quality;
 pub mod report;
@@ -99,4 +100,7 @@ pub enum Command {
     /// Availability, outages, MTTR, latency trend, cost per day and failovers per hour of
     /// each provider, and the fleet's mode timeline, from the history (`AI_STATS`).
     Report(report::ReportArgs),
+    /// Provider keys in the encrypted store: `keys set --provider ID` (key on standard input,
+    /// validated by the provider first), `keys list`, `keys delete --provider ID`.
+    Keys(keys::KeysArgs),
 }

@@ -70,6 +70,10 @@ fn load_with(toml: &str, rules: Rules) -> Result<Config, ConfigError> {
         }
         p.api_key = read_key(p.api_key_env.as_deref(), p.api_key_file.as_deref());
     }
+    cfg.secrets.master_key = read_key(
+        cfg.secrets.master_key_env.as_deref(),
+        cfg.secrets.master_key_file.as_deref(),
+    );
     for t in &mut cfg.http.tokens {
         t.token = read_key(t.token_env.as_deref(), t.token_file.as_deref());
     }

@@ -11,6 +11,7 @@ mod checker;
 mod history;
 mod learning;
 mod load;
+mod secrets;
 mod types;
 mod validate;
 

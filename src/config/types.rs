@@ -6,6 +6,7 @@ pub use super::access::{AuditConfig, ControlConfig, HttpConfig, HttpToken};
 pub use super::alerts::{AlertsConfig, WebhookConfig, WebhookFormat, redacted};
 pub use super::history::HistoryConfig;
 pub use super::learning::{FeedbackConfig, QualityConfig};
+pub use super::secrets::{SecretsConfig, is_master_key};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -39,6 +40,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub history: HistoryConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
 }
 
 /// `[nats]`: where the bus is and how names are derived.

@@ -292,11 +292,15 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
                 p.id.to_uppercase().replace('-', "_")
             );
             match (&p.api_key_env, &p.api_key_file) {
+                // Its key is then set with `ai-failover keys set` (encrypted in ai_secrets).
+                (None, None) if cfg.secrets.configured() => {}
                 (None, None) => c.check(
                     false,
                     k("api_key_env"),
                     "a remote provider needs an API key",
-                    &fix,
+                    &format!(
+                        "{fix}; or configure [secrets] and set it with `ai-failover keys set`"
+                    ),
                 ),
                 _ => c.check(
                     p.api_key.is_some(),
@@ -325,6 +329,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
     );
     super::learning::check(&mut c, &cfg.feedback, &cfg.quality);
     super::history::check(&mut c, &cfg.history);
+    super::secrets::check(&mut c, &cfg.secrets);
     if rules == Rules::Worker {
         super::alerts::check(&mut c, &cfg.alerts);
         check_tokens(&mut c, &cfg.http.tokens);

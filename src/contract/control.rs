@@ -24,6 +24,9 @@ pub enum Endpoint {
     ModeSet,
     QualitySummary,
     Report,
+    KeysSet,
+    KeysList,
+    KeysDelete,
 }
 
 wire_enum! {
@@ -41,7 +44,7 @@ wire_enum! {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Status,
         Endpoint::HealthCheck,
         Endpoint::ForceStatus,
@@ -54,6 +57,9 @@ impl Endpoint {
         Endpoint::ModeSet,
         Endpoint::QualitySummary,
         Endpoint::Report,
+        Endpoint::KeysSet,
+        Endpoint::KeysList,
+        Endpoint::KeysDelete,
     ];
 
     /// The name, relative to `<prefix>.control.`.
@@ -71,6 +77,9 @@ impl Endpoint {
             Endpoint::ModeSet => "mode.set",
             Endpoint::QualitySummary => "quality-summary",
             Endpoint::Report => "report",
+            Endpoint::KeysSet => "keys.set",
+            Endpoint::KeysList => "keys.list",
+            Endpoint::KeysDelete => "keys.delete",
         }
     }
 
@@ -89,7 +98,10 @@ impl Endpoint {
             | Endpoint::MonitoringStart
             | Endpoint::MonitoringStop
             | Endpoint::TestFailover
-            | Endpoint::ModeSet => Role::Operator,
+            | Endpoint::ModeSet
+            | Endpoint::KeysSet
+            | Endpoint::KeysList
+            | Endpoint::KeysDelete => Role::Operator,
         }
     }
 

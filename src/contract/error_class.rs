@@ -36,6 +36,10 @@ wire_enum! {
         NoProvider,
         /// Refused by policy (suspended mode).
         Suspended,
+        /// This worker holds no usable key for the provider: its record in `ai_secrets`
+        /// cannot be decrypted (wrong or missing master key, a corrupt record). Not the
+        /// provider's fault: fails over, never opens the breaker or quarantines.
+        KeyUnavailable,
     }
 }
 

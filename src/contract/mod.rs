@@ -49,6 +49,7 @@ mod report;
 mod request;
 mod result;
 pub mod schemas;
+mod secrets;
 mod stats;
 
 pub use alert::*;
@@ -64,6 +65,7 @@ pub use provider_id::ProviderId;
 pub use report::*;
 pub use request::*;
 pub use result::*;
+pub use secrets::*;
 pub use stats::*;
 
 /// Timestamps on the wire are RFC 3339 in UTC.

@@ -253,6 +253,10 @@ impl Names {
     pub fn quality_bucket(&self) -> String {
         self.bucket("quality")
     }
+    /// `ai_secrets`: provider API keys, encrypted under the fleet's master key.
+    pub fn secrets_bucket(&self) -> String {
+        self.bucket("secrets")
+    }
     /// `ai_stats_window`: the workers' shares of the current intervals' rollups
     /// (fleet-internal).
     pub fn stats_window_bucket(&self) -> String {

@@ -42,6 +42,8 @@ pub fn policy(class: ErrorClass) -> ClassPolicy {
         // The model answered badly: another model or provider may not.
         InvalidResponse => p(true, false, true, false, false),
         ContentFiltered => p(true, false, false, false, true),
+        // This worker's own key store is at fault, not the provider.
+        KeyUnavailable => p(true, false, false, false, true),
         Cancelled | DeadlineExceeded | BudgetExceeded | NoProvider | Suspended => {
             p(false, false, false, false, true)
         }

@@ -39,7 +39,7 @@ pub(crate) trait Wire: Send + Sync + 'static {
     fn reply(&self, body: &Value, model: &str) -> Result<Reply, ProviderError>;
 
     /// The API key, so that it can be scrubbed from any message a vendor echoes it in.
-    fn key(&self) -> Option<&SecretString>;
+    fn key(&self) -> Option<SecretString>;
 }
 
 /// A provider speaking the wire API `W` over HTTP.
@@ -140,6 +140,7 @@ impl<W: Wire> Provider for HttpAdapter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::key_slot::KeySlot;
     use crate::providers::openai::OpenAi;
 
     #[test]
@@ -150,7 +151,7 @@ mod tests {
             "p".into(),
             Client::new(),
             1024,
-            OpenAi::new("http://localhost/v1", Some(key)),
+            OpenAi::new("http://localhost/v1", KeySlot::new(Some(key))),
         );
         let debug = format!("{adapter:?}");
         assert!(debug.contains("REDACTED"), "{debug}");

@@ -5,6 +5,8 @@
 
 use reqwest::{Client, RequestBuilder};
 use secrecy::SecretString;
+
+use super::key_slot::KeySlot;
 use serde_json::{Value, json};
 
 use super::adapter::Wire;
@@ -22,11 +24,11 @@ pub const VERSION: &str = "2023-06-01";
 pub(crate) struct Anthropic {
     /// The bare host, e.g. `https://api.anthropic.com`; no trailing slash.
     base_url: String,
-    key: Option<SecretString>,
+    key: KeySlot,
 }
 
 impl Anthropic {
-    pub(crate) fn new(base_url: &str, key: Option<SecretString>) -> Self {
+    pub(crate) fn new(base_url: &str, key: KeySlot) -> Self {
         Anthropic {
             base_url: base_url.trim_end_matches('/').to_string(),
             key,
@@ -35,8 +37,8 @@ impl Anthropic {
 
     fn headed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
         let request = request.header("anthropic-version", VERSION);
-        Ok(match &self.key {
-            Some(key) => request.header("x-api-key", secret_header("", key)?),
+        Ok(match self.key.get()? {
+            Some(key) => request.header("x-api-key", secret_header("", &key)?),
             None => request,
         })
     }
@@ -99,7 +101,7 @@ impl Wire for Anthropic {
         })
     }
 
-    fn key(&self) -> Option<&SecretString> {
-        self.key.as_ref()
+    fn key(&self) -> Option<SecretString> {
+        self.key.current()
     }
 }

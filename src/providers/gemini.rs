@@ -7,6 +7,8 @@
 
 use reqwest::{Client, RequestBuilder, Url};
 use secrecy::SecretString;
+
+use super::key_slot::KeySlot;
 use serde_json::{Value, json};
 
 use super::adapter::Wire;
@@ -31,11 +33,11 @@ const FILTERED: [&str; 6] = [
 pub(crate) struct Gemini {
     /// The bare host, e.g. `https://generativelanguage.googleapis.com`.
     base_url: String,
-    key: Option<SecretString>,
+    key: KeySlot,
 }
 
 impl Gemini {
-    pub(crate) fn new(base_url: &str, key: Option<SecretString>) -> Self {
+    pub(crate) fn new(base_url: &str, key: KeySlot) -> Self {
         Gemini {
             base_url: base_url.trim_end_matches('/').to_string(),
             key,
@@ -56,8 +58,8 @@ impl Gemini {
     }
 
     fn headed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        Ok(match &self.key {
-            Some(key) => request.header("x-goog-api-key", secret_header("", key)?),
+        Ok(match self.key.get()? {
+            Some(key) => request.header("x-goog-api-key", secret_header("", &key)?),
             None => request,
         })
     }
@@ -136,8 +138,8 @@ impl Wire for Gemini {
         })
     }
 
-    fn key(&self) -> Option<&SecretString> {
-        self.key.as_ref()
+    fn key(&self) -> Option<SecretString> {
+        self.key.current()
     }
 }
 
@@ -147,7 +149,10 @@ mod tests {
 
     #[test]
     fn model_urls_are_one_encoded_segment() {
-        let g = Gemini::new("https://generativelanguage.googleapis.com/", None);
+        let g = Gemini::new(
+            "https://generativelanguage.googleapis.com/",
+            KeySlot::new(None),
+        );
         assert_eq!(
             g.model_url("models/gemini-2.5-flash", ":generateContent")
                 .unwrap()

@@ -13,9 +13,12 @@ pub mod parse;
 pub mod prompt;
 pub mod retry_after;
 
+pub use key_slot::{KeySlot, KeyState};
+
 mod adapter;
 mod anthropic;
 mod gemini;
+pub mod key_slot;
 mod openai;
 mod reply;
 
@@ -111,17 +114,32 @@ pub trait Provider: Send + Sync {
     async fn probe(&self, model: &str, timeout: Duration) -> Result<(), ProviderError>;
 }
 
-/// The adapter for `cfg.api`, or why its HTTP client could not be built.
+/// The adapter for `cfg.api` with the configured key, or why its HTTP client could not be
+/// built.
 pub fn try_build(
     cfg: &ProviderConfig,
     engine: &EngineConfig,
 ) -> Result<Arc<dyn Provider>, http::ClientError> {
-    let client = http::client(cfg)?;
+    try_build_with(cfg, engine, configured_key(cfg))
+}
+
+/// The key from `api_key_env` / `api_key_file` in a slot of its own.
+pub fn configured_key(cfg: &ProviderConfig) -> KeySlot {
     // An empty key (an exported but empty variable) means "no key", as for a local server.
-    let key = cfg
-        .api_key
-        .clone()
-        .filter(|k| !k.expose_secret().is_empty());
+    KeySlot::new(
+        cfg.api_key
+            .clone()
+            .filter(|k| !k.expose_secret().is_empty()),
+    )
+}
+
+/// The adapter for `cfg.api` calling with whatever `key` holds at each call.
+pub fn try_build_with(
+    cfg: &ProviderConfig,
+    engine: &EngineConfig,
+    key: KeySlot,
+) -> Result<Arc<dyn Provider>, http::ClientError> {
+    let client = http::client(cfg)?;
     let id = cfg.id.to_string();
     let max = engine.max_response_bytes;
     Ok(match cfg.api {

@@ -8,6 +8,8 @@
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Client, RequestBuilder};
 use secrecy::SecretString;
+
+use super::key_slot::KeySlot;
 use serde_json::{Value, json};
 
 use super::adapter::Wire;
@@ -24,13 +26,13 @@ pub(crate) struct OpenAi {
     /// With the version path, e.g. `https://api.openai.com/v1`; no trailing slash.
     base_url: String,
     /// Local servers have none: then no `Authorization` header is sent at all.
-    key: Option<SecretString>,
+    key: KeySlot,
     /// Talking to api.openai.com itself rather than a compatible server.
     official: bool,
 }
 
 impl OpenAi {
-    pub(crate) fn new(base_url: &str, key: Option<SecretString>) -> Self {
+    pub(crate) fn new(base_url: &str, key: KeySlot) -> Self {
         let base_url = base_url.trim_end_matches('/').to_string();
         let official = url::Url::parse(&base_url)
             .ok()
@@ -43,8 +45,8 @@ impl OpenAi {
     }
 
     fn authorized(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        Ok(match &self.key {
-            Some(key) => request.header(AUTHORIZATION, secret_header("Bearer ", key)?),
+        Ok(match self.key.get()? {
+            Some(key) => request.header(AUTHORIZATION, secret_header("Bearer ", &key)?),
             None => request,
         })
     }
@@ -127,8 +129,8 @@ impl Wire for OpenAi {
         })
     }
 
-    fn key(&self) -> Option<&SecretString> {
-        self.key.as_ref()
+    fn key(&self) -> Option<SecretString> {
+        self.key.current()
     }
 }
 
@@ -152,14 +154,14 @@ mod tests {
 
     #[test]
     fn the_token_limit_field_follows_the_host() {
-        let openai = OpenAi::new("https://api.openai.com/v1/", None);
+        let openai = OpenAi::new("https://api.openai.com/v1/", KeySlot::new(None));
         let body = openai.body(&call("gpt-4.1-mini"));
         assert_eq!(body["max_completion_tokens"], 256);
         assert!(body.get("max_tokens").is_none());
         assert_eq!(body["temperature"], 0);
         let reasoning = openai.body(&call("o4-mini"));
         assert!(reasoning.get("temperature").is_none());
-        let ollama = OpenAi::new("http://localhost:11434/v1", None);
+        let ollama = OpenAi::new("http://localhost:11434/v1", KeySlot::new(None));
         let body = ollama.body(&call("llama3.1"));
         assert_eq!(body["max_tokens"], 256);
         assert!(body.get("max_completion_tokens").is_none());

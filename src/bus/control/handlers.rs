@@ -82,6 +82,9 @@ pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, actor: &Actor, body: &
         Endpoint::ModeSet => json(mode_set(ctx, actor, parse(name, body)?).await),
         Endpoint::QualitySummary => json(quality_summary(ctx, parse(name, body)?).await),
         Endpoint::Report => json(report(ctx, parse(name, body)?).await),
+        Endpoint::KeysSet => json(super::keys::set(ctx, actor, parse(name, body)?).await),
+        Endpoint::KeysList => json(super::keys::list(ctx).await),
+        Endpoint::KeysDelete => json(super::keys::delete(ctx, parse(name, body)?).await),
     }
 }
 
@@ -103,7 +106,7 @@ fn json<T: Serialize>(reply: Result<T, ControlFailure>) -> Reply {
         .map_err(|e| ControlFailure::Unavailable(format!("reply not encoded: {e}")))
 }
 
-fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
+pub(super) fn known_provider(cfg: &Config, id: &str) -> Result<(), ControlFailure> {
     if cfg.provider(id).is_some() {
         return Ok(());
     }

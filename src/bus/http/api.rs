@@ -19,7 +19,7 @@ use super::auth::{self, TOKEN_PARAM};
 
 /// `(path under /api/ai/failover/, endpoint, read with GET)`: the seed's names, which differ
 /// from the NATS ones for monitoring and the mode.
-const ROUTES: [(&str, Endpoint, bool); 12] = [
+const ROUTES: [(&str, Endpoint, bool); 15] = [
     ("status", Endpoint::Status, true),
     ("health-check", Endpoint::HealthCheck, false),
     ("start-monitoring", Endpoint::MonitoringStart, false),
@@ -32,6 +32,9 @@ const ROUTES: [(&str, Endpoint, bool); 12] = [
     ("mode", Endpoint::ModeSet, false),
     ("quality-summary", Endpoint::QualitySummary, true),
     ("report", Endpoint::Report, true),
+    ("keys-set", Endpoint::KeysSet, false),
+    ("keys", Endpoint::KeysList, true),
+    ("keys-delete", Endpoint::KeysDelete, false),
 ];
 
 /// The REST routes, one per endpoint.

@@ -1,0 +1,188 @@
+//! The keys a worker calls with: each provider's slot holds the key from `ai_secrets` when one
+//! is stored there (it takes precedence), else the one from `api_key_env` / `api_key_file`.
+//! The worker reads the bucket before taking requests and then follows it, so a key set with
+//! `keys.set` is used from the next call on, without a restart. A stored key this worker
+//! cannot open (no master key, another master key, a corrupt record) makes that provider
+//! unavailable here with the reason (`key_unavailable`), and is never guessed around.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::kv::{self, Operation};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::contract::SecretRecord;
+use crate::providers::{KeySlot, KeyState};
+
+use super::seal::{ALGORITHM, MasterKey, SealError};
+
+/// Every provider's key slot, and how to fill it.
+pub struct Keyring {
+    master: Option<MasterKey>,
+    slots: HashMap<String, (KeySlot, Option<SecretString>)>,
+}
+
+impl Keyring {
+    /// The slots of `cfg`'s providers, holding their configured keys for now.
+    pub fn new(cfg: &Config) -> Self {
+        let master = cfg
+            .secrets
+            .master_key
+            .as_ref()
+            .and_then(|k| MasterKey::from_hex(k).ok());
+        let slots = cfg
+            .providers
+            .iter()
+            .map(|p| {
+                let slot = crate::providers::configured_key(p);
+                (p.id.to_string(), (slot, p.api_key.clone()))
+            })
+            .collect();
+        Keyring { master, slots }
+    }
+
+    /// `provider`'s slot.
+    pub fn slot(&self, provider: &str) -> Option<KeySlot> {
+        self.slots.get(provider).map(|(s, _)| s.clone())
+    }
+
+    /// What a stored record means for this worker.
+    fn open(&self, record: &SecretRecord) -> Result<SecretString, SealError> {
+        if record.algorithm != ALGORITHM {
+            return Err(SealError::Algorithm(record.algorithm.clone()));
+        }
+        let master = self.master.as_ref().ok_or(SealError::MasterKey)?;
+        if record.master_key_id != master.id() {
+            return Err(SealError::OtherMasterKey {
+                record: record.master_key_id.clone(),
+                ours: master.id().to_string(),
+            });
+        }
+        master.open(&record.provider, &record.nonce, &record.ciphertext)
+    }
+
+    /// Applies one entry of `ai_secrets`.
+    pub fn apply(&self, key: &str, operation: Operation, value: &[u8]) {
+        let Some((slot, configured)) = self.slots.get(key) else {
+            return;
+        };
+        if operation != Operation::Put {
+            tracing::info!(
+                provider = key,
+                "stored key deleted: back to the configured key"
+            );
+            slot.set(match configured {
+                Some(k) => KeyState::Key(k.clone()),
+                None => KeyState::None,
+            });
+            return;
+        }
+        let state = match serde_json::from_slice::<SecretRecord>(value) {
+            Err(e) => {
+                let reason = format!("ai_secrets/{key} is not a valid record ({e})");
+                tracing::error!(provider = key, %reason, "provider unavailable on this worker");
+                KeyState::Unusable(reason)
+            }
+            Ok(record) => match self.open(&record) {
+                Ok(secret) => {
+                    tracing::info!(provider = key, key_id = %record.key_id,
+                        fingerprint = %record.fingerprint, "stored key in use");
+                    KeyState::Key(secret)
+                }
+                Err(e) => {
+                    let reason = match e {
+                        SealError::MasterKey => format!(
+                            "the key of {key} is stored encrypted and this worker has no usable master key (set [secrets] master_key_env or master_key_file)"
+                        ),
+                        other => format!("the stored key of {key} cannot be used: {other}"),
+                    };
+                    tracing::error!(provider = key, key_id = %record.key_id, %reason,
+                        "provider unavailable on this worker");
+                    KeyState::Unusable(reason)
+                }
+            },
+        };
+        slot.set(state);
+    }
+
+    /// Applies every stored key (before the worker takes requests).
+    pub async fn load(&self, kv: &kv::Store) {
+        for provider in self.slots.keys() {
+            match kv.entry(provider.as_str()).await {
+                Ok(Some(e)) => self.apply(&e.key, e.operation, &e.value),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%provider, error = %e, "stored key not read; the watch will retry")
+                }
+            }
+        }
+    }
+
+    /// Follows `ai_secrets` until `stop` fires.
+    pub async fn run(&self, kv: kv::Store, stop: CancellationToken) {
+        super::super::kv_watch::follow(&kv, "secrets", &stop, |e| {
+            self.apply(&e.key, e.operation, &e.value)
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::KeySlot;
+
+    fn keyring(master: Option<&str>) -> Keyring {
+        let mut slots = HashMap::new();
+        slots.insert("p1".to_string(), (KeySlot::new(None), None));
+        Keyring {
+            master: master
+                .map(|m| MasterKey::from_hex(&SecretString::from(m.to_string())).unwrap()),
+            slots,
+        }
+    }
+
+    fn unusable(k: &Keyring) -> String {
+        let e = k.slot("p1").unwrap().get().unwrap_err();
+        assert_eq!(e.class, crate::contract::ErrorClass::KeyUnavailable);
+        e.message
+    }
+
+    #[test]
+    fn a_record_this_worker_cannot_open_makes_the_provider_unavailable_with_the_reason() {
+        let k = keyring(None);
+        k.apply("p1", Operation::Put, b"{not json");
+        assert!(unusable(&k).contains("not a valid record"));
+        let sealer = MasterKey::from_hex(&SecretString::from("ab".repeat(32))).unwrap();
+        let (nonce, ciphertext) = sealer.seal("p1", "sk-CANARY-ring").unwrap();
+        let record = serde_json::json!({
+            "provider": "p1", "key_id": "k", "fingerprint": "f", "algorithm": ALGORITHM,
+            "master_key_id": sealer.id(), "nonce": nonce, "ciphertext": ciphertext,
+            "created_at": "2026-11-28T00:00:00Z", "set_by": {"verified": false}
+        });
+        let body = serde_json::to_vec(&record).unwrap();
+        k.apply("p1", Operation::Put, &body);
+        assert!(unusable(&k).contains("no usable master key"));
+        let other = keyring(Some(&"cd".repeat(32)));
+        other.apply("p1", Operation::Put, &body);
+        assert!(unusable(&other).contains("sealed under master key"));
+        let right = keyring(Some(&"ab".repeat(32)));
+        right.apply("p1", Operation::Put, &body);
+        let key = right.slot("p1").unwrap().current().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&key), "sk-CANARY-ring");
+        assert!(!unusable_or_empty(&other).contains("CANARY"));
+        // Deleted: back to the configured key (none here).
+        right.apply("p1", Operation::Delete, b"");
+        assert!(right.slot("p1").unwrap().get().unwrap().is_none());
+    }
+
+    fn unusable_or_empty(k: &Keyring) -> String {
+        k.slot("p1")
+            .unwrap()
+            .get()
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default()
+    }
+}

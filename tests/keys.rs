@@ -1,0 +1,201 @@
+//! Encrypted provider keys with live rotation: `ai-failover keys set` reads a key from
+//! standard input, a worker validates it with the provider (a rejected key is refused and
+//! nothing is stored), stores it sealed in `ai_secrets` (the value does not contain it), and
+//! every running worker calls with it from its next call on, without a restart, lifting the
+//! quarantine the old key caused. A worker with another master key starts and reports the
+//! provider unavailable instead of guessing. The key never appears in KV, audit, logs or
+//! any output.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use ai_failover::config::Api;
+use ai_failover::contract::{AnalysisResult, AuditRecord, Names, SecretRecord, Source};
+use ai_failover::simulator::{SimConfig, SimProvider, Simulator};
+use async_nats::jetstream;
+
+use common::nats::NatsServer;
+use common::{eventually, fleet};
+
+/// The key p1 accepts: set through the store, it must never be seen anywhere.
+const NEW_KEY: &str = "sk-CANARY-rotated-5e1f0a";
+/// The key p1's configuration starts with: the provider rejects it.
+const OLD_KEY: &str = "sk-old-revoked-0000";
+/// A key p1 rejects, offered through `keys set`.
+const BAD_KEY: &str = "sk-CANARY-rejected-77aa";
+const MASTER: &str = "4f1c2b3a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
+const OTHER_MASTER: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+fn config(
+    nats: &str,
+    sim: &ai_failover::simulator::SimHandle,
+    dir: &std::path::Path,
+    master: &str,
+    name: &str,
+) -> std::path::PathBuf {
+    let write = |file: &str, text: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let old = write("p1-key", OLD_KEY);
+    let p2 = write("p2-key", fleet::CANARY_KEY);
+    let master = write(&format!("{name}-master"), master);
+    let toml = common::config::TestConfig::new(nats)
+        .set("worker", "ack_wait_ms", "5000")
+        .set("engine", "hedging", "false")
+        .set("secrets", "master_key_file", &format!("\"{}\"", master.display()))
+        .provider(&format!(
+            "id = \"p1\"\napi = \"openai\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\nmodels = [\"p1-m\"]\npriority = 1\ntimeout_ms = 3000\n",
+            sim.base_url("p1").unwrap(),
+            old.display()
+        ))
+        .provider(&format!(
+            "id = \"p2\"\napi = \"anthropic\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\nmodels = [\"p2-m\"]\npriority = 2\ntimeout_ms = 3000\n",
+            sim.base_url("p2").unwrap(),
+            p2.display()
+        ))
+        .toml();
+    write(&format!("{name}.toml"), &toml)
+}
+
+/// Runs `ai-failover keys <args>` with `stdin` piped in.
+fn keys(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .arg("keys")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn answer(js: &jetstream::Context, names: &Names, symbol: &str) -> AnalysisResult {
+    let r = fleet::request(symbol);
+    fleet::publish(js, names, &r).await;
+    let id = r.request_id.clone();
+    fleet::await_results(js, std::slice::from_ref(&id), Duration::from_secs(20))
+        .await
+        .remove(&id)
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_from_stdin_is_validated_sealed_and_used_without_a_restart() {
+    let server = NatsServer::start();
+    common::logs::capture();
+    let sim = Simulator::start(
+        SimConfig::local()
+            .provider(SimProvider::new("p1", Api::Openai).with_key(NEW_KEY))
+            .provider(SimProvider::new("p2", Api::Anthropic).with_key(fleet::CANARY_KEY)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&server.url(), &sim, dir.path(), MASTER, "a");
+    let mut workers = fleet::start_workers(&cfg, 1, "keyholder", dir.path()).await;
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let names = Names::default();
+
+    // The configured key is revoked: p1 answers 401, the fleet quarantines it, p2 answers.
+    let first = answer(&js, &names, "K0").await;
+    assert_eq!(first.provider.as_deref(), Some("p2"), "{first:?}");
+
+    // A key the provider rejects is refused with its reason, and nothing is stored.
+    let (ok, out) = keys(&cfg, &["set", "--provider", "p1"], BAD_KEY);
+    assert!(!ok, "{out}");
+    assert!(out.contains("rejected the key"), "{out}");
+    let secrets = js.get_key_value("ai_secrets").await.unwrap();
+    assert!(
+        secrets.get("p1").await.unwrap().is_none(),
+        "a rejected key is not stored"
+    );
+
+    // The right key: validated, sealed, and used for the next call.
+    let (ok, out) = keys(&cfg, &["set", "--provider", "p1"], &format!("{NEW_KEY}\n"));
+    let stored_at = Instant::now();
+    assert!(ok, "{out}");
+    assert!(out.contains("stored"), "{out}");
+    let next = answer(&js, &names, "K1").await;
+    let used_after = stored_at.elapsed();
+    assert_eq!(next.provider.as_deref(), Some("p1"), "{next:?}");
+    assert_eq!(next.source, Source::Provider);
+    println!("first call with the rotated key answered {used_after:?} after `keys set` exited");
+    assert!(used_after < Duration::from_secs(1), "{used_after:?}");
+
+    let raw = secrets.get("p1").await.unwrap().unwrap();
+    let record: SecretRecord = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(record.algorithm, "aes-256-gcm");
+    let (ok, listed) = keys(&cfg, &["list"], "");
+    assert!(
+        ok && listed.contains(&record.fingerprint) && listed.contains(&record.key_id),
+        "{listed}"
+    );
+
+    // A second worker with another master key starts, and says p1 is unavailable to it.
+    let other = config(&server.url(), &sim, dir.path(), OTHER_MASTER, "b");
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    let mut second =
+        fleet::start_workers(&other, 1, "stranger", dir.path().join("b").as_path()).await;
+    workers.children[0].kill().unwrap();
+    let stranger = eventually(
+        Duration::from_secs(20),
+        "an answer from the stranger",
+        async || {
+            let r = answer(&js, &names, "K2").await;
+            (r.worker_id.starts_with("stranger")).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(stranger.provider.as_deref(), Some("p2"), "{stranger:?}");
+    let failed = stranger
+        .attempts
+        .iter()
+        .find(|a| a.provider == "p1")
+        .expect("p1 tried");
+    assert_eq!(failed.outcome.as_str(), "key_unavailable", "{stranger:?}");
+
+    // Deleted (by the stranger: deleting needs no master key): back to the configured key.
+    let (ok, out) = keys(&cfg, &["delete", "--provider", "p1"], "");
+    assert!(ok && out.contains("deleted"), "{out}");
+    assert!(secrets.get("p1").await.unwrap().is_none());
+
+    // The key is nowhere: not in KV, the audit trail, any output or log.
+    let audit = fleet::stored::<AuditRecord>(&js, "AI_AUDIT").await;
+    assert!(audit.iter().any(|a| a.endpoint == "keys.set"), "{audit:?}");
+    for text in [
+        String::from_utf8_lossy(&raw).into_owned(),
+        serde_json::to_string(&audit).unwrap(),
+        out,
+        listed,
+    ] {
+        for secret in [NEW_KEY, BAD_KEY, "CANARY"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    common::logs::assert_not_logged("CANARY");
+    for log in ["w0.log", "b/w0.log"] {
+        common::logs::assert_not_in_file(&dir.path().join(log), "CANARY");
+    }
+}
