@@ -33,7 +33,7 @@ const ROUTES: [(&str, Endpoint, bool); 15] = [
     ("quality-summary", Endpoint::QualitySummary, true),
     ("report", Endpoint::Report, true),
     ("keys-set", Endpoint::KeysSet, false),
-    ("keys", Endpoint::KeysList, true),
+    ("keys-list", Endpoint::KeysList, false),
     ("keys-delete", Endpoint::KeysDelete, false),
 ];
 
