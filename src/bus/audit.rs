@@ -62,7 +62,11 @@ impl Auditor {
             actor: call.actor.clone(),
             endpoint: call.endpoint.name().to_string(),
             channel: call.channel,
-            arguments: arguments(call.body),
+            arguments: if call.endpoint == Endpoint::KeysSet {
+                key_arguments(call.body)
+            } else {
+                arguments(call.body)
+            },
             outcome,
             error,
             worker_id: self.worker_id.clone(),
@@ -121,6 +125,20 @@ pub fn actor_from_headers(headers: Option<&HeaderMap>) -> Actor {
         name: some(info.name),
         host: some(info.host),
         token_id: None,
+    }
+}
+
+/// A `keys.set` request for the trail: only the provider it names, whatever the body's shape
+/// (a key sent as a bare string or in an odd field is never kept).
+fn key_arguments(body: &[u8]) -> Value {
+    let provider = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("provider")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    match provider {
+        Some(p) => serde_json::json!({ "provider": p, "api_key": "[redacted]" }),
+        None => serde_json::json!({ "unparsed_bytes": body.len() }),
     }
 }
 

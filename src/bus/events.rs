@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, CachedDecision, FailoverEvent};
+use crate::contract::{AnalysisResult, CachedDecision, ErrorClass, FailoverEvent};
 use crate::engine::Engine;
 use crate::engine::policy::policy;
 use crate::engine::ports::{EngineEvent, EventSink};
@@ -235,7 +235,9 @@ impl EventLoop {
                 metrics::counter!(metric::ATTEMPTS_TOTAL,
                     "provider" => attempt.provider.to_string(), "outcome" => attempt.outcome.as_str())
                 .increment(1);
-                if synthetic {
+                // Not the provider's doing (a test call, this worker's own key store): the
+                // fleet's view of the provider is left alone.
+                if synthetic || class == Some(ErrorClass::KeyUnavailable) {
                     return;
                 }
                 self.stats.shares().call(

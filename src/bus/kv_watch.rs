@@ -16,7 +16,9 @@ pub async fn follow(
     mut apply: impl FnMut(&kv::Entry),
 ) {
     while !stop.is_cancelled() {
-        match kv.watch_all().await {
+        // The latest value of every key first (`watch_all` would start at new changes only,
+        // losing whatever changed while a watch was being (re-)established), then changes.
+        match kv.watch_with_history(">").await {
             Ok(mut watch) => loop {
                 tokio::select! {
                     entry = watch.next() => match entry {

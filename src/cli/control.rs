@@ -28,6 +28,11 @@ pub struct ControlArgs {
 
 /// Sends the request and prints the reply.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    if args.endpoint == "keys.set" {
+        bail!(
+            "keys.set takes a key: use `ai-failover keys set --provider ID`, which reads it from standard input (a key given here would be in the shell's history and the process list)"
+        );
+    }
     if Endpoint::from_name(&args.endpoint).is_none() {
         let known: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
         bail!(

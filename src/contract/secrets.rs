@@ -30,7 +30,7 @@ pub struct SecretRecord {
 }
 
 /// `keys.set` request. The CLI reads the key from standard input, never from its arguments.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysSetRequest {
     pub provider: String,
@@ -73,6 +73,15 @@ pub struct KeysDeleteRequest {
 pub struct KeysDeleteReply {
     /// False when there was no stored key.
     pub deleted: bool,
+}
+
+impl std::fmt::Debug for KeysSetRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysSetRequest")
+            .field("provider", &self.provider)
+            .field("api_key", &"[redacted]")
+            .finish()
+    }
 }
 
 impl From<&SecretRecord> for KeyInfo {

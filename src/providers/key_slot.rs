@@ -50,6 +50,11 @@ impl KeySlot {
         }
     }
 
+    /// What it holds now.
+    pub fn state(&self) -> KeyState {
+        self.0.read().clone()
+    }
+
     /// The key, if one is usable (to scrub it from messages).
     pub fn current(&self) -> Option<SecretString> {
         self.get().ok().flatten()

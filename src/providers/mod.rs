@@ -123,14 +123,23 @@ pub fn try_build(
     try_build_with(cfg, engine, configured_key(cfg))
 }
 
-/// The key from `api_key_env` / `api_key_file` in a slot of its own.
+/// The key from `api_key_env` / `api_key_file` in a slot of its own. A remote provider
+/// without one (its key lives in the encrypted store) holds none usable: calls fail with
+/// `key_unavailable` rather than go out without credentials.
 pub fn configured_key(cfg: &ProviderConfig) -> KeySlot {
     // An empty key (an exported but empty variable) means "no key", as for a local server.
-    KeySlot::new(
-        cfg.api_key
-            .clone()
-            .filter(|k| !k.expose_secret().is_empty()),
-    )
+    let key = cfg
+        .api_key
+        .clone()
+        .filter(|k| !k.expose_secret().is_empty());
+    let slot = KeySlot::new(key.clone());
+    if key.is_none() && cfg.tier == crate::config::Tier::Remote {
+        slot.set(KeyState::Unusable(format!(
+            "no key for {}: set one with `ai-failover keys set --provider {}`",
+            cfg.id, cfg.id
+        )));
+    }
+    slot
 }
 
 /// The adapter for `cfg.api` calling with whatever `key` holds at each call.

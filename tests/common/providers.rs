@@ -260,8 +260,15 @@ impl Vendor {
 
 /// A provider config for `vendor` at `base_url`.
 pub fn config(vendor: Vendor, base_url: String, key: Option<&str>) -> ProviderConfig {
+    // Without a key it is a local server: a remote provider without one would hold no usable
+    // key (its key would be in the encrypted store).
+    let tier = if key.is_some_and(|k| !k.is_empty()) {
+        "remote"
+    } else {
+        "local"
+    };
     let mut cfg: ProviderConfig = serde_json::from_value(json!({
-        "id": "p1", "api": vendor.api(), "base_url": base_url, "models": [MODEL],
+        "id": "p1", "api": vendor.api(), "base_url": base_url, "models": [MODEL], "tier": tier,
     }))
     .unwrap();
     cfg.api_key = key.map(SecretString::from);

@@ -82,7 +82,7 @@ pub(super) async fn handle(ctx: &Ctx, endpoint: Endpoint, actor: &Actor, body: &
         Endpoint::ModeSet => json(mode_set(ctx, actor, parse(name, body)?).await),
         Endpoint::QualitySummary => json(quality_summary(ctx, parse(name, body)?).await),
         Endpoint::Report => json(report(ctx, parse(name, body)?).await),
-        Endpoint::KeysSet => json(super::keys::set(ctx, actor, parse(name, body)?).await),
+        Endpoint::KeysSet => json(super::keys::set(ctx, actor, super::keys::parse(body)?).await),
         Endpoint::KeysList => json(super::keys::list(ctx).await),
         Endpoint::KeysDelete => json(super::keys::delete(ctx, parse(name, body)?).await),
     }

@@ -15,6 +15,19 @@ use super::super::secrets::{MasterKey, seal};
 use super::failure::ControlFailure;
 use super::handlers::{Ctx, known_provider};
 
+/// A `keys.set` body. A parse error says where, never what it read: the body holds a key.
+pub(super) fn parse(body: &[u8]) -> Result<KeysSetRequest, ControlFailure> {
+    serde_json::from_slice(body).map_err(|e| ControlFailure::BadRequest {
+        endpoint: "keys.set".into(),
+        message: format!(
+            "expected {{\"provider\": \"<id>\", \"api_key\": \"<key>\"}} ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })
+}
+
 fn records(ctx: &Ctx) -> KvRecord<SecretRecord> {
     KvRecord::new(ctx.bus.secrets.clone(), "secret record")
 }
@@ -77,6 +90,19 @@ pub(super) async fn set(
         created_at: crate::engine::clock::wall_now(),
         set_by: actor.clone(),
     };
+    // A worker with another master key must not re-seal the fleet's keys under it.
+    if let Some(entry) = ctx.bus.secrets.entry(p.id.as_str()).await.ok().flatten()
+        && let Ok(old) = serde_json::from_slice::<SecretRecord>(&entry.value)
+        && old.master_key_id != master.id()
+    {
+        return Err(ControlFailure::Invalid(format!(
+            "the stored key of {} is sealed under master key {}, this worker has {}: \
+             give the workers the same master key, or delete the stored key first",
+            p.id,
+            old.master_key_id,
+            master.id()
+        )));
+    }
     records(ctx).put(&p.id, &record).await?;
     let lifted = ctx
         .fleet
@@ -98,11 +124,20 @@ pub(super) async fn set(
 
 /// Every stored key, without the keys.
 pub(super) async fn list(ctx: &Ctx) -> Result<KeysListReply, ControlFailure> {
-    let records = records(ctx);
     let mut keys = Vec::new();
     for p in &ctx.cfg.providers {
-        if let Some(r) = records.get(&p.id).await? {
-            keys.push(KeyInfo::from(&r.value));
+        let entry = ctx.bus.secrets.entry(p.id.as_str()).await.map_err(|e| {
+            ControlFailure::Unavailable(format!("ai_secrets/{} not read: {e}", p.id))
+        })?;
+        let Some(entry) =
+            entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+        else {
+            continue;
+        };
+        match serde_json::from_slice::<SecretRecord>(&entry.value) {
+            Ok(r) => keys.push(KeyInfo::from(&r)),
+            // Listed so that it can be seen, and deleted.
+            Err(_) => tracing::warn!(provider = %p.id, "ai_secrets holds an invalid record"),
         }
     }
     Ok(KeysListReply { keys })
@@ -114,10 +149,19 @@ pub(super) async fn delete(
     req: KeysDeleteRequest,
 ) -> Result<KeysDeleteReply, ControlFailure> {
     known_provider(&ctx.cfg, &req.provider)?;
-    let records = records(ctx);
-    let Some(current) = records.get(&req.provider).await? else {
+    // Read raw: a corrupt record must be deletable too.
+    let entry = ctx
+        .bus
+        .secrets
+        .entry(req.provider.as_str())
+        .await
+        .map_err(|e| {
+            ControlFailure::Unavailable(format!("ai_secrets/{} not read: {e}", req.provider))
+        })?;
+    let Some(entry) = entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+    else {
         return Ok(KeysDeleteReply { deleted: false });
     };
-    records.delete(&req.provider, current.revision).await?;
+    records(ctx).delete(&req.provider, entry.revision).await?;
     Ok(KeysDeleteReply { deleted: true })
 }

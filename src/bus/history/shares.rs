@@ -88,7 +88,7 @@ impl StatsShares {
     pub fn call(&self, provider: &str, failure: Option<ErrorClass>, latency: Duration) {
         if matches!(
             failure,
-            Some(ErrorClass::DeadlineExceeded | ErrorClass::Cancelled)
+            Some(ErrorClass::DeadlineExceeded | ErrorClass::Cancelled | ErrorClass::KeyUnavailable)
         ) {
             return;
         }

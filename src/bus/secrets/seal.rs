@@ -53,7 +53,7 @@ impl MasterKey {
     /// From 64 hex digits.
     pub fn from_hex(text: &SecretString) -> Result<Self, SealError> {
         let text = text.expose_secret().trim();
-        if text.len() != 64 {
+        if !crate::config::is_master_key(text) {
             return Err(SealError::MasterKey);
         }
         let bytes: Vec<u8> = (0..32)
