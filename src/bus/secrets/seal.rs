@@ -61,9 +61,11 @@ impl MasterKey {
             .collect::<Result<_, _>>()
             .map_err(|_| SealError::MasterKey)?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::MasterKey)?;
+        // Domain-separated from the provider-key fingerprints.
+        let id = fingerprint(&[b"ai-failover/master-key/v1:".as_slice(), &bytes].concat());
         Ok(MasterKey {
             key: LessSafeKey::new(key),
-            id: fingerprint(&bytes),
+            id,
         })
     }
 
