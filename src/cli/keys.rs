@@ -3,7 +3,7 @@
 //! reads the key from standard input — never from its arguments or environment, which other
 //! users of the machine may see — and a worker validates it with the provider before storing.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, bail};
 
@@ -67,6 +67,11 @@ fn line(k: &KeyInfo) -> String {
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
         KeysCommand::Set { file, provider } => {
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "standard input is a terminal, which would echo the key: pipe it in, e.g. `ai-failover keys set --provider {provider} --config F < key-file`"
+                );
+            }
             let mut key = String::new();
             std::io::stdin()
                 .read_to_string(&mut key)
