@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, StatusCode};
 
 use common::nats::{NatsServer, free_port};
 use common::{eventually, fleet};
-use futures::StreamExt;
 
 const PROVIDERS: &[(&str, Api)] = &[
     ("p1", Api::Openai),
@@ -97,7 +96,6 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let names = Names::default();
-    let mut modes = client.subscribe(names.mode_event()).await.unwrap();
     client.flush().await.unwrap();
 
     // Steady traffic, so the outage is noticed by calls.
@@ -145,13 +143,46 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
 
     // Whatever is still pending settles (a delivery held by the killed worker comes back
     // after the ack wait); then count.
-    let mut mode_changes = 0;
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(8), modes.next()).await {
-        let e: ModeEvent = serde_json::from_slice(&msg.payload).unwrap();
-        if e.mode != e.previous {
-            mode_changes += 1;
-        }
-    }
+    // The mode changes, as stored in AI_EVENTS: the outage's, and the recovery's once the
+    // fleet has announced it (the mode is re-derived each second).
+    let mode_events = || async {
+        fleet::stored::<serde_json::Value>(&js, "AI_EVENTS")
+            .await
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<ModeEvent>(v).ok())
+            .filter(|e| e.mode != e.previous)
+            .collect::<Vec<_>>()
+    };
+    let changes = eventually(
+        Duration::from_secs(30),
+        "the mode back to normal",
+        async || {
+            let e = mode_events().await;
+            e.last()
+                .is_some_and(|m| m.mode == ai_failover::contract::Mode::Normal)
+                .then_some(e)
+        },
+    )
+    .await;
+    let mode_changes = changes.len();
+    // A mode alert may still be on its way (retried, or held by the killed worker until its
+    // ack wait passes): wait for as many as there were changes, then count exactly.
+    eventually(
+        Duration::from_secs(30),
+        "one mode_changed delivered per mode change",
+        async || {
+            let delivered: BTreeSet<String> = got
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, a, s)| a.alert_type == AlertType::ModeChanged && *s == 200)
+                .map(|(_, a, _)| a.alert_id.clone())
+                .collect();
+            delivered.len() >= mode_changes
+        },
+    )
+    .await;
     let all = got.0.lock().unwrap();
     let ids = |t: AlertType| -> BTreeSet<String> {
         all.iter()

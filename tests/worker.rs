@@ -178,8 +178,8 @@ async fn an_outage_mid_run_fails_over_with_events_and_a_breaker() {
     );
 
     common::eventually(
-        Duration::from_secs(5),
-        "failover and health events",
+        Duration::from_secs(10),
+        "failover, health and mode events",
         async || {
             let events: Vec<serde_json::Value> = fleet::stored(&rig.js, "AI_EVENTS").await;
             let failovers = events.iter().filter(|e| e.get("from").is_some()).count();
@@ -187,9 +187,14 @@ async fn an_outage_mid_run_fails_over_with_events_and_a_breaker() {
                 serde_json::from_value::<HealthEvent>(e.clone())
                     .is_ok_and(|h| h.provider == "alpha" && h.breaker == BreakerState::Open)
             });
+            // The mode is re-derived each second: its event follows the breaker's.
+            let degraded = events.iter().any(|e| {
+                serde_json::from_value::<ModeEvent>(e.clone())
+                    .is_ok_and(|m| m.mode == Mode::Degraded)
+            });
             // Two requests fail over; the third failure that opens the breaker may be the
             // prober's free verdict probe rather than a third paid call.
-            failovers >= 2 && opened
+            failovers >= 2 && opened && degraded
         },
     )
     .await;

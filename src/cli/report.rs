@@ -67,7 +67,7 @@ pub fn text(r: &ReportReply) -> String {
             "{:<12} {:>8.3}% {:>8} {:>8} {:>9} {:>10} {:>10} {:>9.1}\n",
             p.provider.as_str(),
             p.availability_pct,
-            p.outages.len(),
+            p.outages_total.max(p.outages.len() as u64),
             p.mttr_ms.map_or("-".into(), duration),
             p.calls,
             opt_ms(p.p95_ms),

@@ -41,9 +41,13 @@ pub struct ProviderReport {
     /// Share of the observed time its breaker was closed, in percent (100 with nothing
     /// observed).
     pub availability_pct: f64,
-    /// From its breaker opening to it closing (half-open in between is still out).
+    /// From its breaker opening to it closing (half-open in between is still out): the
+    /// latest 500, so that a reply stays small whatever the period.
     pub outages: Vec<Outage>,
-    /// Mean duration of the outages that ended.
+    /// All outages of the period (more than listed when a provider flapped a lot).
+    #[serde(default)]
+    pub outages_total: u64,
+    /// Mean duration of the outages that ended (all of them, listed or not).
     pub mttr_ms: Option<u64>,
     pub calls: u64,
     pub successes: u64,
@@ -106,6 +110,9 @@ pub struct FleetReport {
     /// The mode timeline, oldest first; the last span lasts (`end` is `None`) while the
     /// fleet records.
     pub modes: Vec<ModeSpan>,
+    /// All spans of the period (`modes` lists the latest 500).
+    #[serde(default)]
+    pub modes_total: u64,
 }
 
 /// The fleet was in `mode` from `start` to `end`.

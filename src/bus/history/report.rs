@@ -24,6 +24,15 @@ const STEPS_MS: [u64; 10] = [
     7 * 86_400_000,
 ];
 const MAX_POINTS: u64 = 180;
+/// Outages and mode spans listed in a reply (the latest; the totals count all).
+const MAX_LISTED: usize = 500;
+
+/// The latest `MAX_LISTED` of `items`, and how many there were.
+fn latest<T>(mut items: Vec<T>) -> (Vec<T>, u64) {
+    let total = items.len() as u64;
+    items.drain(..items.len().saturating_sub(MAX_LISTED));
+    (items, total)
+}
 
 /// Everything a report is made of.
 pub struct Inputs {
@@ -129,6 +138,8 @@ fn provider(
         .map(|o| o.duration_ms)
         .collect();
     let hours = observed as f64 / 3_600_000.0;
+    let mttr_ms = (!ended.is_empty()).then(|| ended.iter().sum::<u64>() / ended.len() as u64);
+    let (outages, outages_total) = latest(outages);
     let mut cost_per_day: Vec<DayCost> = spend
         .iter()
         .map(|b| DayCost {
@@ -146,8 +157,9 @@ fn provider(
         } else {
             100.0 * (1.0 - open.min(observed) as f64 / observed as f64)
         },
-        mttr_ms: (!ended.is_empty()).then(|| ended.iter().sum::<u64>() / ended.len() as u64),
+        mttr_ms,
         outages,
+        outages_total,
         calls: total.calls,
         successes: total.successes,
         failures: total.failures.clone(),
@@ -258,11 +270,13 @@ fn fleet(rollups: &[FleetRollup]) -> FleetReport {
             enter(&mut modes, c.to, c.at, &c.reason);
         }
     }
+    let (modes, modes_total) = latest(modes);
     FleetReport {
         requests: counts.requests,
         fallbacks: counts.fallbacks,
         dead_letters: counts.dead_letters,
         modes,
+        modes_total,
     }
 }
 
@@ -345,6 +359,7 @@ mod tests {
         assert_eq!(p.outages[0].cause, "server_error");
         assert_eq!((p.outages[1].end, p.outages[1].duration_ms), (None, 50_000));
         assert_eq!(p.mttr_ms, Some(45_000));
+        assert_eq!(p.outages_total, 2);
         assert_eq!(p.observed_ms, 180_000);
         assert!((p.availability_pct - 100.0 * (1.0 - 75.0 / 180.0)).abs() < 1e-9);
         assert_eq!((p.calls, p.failovers_away), (30, 3));
@@ -386,6 +401,27 @@ mod tests {
             .collect();
         assert_eq!(o, [(t(60), Some(t(120))), (t(130), Some(t(150)))]);
         assert!(report.providers[0].outages[0].cause.starts_with("unknown"));
+    }
+
+    #[test]
+    fn a_flapping_provider_lists_its_latest_outages_and_counts_them_all() {
+        use BreakerState::*;
+        let changes: Vec<(i64, BreakerState, BreakerState)> = (0..600)
+            .flat_map(|i| [(i * 10, Closed, Open), (i * 10 + 5, Open, Closed)])
+            .collect();
+        let report = build(Inputs {
+            since: t(0),
+            until: t(6_000),
+            interval_ms: 60_000,
+            providers: vec!["openai".into()],
+            rollups: vec![rollup(0, &changes)],
+            fleet: vec![],
+            spend: vec![],
+        });
+        let p = &report.providers[0];
+        assert_eq!((p.outages.len(), p.outages_total), (500, 600));
+        assert_eq!(p.outages.last().unwrap().start, t(5_990));
+        assert_eq!(p.mttr_ms, Some(5_000));
     }
 
     #[test]
