@@ -41,16 +41,26 @@ pub async fn ordered(
     filter: String,
     from: consumer::DeliverPolicy,
 ) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, EventLogError> {
-    let name = names.events_stream();
-    let stream = js.get_stream(&name).await.map_err(err(&name))?;
-    stream
+    ordered_in(js, &names.events_stream(), filter, from).await
+}
+
+/// An ordered consumer on `filter` in `stream`, starting at `from`.
+async fn ordered_in(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: String,
+    from: consumer::DeliverPolicy,
+) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, EventLogError> {
+    js.get_stream(stream)
+        .await
+        .map_err(err(stream))?
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: filter,
             deliver_policy: from,
             ..Default::default()
         })
         .await
-        .map_err(err(&name))
+        .map_err(err(stream))
 }
 
 /// Replays every message stored in `stream` on `filter` from `from` on, oldest first, into
@@ -64,17 +74,7 @@ pub async fn replay(
     max_wait: Duration,
     mut visit: impl FnMut(&jetstream::Message),
 ) -> Result<(), EventLogError> {
-    let consumer = js
-        .get_stream(&stream)
-        .await
-        .map_err(err(&stream))?
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: filter,
-            deliver_policy: from,
-            ..Default::default()
-        })
-        .await
-        .map_err(err(&stream))?;
+    let consumer = ordered_in(js, &stream, filter, from).await?;
     let stored = consumer.cached_info().num_pending;
     if stored == 0 {
         return Ok(());

@@ -5,13 +5,13 @@
 //! suffices. The worker whose write was kept raises the interval's alerts (`slow_provider`,
 //! `dead_letters`), once for the fleet.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,7 +22,7 @@ use crate::contract::{
 use super::super::alerts::AlertDesk;
 use super::super::event_log::{self, EventLogError};
 use super::super::publish::Publisher;
-use super::shares::share_prefix;
+use super::shares::{interval_start_ms, share_prefix};
 use super::timeline::Timeline;
 
 /// Writes the fleet's rollups.
@@ -34,6 +34,13 @@ pub struct Roller {
     pub publisher: Publisher,
     pub alerts: Arc<AlertDesk>,
     pub worker_id: String,
+}
+
+/// Every worker's totals of one interval, summed per subject.
+#[derive(Default)]
+struct IntervalTotals {
+    calls: HashMap<String, CallCounts>,
+    fleet: FleetCounts,
 }
 
 /// How long reading one interval's totals may take.
@@ -54,7 +61,7 @@ fn due(start: i64, interval_ms: i64, grace_ms: i64) -> (i64, i64) {
 /// The first interval a worker started at `now` rolls up: the one that just ended while it is
 /// still due (so the first rollup never waits longer than an interval), else the current one.
 fn first_interval(now: i64, interval_ms: i64, grace_ms: i64) -> i64 {
-    let current = now - now.rem_euclid(interval_ms);
+    let current = interval_start_ms(now, interval_ms);
     let previous = current - interval_ms;
     if now <= due(previous, interval_ms, grace_ms).1 {
         previous
@@ -111,14 +118,15 @@ impl Roller {
     /// Writes the rollups of the interval starting at `start_ms`.
     pub async fn roll(&self, start_ms: i64) {
         let (start, end) = (at_ms(start_ms), at_ms(start_ms + self.interval_ms()));
+        let mut totals = match self.totals(start_ms).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "stats totals not read; rollups left to the fleet");
+                return;
+            }
+        };
         for p in &self.cfg.providers {
-            let counts = match self.totals(&p.id, start_ms, CallCounts::merge).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(provider = %p.id, error = %crate::telemetry::chain(&e), "stats share not read; rollup left to the fleet");
-                    continue;
-                }
-            };
+            let counts = totals.calls.remove(p.id.as_str()).unwrap_or_default();
             let breaker = self.timeline.breaker(&p.id, start, end);
             let rollup = ProviderRollup {
                 provider: p.id.clone(),
@@ -145,13 +153,7 @@ impl Roller {
                     .await;
             }
         }
-        let counts = match self.totals(FLEET_STATS, start_ms, FleetCounts::merge).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %crate::telemetry::chain(&e), "fleet stats share not read; rollup left to the fleet");
-                return;
-            }
-        };
+        let counts = totals.fleet;
         let modes = self.timeline.modes(start, end);
         let rollup = FleetRollup {
             start,
@@ -174,31 +176,39 @@ impl Roller {
         }
     }
 
-    /// The sum of every worker's total of `subject`'s interval at `start_ms`.
-    async fn totals<T: DeserializeOwned + Default>(
-        &self,
-        subject: &str,
-        start_ms: i64,
-        merge: fn(&mut T, &T),
-    ) -> Result<T, EventLogError> {
+    /// The sums of every worker's totals of the interval at `start_ms`, read in one pass.
+    async fn totals(&self, start_ms: i64) -> Result<IntervalTotals, EventLogError> {
         let bucket = self.publisher.names().stats_window_bucket();
-        let mut total = T::default();
+        let mut totals = IntervalTotals::default();
         event_log::replay(
             &self.js,
             format!("KV_{bucket}"),
-            format!("$KV.{bucket}.{}*", share_prefix(subject, start_ms)),
+            format!("$KV.{bucket}.{}*", share_prefix("*", start_ms)),
             DeliverPolicy::LastPerSubject,
             TOTALS_WAIT,
-            |msg| match serde_json::from_slice::<T>(&msg.payload) {
-                Ok(v) => merge(&mut total, &v),
+            |msg| {
+                // `$KV.<bucket>.<subject>.<start_ms>.<worker_id>`
+                let subject = msg.subject.split('.').nth(2).unwrap_or_default();
+                let read = if subject == FLEET_STATS {
+                    serde_json::from_slice::<FleetCounts>(&msg.payload)
+                        .map(|v| totals.fleet.merge(&v))
+                } else {
+                    serde_json::from_slice::<CallCounts>(&msg.payload).map(|v| {
+                        totals
+                            .calls
+                            .entry(subject.to_string())
+                            .or_default()
+                            .merge(&v)
+                    })
+                };
                 // A deleted or purged entry has no body.
-                Err(e) => {
-                    tracing::debug!(subject = %msg.subject, error = %e, "skipping a stats total")
+                if let Err(e) = read {
+                    tracing::debug!(subject = %msg.subject, error = %e, "skipping a stats total");
                 }
             },
         )
         .await?;
-        Ok(total)
+        Ok(totals)
     }
 
     /// Publishes one rollup; whether this copy was the one the stream kept.

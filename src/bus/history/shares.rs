@@ -22,8 +22,12 @@ const KEEP_INTERVALS: i64 = 2;
 
 /// The interval `at` falls in, as its start in ms since the epoch.
 pub fn interval_start(at: Timestamp, interval_ms: u64) -> i64 {
-    let ms = at.timestamp_millis();
-    ms - ms.rem_euclid(interval_ms as i64)
+    interval_start_ms(at.timestamp_millis(), interval_ms as i64)
+}
+
+/// The start of the interval `ms` falls in.
+pub fn interval_start_ms(ms: i64, interval_ms: i64) -> i64 {
+    ms - ms.rem_euclid(interval_ms)
 }
 
 /// The prefix of every worker's total of `subject`'s (a provider's, or `_fleet`) interval in
@@ -37,6 +41,22 @@ pub fn share_prefix(subject: &str, start_ms: i64) -> String {
 struct Total<T> {
     value: T,
     dirty: bool,
+}
+
+/// Which running total: a provider's in an interval, or the fleet's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TotalOf {
+    Provider(String, i64),
+    Fleet(i64),
+}
+
+impl TotalOf {
+    fn prefix(&self) -> String {
+        match self {
+            TotalOf::Provider(p, start) => share_prefix(p, *start),
+            TotalOf::Fleet(start) => share_prefix(FLEET_STATS, *start),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,7 +148,7 @@ impl StatsShares {
     }
 
     /// The totals to write (marked clean), after dropping intervals no longer written.
-    fn changed(&self) -> Vec<(String, Vec<u8>)> {
+    fn changed(&self) -> Vec<(TotalOf, Vec<u8>)> {
         let oldest = self.now() - KEEP_INTERVALS * self.interval_ms as i64;
         let mut t = self.totals.lock();
         let dropped = |dirty: bool, what: &str| {
@@ -156,33 +176,32 @@ impl StatsShares {
         let mut out = Vec::new();
         for ((p, start), total) in t.calls.iter_mut().filter(|(_, t)| t.dirty) {
             total.dirty = false;
-            out.extend(encoded(share_prefix(p, *start), &total.value));
+            out.extend(encoded(TotalOf::Provider(p.clone(), *start), &total.value));
         }
         for (start, total) in t.fleet.iter_mut().filter(|(_, t)| t.dirty) {
             total.dirty = false;
-            out.extend(encoded(share_prefix(FLEET_STATS, *start), &total.value));
+            out.extend(encoded(TotalOf::Fleet(*start), &total.value));
         }
         out
     }
 
     /// Marks a total whose write failed as changed again.
-    fn unwritten(&self, key: &str) {
+    fn unwritten(&self, which: &TotalOf) {
         let mut t = self.totals.lock();
-        for ((p, start), total) in t.calls.iter_mut() {
-            if key.starts_with(&share_prefix(p, *start)) {
-                total.dirty = true;
+        let total = match which {
+            TotalOf::Provider(p, start) => {
+                t.calls.get_mut(&(p.clone(), *start)).map(|t| &mut t.dirty)
             }
-        }
-        for (start, total) in t.fleet.iter_mut() {
-            if key.starts_with(&share_prefix(FLEET_STATS, *start)) {
-                total.dirty = true;
-            }
+            TotalOf::Fleet(start) => t.fleet.get_mut(start).map(|t| &mut t.dirty),
+        };
+        if let Some(dirty) = total {
+            *dirty = true;
         }
     }
 }
 
-fn encoded<T: Serialize>(prefix: String, value: &T) -> Option<(String, Vec<u8>)> {
-    serde_json::to_vec(value).ok().map(|v| (prefix, v))
+fn encoded<T: Serialize>(which: TotalOf, value: &T) -> Option<(TotalOf, Vec<u8>)> {
+    serde_json::to_vec(value).ok().map(|v| (which, v))
 }
 
 /// Writes this worker's totals to `ai_stats_window`.
@@ -210,12 +229,12 @@ impl SharesWriter {
     /// Puts every total that changed, at once; one that cannot be written is tried again at
     /// the next write.
     pub async fn write(&self) {
-        let puts = self.shares.changed().into_iter().map(|(prefix, value)| {
-            let key = format!("{prefix}{}", self.worker_id);
+        let puts = self.shares.changed().into_iter().map(|(which, value)| {
+            let key = format!("{}{}", which.prefix(), self.worker_id);
             async move {
                 if let Err(e) = self.window.put(&key, value.into()).await {
                     tracing::debug!(%key, error = %e, "stats total not written; retrying");
-                    self.shares.unwritten(&key);
+                    self.shares.unwritten(&which);
                 }
             }
         });
