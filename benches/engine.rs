@@ -14,6 +14,7 @@ fn job() -> Job {
     Job {
         request: r,
         published_at: chrono::Utc::now(),
+        tenant: Default::default(),
     }
 }
 

@@ -5,7 +5,7 @@
 #   scripts/nats-roles.sh -p 4222 -sd /var/lib/nats
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for user in WORKER TRADER VIEWER OPERATOR; do
+for user in WORKER TRADER VIEWER OPERATOR ACME GLOBEX; do
   var="AI_FAILOVER_${user}_PASSWORD"
   value="${!var:-}"
   if [[ -z "$value" ]]; then

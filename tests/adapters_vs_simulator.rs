@@ -225,6 +225,7 @@ async fn a_hostile_provider_still_leaves_the_request_answered_by_the_next() {
         let job = Job {
             request: fleet::request("AAPL"),
             published_at: chrono::Utc::now(),
+            tenant: Default::default(),
         };
         let r = engine.handle(job).await;
         assert_eq!(

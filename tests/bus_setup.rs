@@ -77,6 +77,7 @@ async fn setup_is_idempotent_and_survives_a_restart() {
             "KV_ai_outcomes",
             "KV_ai_provider_health",
             "KV_ai_quality",
+            "KV_ai_quotas",
             "KV_ai_secrets",
             "KV_ai_signals",
             "KV_ai_stats_window",

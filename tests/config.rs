@@ -379,3 +379,26 @@ fn history_and_fleet_alert_settings_are_checked_and_named() {
     let e = err(&format!("{NATS}{}", provider("_fleet", "")));
     assert_eq!(e.keys(), vec!["providers[0].id"], "{e}");
 }
+
+#[test]
+fn tenant_terms_are_checked_against_the_providers() {
+    let tenants = "\n[[tenants]]\nid = \"acme\"\nproviders = [\"a\", \"nope\"]\n\
+                   max_requests_per_minute = 0\n\n[[tenants]]\nid = \"Globex\"\n\
+                   models = { a = [] }\n";
+    let e = err(&format!("{NATS}{}{tenants}", provider("a", "")));
+    assert_eq!(
+        e.keys(),
+        vec![
+            "tenants[0].providers",
+            "tenants[0].max_requests_per_minute",
+            "tenants[1].id",
+            "tenants[1].models"
+        ],
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("`nope` is not a configured provider"),
+        "{e}"
+    );
+}

@@ -103,6 +103,7 @@ fn job(symbol: &str) -> Job {
     Job {
         request: r,
         published_at: chrono::Utc::now(),
+        tenant: Default::default(),
     }
 }
 

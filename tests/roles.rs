@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-const USERS: [&str; 4] = ["worker", "trader", "viewer", "operator"];
+const USERS: [&str; 6] = ["worker", "trader", "viewer", "operator", "acme", "globex"];
 const WAIT: Duration = Duration::from_secs(10);
 
 fn conf() -> PathBuf {

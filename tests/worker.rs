@@ -227,6 +227,7 @@ async fn a_breaker_opened_on_one_worker_is_obeyed_by_the_other() {
         let job = ai_failover::engine::Job {
             request,
             published_at: chrono::Utc::now(),
+            tenant: Default::default(),
         };
         w1.engine.handle(job).await;
     }

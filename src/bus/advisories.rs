@@ -40,6 +40,12 @@ pub enum SettleError {
         #[source]
         source: stream::RawMessageError,
     },
+    #[error("cannot find requests stream {stream}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
     #[error("cannot delete request message {seq}")]
     Delete {
         seq: u64,
@@ -62,6 +68,8 @@ pub enum SettleError {
 /// The fields of `io.nats.jetstream.advisory.v1.max_deliver` this module uses.
 #[derive(Debug, Deserialize)]
 struct MaxDeliveries {
+    /// The requests stream the message is in: the fleet's or a tenant's.
+    stream: String,
     stream_seq: u64,
     deliveries: u64,
 }
@@ -89,6 +97,8 @@ impl Settled {
 
 /// The request message being settled.
 pub struct Undeliverable<'a> {
+    /// The stream holding it (the fleet's requests stream or a tenant's).
+    pub stream: &'a str,
     pub subject: &'a str,
     pub payload: &'a [u8],
     pub deliveries: u64,
@@ -103,6 +113,7 @@ impl<'a> Undeliverable<'a> {
     pub fn delivery(msg: &'a jetstream::Message) -> Result<Self, SettleError> {
         let info = msg.info().map_err(SettleError::Info)?;
         Ok(Undeliverable {
+            stream: info.stream,
             subject: &msg.subject,
             payload: &msg.payload,
             deliveries: info.delivered.max(1) as u64,
@@ -121,8 +132,8 @@ pub const SETTLING_AT_ONCE: usize = 16;
 pub struct Settler {
     pub cfg: Arc<Config>,
     pub names: Names,
-    /// The requests stream: messages are fetched and deleted by sequence.
-    pub requests: stream::Stream,
+    /// Where the requests streams are: messages are fetched and deleted by sequence.
+    pub js: jetstream::Context,
     pub outcomes: Outcomes,
     pub publisher: Publisher,
     /// Counts the dead letters into the history.
@@ -177,7 +188,15 @@ impl Settler {
         stop: &CancellationToken,
     ) -> Result<Settled, SettleError> {
         let seq = advisory.stream_seq;
-        let message = match self.requests.get_raw_message(seq).await {
+        let requests = self
+            .js
+            .get_stream(&advisory.stream)
+            .await
+            .map_err(|source| SettleError::Stream {
+                stream: advisory.stream.clone(),
+                source,
+            })?;
+        let message = match requests.get_raw_message(seq).await {
             Ok(m) => m,
             Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
                 count(Settled::Gone);
@@ -186,6 +205,7 @@ impl Settler {
             Err(source) => return Err(SettleError::Fetch { seq, source }),
         };
         let undeliverable = Undeliverable {
+            stream: &advisory.stream,
             subject: &message.subject,
             payload: &message.payload,
             deliveries: advisory.deliveries,
@@ -193,7 +213,7 @@ impl Settler {
             held,
         };
         let settled = self.settle(&undeliverable, stop).await?;
-        self.requests
+        requests
             .delete_message(seq)
             .await
             .map_err(|source| SettleError::Delete { seq, source })?;
@@ -212,7 +232,14 @@ impl Settler {
                 self.dead_letter(message, rejection, stop).await?;
                 Settled::DeadLettered
             }
-            Ok(request) => match self.take(&request.request_id, message.held, stop).await? {
+            Ok(request) => match self
+                .take(
+                    &key_of(&self.names, message.subject, &request.request_id),
+                    message.held,
+                    stop,
+                )
+                .await?
+            {
                 Some(result) => {
                     self.publisher
                         .result(&result, request.reply_to.as_deref(), Default::default())
@@ -294,7 +321,7 @@ impl Settler {
             &self.worker_id,
             crate::engine::clock::wall_now(),
         );
-        let msg_id = dead_letter_msg_id(&self.names.requests_stream(), message.stream_seq);
+        let msg_id = dead_letter_msg_id(message.stream, message.stream_seq);
         let publish = || self.publisher.dead_letter(&dl, Some(&msg_id));
         let stored = hold::holding(
             message.held,
@@ -312,6 +339,11 @@ impl Settler {
             .increment(1);
         Ok(())
     }
+}
+
+/// The key of a request's records: its id, scoped by the tenant its subject names.
+fn key_of(names: &Names, subject: &str, request_id: &str) -> String {
+    crate::contract::scoped_request_key(names.tenant_of(subject), request_id)
 }
 
 fn count(settled: Settled) {

@@ -134,7 +134,7 @@ impl DecisionCache {
         let Some(symbol) = result.symbol.clone() else {
             return;
         };
-        let key = cache_key(result.kind, &symbol);
+        let key = cache_key(result.tenant.as_deref(), result.kind, &symbol);
         let now = tokio::time::Instant::now();
         if self
             .written_at
@@ -292,11 +292,15 @@ impl EventLoop {
                     .await;
                 self.outcomes.announcer.report(changed).await;
             }
-            EngineEvent::Spend { provider, usd } => {
+            EngineEvent::Spend {
+                provider,
+                usd,
+                tenant,
+            } => {
                 metrics::counter!(metric::SPEND_USD_MICROS_TOTAL, "provider" => provider.clone())
                     .increment((usd * 1e6) as u64);
                 self.stats.shares().cost(&provider, usd);
-                self.spend.book(provider, usd);
+                self.spend.book(provider, usd, tenant);
             }
             EngineEvent::Cacheable(result) => self.cache.keep(*result).await,
         }

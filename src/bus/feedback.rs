@@ -141,7 +141,9 @@ impl FeedbackIngest {
         };
         let report = feedback.feedback_type().as_str();
         let id = feedback.request_id.clone();
-        let Some(signal) = self.signal(&id).await? else {
+        let tenant = self.names.tenant_of(&msg.subject);
+        let key = crate::contract::scoped_request_key(tenant, &id);
+        let Some(signal) = self.signal(&key).await? else {
             let age = (crate::engine::clock::wall_now() - hold::published_at(msg))
                 .to_std()
                 .unwrap_or_default();
@@ -177,7 +179,7 @@ impl FeedbackIngest {
         }
         let handled = match feedback.report {
             Report::Execution { execution } => {
-                self.join_execution(&id, execution, feedback.at).await?
+                self.join_execution(&key, execution, feedback.at).await?
             }
             Report::Outcome { outcome } => self.join_outcome(&signal, outcome, feedback.at).await?,
         };
@@ -264,7 +266,7 @@ impl FeedbackIngest {
             let mut headers = HeaderMap::new();
             headers.insert(
                 "Nats-Msg-Id",
-                format!("{}:{horizon}", signal.request_id).as_str(),
+                format!("{}:{horizon}", signal.record_key()).as_str(),
             );
             let ack = self
                 .publisher
@@ -283,7 +285,7 @@ impl FeedbackIngest {
                 };
             }
         }
-        let id = &signal.request_id;
+        let id = &signal.record_key();
         let decided = self
             .signals
             .modify(id, |current| match current {

@@ -19,8 +19,10 @@ use crate::engine::quality::Evidence;
 use super::health_store::HealthStore;
 use super::quality_view::QualityBook;
 
-/// `ai_decision_cache` keys: `<kind>.<symbol>`, with characters KV keys cannot hold escaped.
-pub fn cache_key(kind: Kind, symbol: &str) -> String {
+/// `ai_decision_cache` keys: `<kind>.<symbol>` for the default tenant, `<tenant>.<kind>.<symbol>`
+/// for the others (a tenant's cached advice is its own), with characters KV keys cannot hold
+/// escaped (so a symbol is one token and the two shapes never meet).
+pub fn cache_key(tenant: Option<&str>, kind: Kind, symbol: &str) -> String {
     let safe: String = symbol
         .chars()
         .map(|c| {
@@ -31,7 +33,10 @@ pub fn cache_key(kind: Kind, symbol: &str) -> String {
             }
         })
         .collect();
-    format!("{}.{safe}", kind.as_str())
+    match tenant {
+        None => format!("{}.{safe}", kind.as_str()),
+        Some(t) => format!("{t}.{}.{safe}", kind.as_str()),
+    }
 }
 
 /// Each provider's newest shared record, with the KV revision it was written at.
@@ -66,6 +71,8 @@ impl Records {
 pub struct FleetState {
     records: Records,
     spend: RwLock<HashMap<String, f64>>,
+    /// Each tenant's spend today, fleet-wide (as of the last flush).
+    tenant_spend: RwLock<HashMap<String, f64>>,
     /// The `_mode` record last seen and its KV revision: it carries the operator's manual mode.
     mode_record: RwLock<Option<(FleetModeRecord, u64)>>,
     health: HealthStore,
@@ -88,6 +95,7 @@ impl FleetState {
         FleetState {
             records: Records::default(),
             spend: RwLock::default(),
+            tenant_spend: RwLock::default(),
             mode_record: RwLock::default(),
             health,
             cache,
@@ -128,6 +136,17 @@ impl FleetState {
         self.records.all()
     }
 
+    /// Sets what `tenant` spent today, fleet-wide.
+    pub fn set_tenant_spend(&self, tenant: &str, usd: f64) {
+        crate::telemetry::metrics::tenant_spend_today(tenant, usd);
+        self.tenant_spend.write().insert(tenant.to_string(), usd);
+    }
+
+    /// What `tenant` spent today, fleet-wide, as of the last flush.
+    pub fn tenant_spent_today(&self, tenant: &str) -> f64 {
+        self.tenant_spend.read().get(tenant).copied().unwrap_or(0.0)
+    }
+
     /// Sets today's fleet spend of `provider`.
     pub fn set_spend(&self, provider: &str, usd: f64) {
         crate::telemetry::metrics::spend_today(provider, usd);
@@ -155,8 +174,17 @@ impl Fleet for FleetState {
         self.spend.read().get(provider).copied().unwrap_or(0.0)
     }
 
-    async fn cached_decision(&self, kind: Kind, symbol: &str) -> Option<CachedDecision> {
-        let bytes = self.cache.get(cache_key(kind, symbol)).await.ok()??;
+    async fn cached_decision(
+        &self,
+        tenant: Option<&str>,
+        kind: Kind,
+        symbol: &str,
+    ) -> Option<CachedDecision> {
+        let bytes = self
+            .cache
+            .get(cache_key(tenant, kind, symbol))
+            .await
+            .ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -204,8 +232,12 @@ mod tests {
 
     #[test]
     fn cache_keys_are_kv_safe() {
-        assert_eq!(cache_key(Kind::Signal, "AAPL"), "signal.AAPL");
-        assert_eq!(cache_key(Kind::Risk, "BRK.B"), "risk.BRK=2EB");
-        assert_eq!(cache_key(Kind::Signal, "^GSPC"), "signal.=5EGSPC");
+        assert_eq!(cache_key(None, Kind::Signal, "AAPL"), "signal.AAPL");
+        assert_eq!(cache_key(None, Kind::Risk, "BRK.B"), "risk.BRK=2EB");
+        assert_eq!(cache_key(None, Kind::Signal, "^GSPC"), "signal.=5EGSPC");
+        assert_eq!(
+            cache_key(Some("acme"), Kind::Signal, "AAPL"),
+            "acme.signal.AAPL"
+        );
     }
 }

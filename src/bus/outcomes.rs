@@ -139,7 +139,7 @@ impl Outcomes {
         let record = OutcomeRecord::Done {
             result: Box::new(result.clone()),
         };
-        self.cas(&result.request_id, &record, revision).await
+        self.cas(&result.record_key(), &record, revision).await
     }
 
     /// Gives a claim back (shutdown) so the redelivery can claim it at once.

@@ -76,9 +76,14 @@ impl Publisher {
         reply_to: Option<&str>,
         mut headers: HeaderMap,
     ) -> Result<bool, PublishError> {
-        let subject = self.names.result(result.kind);
+        // A tenant's result goes to its own subjects, which only its account imports.
+        let tenant = result.tenant.as_deref();
+        let subject = match tenant {
+            None => self.names.result(result.kind),
+            Some(t) => self.names.tenant_result(t, result.kind),
+        };
         let body = Self::encode(&subject, result)?;
-        headers.insert("Nats-Msg-Id", result.request_id.as_str());
+        headers.insert("Nats-Msg-Id", result.record_key().as_str());
         let ack = self
             .js_publish(subject, headers.clone(), body.clone())
             .await?;
@@ -89,11 +94,16 @@ impl Publisher {
                 tracing::warn!(request_id = %result.request_id, reply_to = reply,
                     "reply_to names a reserved subject; no reply sent");
             }
-            // Core NATS, best effort: the stored result is the durable copy.
+            // Core NATS, best effort: the stored result is the durable copy. A tenant's reply
+            // subject lives in its own account: the server maps it back from here.
             Some(reply) => {
+                let reply = match tenant {
+                    None => reply.to_string(),
+                    Some(t) => self.names.tenant_reply(t, reply),
+                };
                 let _ = self
                     .client
-                    .publish_with_headers(reply.to_string(), headers, body.into())
+                    .publish_with_headers(reply, headers, body.into())
                     .await;
             }
             None => {}

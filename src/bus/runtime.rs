@@ -43,6 +43,7 @@ use super::secrets::Keyring;
 use super::setup::{self, BusError};
 use super::signals::Signals;
 use super::spend::SpendBook;
+use super::tenants::{Gate, TenantBook};
 use super::watch::HealthWatch;
 use super::worker::Worker;
 
@@ -151,6 +152,7 @@ async fn set_up(
         probe_ttl,
         cfg.quality.half_life_s,
     ));
+    let tenants = Arc::new(TenantBook::new(&cfg));
     let (sink, rx) = events::channel();
     let engine = Arc::new(Engine::new(
         cfg.clone(),
@@ -208,7 +210,7 @@ async fn set_up(
     let settler = Arc::new(Settler {
         cfg: cfg.clone(),
         names: bus.names.clone(),
-        requests: bus.requests.clone(),
+        js: bus.js.clone(),
         outcomes: outcomes.clone(),
         publisher: publisher.clone(),
         stats: stats.clone(),
@@ -259,7 +261,8 @@ async fn set_up(
                 .collect(),
             alerts.clone(),
             cfg.alerts.budget_thresholds.clone(),
-        ),
+        )
+        .with_tenants(tenants.clone()),
         bus.cache.clone(),
         publisher.clone(),
         SharesWriter::new(stats.clone(), bus.stats_window.clone(), worker_id.clone()),
@@ -362,6 +365,13 @@ async fn set_up(
         }),
     ];
     background.push(control::start(control.clone(), services.clone()).await?);
+    if let Some(file) = cfg.file.clone() {
+        background.push(tokio::spawn(super::tenants::follow_file(
+            tenants.clone(),
+            file,
+            services.clone(),
+        )));
+    }
     background.extend(served.map(|(_, h)| h));
     background.push(tokio::spawn(
         shared(
@@ -398,6 +408,10 @@ async fn set_up(
         cfg: cfg.clone(),
         client: client.clone(),
         consumer: bus.consumer.clone(),
+        tenant_queues: bus.tenant_queues.clone(),
+        names: bus.names.clone(),
+        tenants: tenants.clone(),
+        gate: Gate::new(tenants.clone(), bus.quotas.clone(), fleet.clone()),
         engine: engine.clone(),
         outcomes,
         publisher,

@@ -129,6 +129,10 @@ pub struct Bus {
     pub stats_window: kv::Store,
     /// Provider keys, encrypted (see `secrets`).
     pub secrets: kv::Store,
+    /// Each tenant's admitted requests per second (see `tenants`).
+    pub quotas: kv::Store,
+    /// The workers' consumer on each configured tenant's request stream, by tenant.
+    pub tenant_queues: Vec<(String, consumer::PullConsumer)>,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -149,23 +153,16 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let replicas = cfg.nats.replicas;
     let day = Duration::from_secs(24 * 3600);
 
-    let requests = stream::Config {
-        name: names.requests_stream(),
-        description: Some("ai-failover analysis requests (work queue)".into()),
-        subjects: vec![names.requests_filter()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: Duration::from_secs(120),
-        max_message_size: (cfg.worker.max_request_bytes as i32)
-            .saturating_mul(4)
-            .max(1 << 20),
-        ..Default::default()
-    };
+    let requests = requests_stream_config(
+        cfg,
+        names.requests_stream(),
+        names.requests_filter(),
+        "ai-failover analysis requests (work queue)",
+    );
     let results = stream::Config {
         name: names.results_stream(),
         description: Some("ai-failover results, one per request".into()),
-        subjects: vec![names.results_filter()],
+        subjects: vec![names.results_filter(), names.tenant_results_filter()],
         storage: stream::StorageType::File,
         num_replicas: replicas,
         duplicate_window: results_duplicate_window(cfg),
@@ -203,7 +200,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
             "ai-failover: requests JetStream stopped delivering, until a worker settles them"
                 .into(),
         ),
-        subjects: vec![names.max_deliveries_advisory()],
+        subjects: advisory_subjects(cfg, &names),
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         num_replicas: replicas,
@@ -225,10 +222,10 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     // Feedback is the record of what the advice was worth: kept as long as audits are. The
     // quality log is read by sequence (direct get) while folding.
     let learning =
-        |name: String, description: &str, subject: String, window, direct| stream::Config {
+        |name: String, description: &str, subjects: Vec<String>, window, direct| stream::Config {
             name,
             description: Some(description.into()),
-            subjects: vec![subject],
+            subjects,
             storage: stream::StorageType::File,
             num_replicas: replicas,
             duplicate_window: window,
@@ -239,14 +236,14 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let feedback = learning(
         names.feedback_stream(),
         "ai-failover execution and outcome feedback",
-        names.feedback_filter(),
+        vec![names.feedback_filter(), names.tenant_feedback_filter()],
         FEEDBACK_DUPLICATE_WINDOW,
         false,
     );
     let quality_log = learning(
         names.quality_log_stream(),
         "ai-failover counted outcomes, folded into ai_quality",
-        names.quality_log_filter(),
+        vec![names.quality_log_filter()],
         QUALITY_LOG_DUPLICATE_WINDOW,
         true,
     );
@@ -305,6 +302,12 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         .create_consumer(settler_config(cfg))
         .await
         .map_err(setup_err(format!("consumer {SETTLER_CONSUMER}")))?;
+
+    let mut tenant_queues = Vec::new();
+    for tenant in super::tenants::book::queued(&cfg.tenants) {
+        let consumer = super::tenants::ensure_queue(&js, cfg, &names, &tenant).await?;
+        tenant_queues.push((tenant, consumer));
+    }
 
     let feedback = js
         .get_stream(names.feedback_stream())
@@ -366,6 +369,8 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let quality = store(bucket(names.quality_bucket(), 1, Duration::ZERO)).await?;
     // Keys are kept until replaced or deleted; the audit trail says who set which.
     let secrets = store(bucket(names.secrets_bucket(), 1, Duration::ZERO)).await?;
+    // A quota window covers the last two minutes of a tenant's requests.
+    let quotas = store(bucket(names.quotas_bucket(), 1, Duration::from_secs(600))).await?;
     // Shares are read once, just after their interval: an hour is plenty.
     let stats_window = store(bucket(
         names.stats_window_bucket(),
@@ -392,7 +397,41 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         alert_consumers,
         stats_window,
         secrets,
+        quotas,
+        tenant_queues,
     })
+}
+
+/// A work-queue stream of requests: the fleet's, or a tenant's.
+pub fn requests_stream_config(
+    cfg: &Config,
+    name: String,
+    subject: String,
+    description: &str,
+) -> stream::Config {
+    stream::Config {
+        name,
+        description: Some(description.into()),
+        subjects: vec![subject],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: cfg.nats.replicas,
+        duplicate_window: Duration::from_secs(120),
+        max_message_size: (cfg.worker.max_request_bytes as i32)
+            .saturating_mul(4)
+            .max(1 << 20),
+        ..Default::default()
+    }
+}
+
+/// The MAX_DELIVERIES advisories the advisories stream keeps: the requests stream's and each
+/// configured tenant's (a tenant added while running adds its own, see `tenants::queue`).
+fn advisory_subjects(cfg: &Config, names: &Names) -> Vec<String> {
+    let mut subjects = vec![names.max_deliveries_advisory()];
+    for t in super::tenants::book::queued(&cfg.tenants) {
+        subjects.push(names.max_deliveries_advisory_of(&names.tenant_requests_stream(&t)));
+    }
+    subjects
 }
 
 /// How long a webhook's delivery may hold an alert: one POST (cut at `alerts.timeout_ms`)

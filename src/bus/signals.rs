@@ -35,6 +35,7 @@ pub fn signal_of(result: &AnalysisResult) -> Option<SignalRecord> {
         created_at: result.completed_at,
         execution: None,
         outcomes: Vec::new(),
+        tenant: result.tenant.clone(),
     })
 }
 
@@ -67,12 +68,12 @@ impl Signals {
     /// redelivery after a crash between storing the result and this).
     pub async fn record(&self, result: &AnalysisResult) -> Result<(), KvError> {
         if let Some(signal) = signal_of(result) {
-            self.records.write(&result.request_id, &signal, 0).await?;
+            self.records.write(&result.record_key(), &signal, 0).await?;
         }
         Ok(())
     }
 
-    /// The signal of `request_id`.
+    /// The signal stored under `key` (a [`scoped_request_key`](crate::contract::scoped_request_key)).
     pub async fn get(&self, request_id: &str) -> Result<Option<Versioned<SignalRecord>>, KvError> {
         self.records.get(request_id).await
     }

@@ -1,17 +1,22 @@
 //! `ai_budget`: the fleet's spend per provider and UTC day. Each worker books what its calls
 //! cost and adds it to the day's record with compare-and-set every flush; the flush also
-//! reads back the fleet's total, which daily budgets are checked against.
+//! reads back the fleet's total, which daily budgets are checked against. A tenant's spend
+//! goes the same way into its own record per day (`_tenant.<tenant>.<date>`, per provider
+//! inside), read back for its daily budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 
-use crate::contract::{BudgetRecord, Timestamp};
+use crate::contract::{
+    BudgetRecord, DEFAULT_TENANT, TenantSpendRecord, Timestamp, tenant_spend_key,
+};
 
 use super::alerts::AlertDesk;
 use super::fleet::FleetState;
 use super::kv_record::{Decided, Decision, KvError, KvRecord};
+use super::tenants::TenantBook;
 
 /// Spend booked since the last flush, for one provider and day.
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,12 +46,20 @@ pub struct SpendBook {
     /// Daily budgets by provider, and where crossing a share of one is announced.
     limits: HashMap<String, f64>,
     alerts: Option<(Arc<AlertDesk>, Vec<f64>)>,
+    tenants: KvRecord<TenantSpendRecord>,
+    /// Spend booked per tenant since the last flush, by (tenant, day), per provider.
+    tenant_pending: HashMap<(String, chrono::NaiveDate), HashMap<String, Spent>>,
+    /// Whose spend is booked and read back (the tenants with a daily budget read back).
+    book: Option<Arc<TenantBook>>,
 }
 
 impl SpendBook {
     /// Books into `budget` for `providers`, keeping `fleet`'s view of today's totals.
     pub fn new(budget: kv::Store, providers: Vec<String>, fleet: Arc<FleetState>) -> Self {
         SpendBook {
+            tenants: KvRecord::new(budget.clone(), "tenant spend record"),
+            tenant_pending: HashMap::new(),
+            book: None,
             records: KvRecord::new(budget, "budget record"),
             providers,
             fleet,
@@ -69,10 +82,28 @@ impl SpendBook {
         self
     }
 
+    /// Books tenants' spend too, and reads back the spend of those with a daily budget in
+    /// `book`.
+    pub fn with_tenants(mut self, book: Arc<TenantBook>) -> Self {
+        self.book = Some(book);
+        self
+    }
+
     /// Books one call's cost under the day it was spent (even if its write waits past
-    /// midnight).
-    pub fn book(&mut self, provider: String, usd: f64) {
+    /// midnight), for the provider and, with tenants, for the request's tenant.
+    pub fn book(&mut self, provider: String, usd: f64, tenant: Option<String>) {
         let day = crate::engine::clock::wall_now().date_naive();
+        if self.book.is_some() {
+            let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
+            let spent = self
+                .tenant_pending
+                .entry((tenant, day))
+                .or_default()
+                .entry(provider.clone())
+                .or_default();
+            spent.usd += usd;
+            spent.calls += 1;
+        }
         let spent = self.pending.entry((provider, day)).or_default();
         spent.usd += usd;
         spent.calls += 1;
@@ -84,6 +115,7 @@ impl SpendBook {
     pub async fn flush(&mut self) {
         let now = crate::engine::clock::wall_now();
         let today = now.date_naive();
+        self.flush_tenants(now).await;
         let providers: Vec<&str> = self.providers.iter().map(String::as_str).collect();
         for ((provider, day), add) in due(&mut self.pending, &providers, today) {
             match self.add(&provider, add, day, now).await {
@@ -145,6 +177,77 @@ impl SpendBook {
                 .await;
         }
         Ok(total)
+    }
+}
+
+impl SpendBook {
+    /// Adds the tenants' booked spend to their records, and reads back today's spend of every
+    /// tenant with a daily budget. Like the providers' spend, what cannot be written is kept.
+    async fn flush_tenants(&mut self, now: Timestamp) {
+        let Some(book) = self.book.clone() else {
+            return;
+        };
+        let today = now.date_naive();
+        let mut due: Vec<((String, chrono::NaiveDate), HashMap<String, Spent>)> =
+            self.tenant_pending.drain().collect();
+        for t in book.budgeted() {
+            if !due.iter().any(|((id, day), _)| *id == t && *day == today) {
+                due.push(((t, today), HashMap::new()));
+            }
+        }
+        for ((tenant, day), add) in due {
+            match self.add_tenant(&tenant, day, &add, now).await {
+                Ok(total) if day == today => self.fleet.set_tenant_spend(&tenant, total),
+                Ok(_) => {}
+                Err(e) => {
+                    let error = crate::telemetry::chain(&e);
+                    tracing::warn!(%tenant, %day, %error, "tenant spend not updated; retrying at the next flush");
+                    if !add.is_empty() {
+                        self.tenant_pending.insert((tenant, day), add);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `add` (per provider) to the tenant's record of `day`; returns its total that day.
+    async fn add_tenant(
+        &self,
+        tenant: &str,
+        day: chrono::NaiveDate,
+        add: &HashMap<String, Spent>,
+        now: Timestamp,
+    ) -> Result<f64, KvError> {
+        let date = day.format("%Y-%m-%d").to_string();
+        let key = tenant_spend_key(tenant, &date);
+        if add.is_empty() {
+            let record = self.tenants.get(&key).await?;
+            return Ok(record.map_or(0.0, |r| r.value.spend_usd));
+        }
+        let decided = self
+            .tenants
+            .modify(&key, |current| {
+                let mut record = current.unwrap_or_else(|| TenantSpendRecord {
+                    tenant: tenant.into(),
+                    date: date.clone(),
+                    spend_usd: 0.0,
+                    calls: 0,
+                    by_provider: Default::default(),
+                    updated_at: now,
+                });
+                for (provider, spent) in add {
+                    record.spend_usd += spent.usd;
+                    record.calls += spent.calls;
+                    *record.by_provider.entry(provider.into()).or_default() += spent.usd;
+                }
+                record.updated_at = now;
+                let total = record.spend_usd;
+                Decision::Write(record, total)
+            })
+            .await?;
+        Ok(match decided {
+            Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::Config;
-use crate::contract::{AnalysisResult, ErrorClass, Source};
+use crate::contract::{AnalysisResult, ErrorClass, Names, Source, scoped_request_key};
 use crate::engine::{Engine, Job};
 
 use super::advisories::{SettleError, Settler, Undeliverable};
@@ -29,6 +29,7 @@ use super::kv_record::KvError;
 use super::outcomes::{Claim, OutcomeError, Outcomes};
 use super::publish::{PublishError, Publisher};
 use super::signals::Signals;
+use super::tenants::{Admission, Gate, TenantBook};
 use crate::telemetry::metrics::name as metric;
 
 /// Why a message could not be finished now (it is given back, or settled on its last
@@ -57,6 +58,13 @@ pub struct Worker {
     pub client: async_nats::Client,
     /// The durable `workers` consumer, recreated by set-up if it disappears.
     pub consumer: jetstream::consumer::PullConsumer,
+    /// The `workers` consumer of each configured tenant's stream, by tenant (see `queues`).
+    pub tenant_queues: Vec<(String, jetstream::consumer::PullConsumer)>,
+    pub names: Names,
+    /// The tenants' terms in force.
+    pub tenants: Arc<TenantBook>,
+    /// Quotas and budgets of the tenants.
+    pub gate: Gate,
     pub engine: Arc<Engine>,
     pub outcomes: Outcomes,
     pub publisher: Publisher,
@@ -124,62 +132,18 @@ fn request_span(msg: &jetstream::Message) -> tracing::Span {
 }
 
 impl Worker {
-    /// Consumes until `shutdown` fires, then stops pulling and finishes (or naks) in-flight
-    /// work within the grace period.
+    /// Consumes every queue (the fleet's requests and each tenant's, see `queues`) until
+    /// `shutdown` fires, then stops pulling and finishes (or naks) in-flight work within the
+    /// grace period.
     pub async fn run(self, shutdown: CancellationToken) {
         // One shared copy: a `Worker` holds stream and consumer infos, too big to clone per
         // request.
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.cfg.worker.max_in_flight));
         let hard_stop = CancellationToken::new();
-        let mut consecutive_errors = 0u32;
-        let mut consumer = this.consumer.clone();
         this.ready.store(true, Ordering::Relaxed);
         tracing::info!(worker_id = %this.worker_id, "consuming requests");
-        while !shutdown.is_cancelled() {
-            // Pull only as many messages as there are free slots: buffered messages would burn
-            // their ack wait before being touched (and then be served twice).
-            let first = tokio::select! {
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break, // closed: nothing more will be served
-                },
-                _ = shutdown.cancelled() => break,
-            };
-            let mut slots = vec![first];
-            while let Ok(p) = permits.clone().try_acquire_owned() {
-                slots.push(p);
-            }
-            let batch = consumer
-                .batch()
-                .max_messages(slots.len())
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await;
-            let failed = match batch {
-                Err(e) => Some(e.to_string()),
-                Ok(batch) => this.dispatch(batch, slots, &hard_stop, &shutdown).await,
-            };
-            let Some(why) = failed else {
-                consecutive_errors = 0;
-                this.ready.store(true, Ordering::Relaxed);
-                continue;
-            };
-            consecutive_errors += 1;
-            this.ready.store(false, Ordering::Relaxed);
-            tracing::warn!(error = %why, consecutive_errors, "cannot pull requests");
-            // Trap: after a server restart the consumer may be gone; recreate it.
-            if consecutive_errors.is_multiple_of(5)
-                && let Ok(bus) = super::setup::ensure(&this.client, &this.cfg).await
-            {
-                consumer = bus.consumer;
-            }
-            let wait = Duration::from_millis(100 * consecutive_errors.min(20) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
+        super::queues::consume_all(this.clone(), permits.clone(), &hard_stop, &shutdown).await;
         this.ready.store(false, Ordering::Relaxed);
         // Graceful stop: wait for in-flight work, then cancel what is left (it naks).
         let all = this.cfg.worker.max_in_flight as u32;
@@ -200,7 +164,7 @@ impl Worker {
     /// or the server's answer to it: a deleted consumer shows only there), so that the
     /// caller backs off and, every fifth time, runs set-up again instead of pulling again at
     /// once.
-    async fn dispatch(
+    pub(super) async fn dispatch(
         self: &Arc<Self>,
         mut batch: jetstream::consumer::pull::Batch,
         mut slots: Vec<OwnedSemaphorePermit>,
@@ -322,9 +286,12 @@ impl Worker {
             }
         };
         let headers = msg.headers.clone().unwrap_or_default();
-        let id = request.request_id.clone();
+        // The tenant is the one the server's mapping wrote into the subject, never the
+        // payload's word; its records are its own (`scoped_request_key`).
+        let tenant = self.names.tenant_of(subject);
+        let id = scoped_request_key(tenant, &request.request_id);
         let span = tracing::Span::current();
-        span.record("request_id", id.as_str());
+        span.record("request_id", request.request_id.as_str());
         span.record("kind", request.kind.as_str());
         if let Some(symbol) = &request.symbol {
             span.record("symbol", symbol.as_str());
@@ -359,10 +326,45 @@ impl Worker {
             tracing::warn!(request_id = %id, run, "took over a request from a dead worker");
         }
 
-        let job = Job {
-            request: request.clone(),
-            published_at: hold::published_at(msg),
+        let published_at = hold::published_at(msg);
+        let admitted = hold::holding(
+            msg,
+            self.ack_wait(),
+            stop,
+            "admit",
+            KvError::is_transient,
+            || self.gate.admit(tenant, &request, published_at),
+        )
+        .await?;
+        let (result, revision) = match admitted {
+            Admission::Refused(error) => (self.engine.refuse(&request, tenant, error), revision),
+            Admission::Admitted { request, tenancy } => {
+                let job = Job {
+                    request: *request,
+                    published_at,
+                    tenant: tenancy,
+                };
+                match self.run_engine(msg, job, &id, revision, run, stop).await? {
+                    Some(ran) => ran,
+                    None => return Ok(Handled::Retried),
+                }
+            }
         };
+        self.finish(msg, &request, &id, result, revision, &headers, stop)
+            .await
+    }
+
+    /// Runs the engine on `job`, with in-progress acks and outcome heartbeats while it
+    /// works; `None` when stopped (the claim released and the message given back).
+    async fn run_engine(
+        &self,
+        msg: &jetstream::Message,
+        job: Job,
+        id: &str,
+        revision: u64,
+        run: u32,
+        stop: &CancellationToken,
+    ) -> Result<Option<(Box<AnalysisResult>, u64)>, ServeError> {
         let started_at = crate::engine::clock::wall_now();
         let mut revision = revision;
         let beat = self.ack_wait() / 3;
@@ -374,18 +376,34 @@ impl Worker {
                 result = &mut engine => break result,
                 _ = heartbeat.tick() => {
                     let _ = msg.ack_with(AckKind::Progress).await;
-                    match self.outcomes.heartbeat(&id, &self.worker_id, started_at, run, revision, crate::engine::clock::wall_now()).await {
+                    match self.outcomes.heartbeat(id, &self.worker_id, started_at, run, revision, crate::engine::clock::wall_now()).await {
                         Ok(r) => revision = r,
                         Err(e) => tracing::warn!(request_id = %id, error = %crate::telemetry::chain(&e), "heartbeat not stored"),
                     }
                 }
                 _ = stop.cancelled() => {
-                    let _ = self.outcomes.release(&id, revision).await;
+                    let _ = self.outcomes.release(id, revision).await;
                     msg.ack_with(AckKind::Nak(None)).await.map_err(ServeError::Nak)?;
-                    return Ok(Handled::Retried);
+                    return Ok(None);
                 }
             }
         };
+        Ok(Some((result, revision)))
+    }
+
+    /// Stores the outcome of a request, publishes its result and acks it.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        msg: &jetstream::Message,
+        request: &crate::contract::AnalysisRequest,
+        id: &str,
+        result: Box<AnalysisResult>,
+        revision: u64,
+        headers: &HeaderMap,
+        stop: &CancellationToken,
+    ) -> Result<Handled, ServeError> {
+        let span = tracing::Span::current();
         span.record("status", result.status.as_str());
         span.record("source", result.source.as_str());
         span.record("mode", result.mode.as_str());
@@ -398,7 +416,7 @@ impl Worker {
         })
         .await;
         if let Err(e) = stored {
-            match self.outcomes.get(&id).await? {
+            match self.outcomes.get(id).await? {
                 // Our own write landed and only its reply was lost (the retry then
                 // found the revision moved): this is our answer, not a replay.
                 Some((crate::contract::OutcomeRecord::Done { result: done }, _))
@@ -419,10 +437,18 @@ impl Worker {
                 _ => return Err(e.into()),
             }
         }
-        self.publish(msg, &result, request.reply_to.as_deref(), &headers, stop)
+        self.publish(msg, &result, request.reply_to.as_deref(), headers, stop)
             .await?;
         self.ack(msg, stop).await?;
         self.stats.answered(result.source == Source::Fallback);
+        let tenant = result
+            .tenant
+            .as_deref()
+            .unwrap_or(crate::contract::DEFAULT_TENANT);
+        metrics::counter!(metric::TENANT_REQUESTS_TOTAL,
+            "tenant" => crate::telemetry::metrics::tenant_label(tenant),
+            "status" => result.status.as_str())
+        .increment(1);
         metrics::counter!(
             metric::REQUESTS_TOTAL,
             "status" => result.status.as_str(),

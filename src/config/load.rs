@@ -14,7 +14,9 @@ pub const ENV_PREFIX: &str = "AI_FAILOVER_";
 
 /// Loads and validates the file at `path` plus environment overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_str(&read(path)?)
+    let mut cfg = load_str(&read(path)?)?;
+    cfg.file = Some(path.to_path_buf());
+    Ok(cfg)
 }
 
 /// Loads and validates TOML text plus environment overrides.

@@ -12,9 +12,11 @@ mod history;
 mod learning;
 mod load;
 mod secrets;
+mod tenants;
 mod types;
 mod validate;
 
 pub use load::{ENV_PREFIX, load, load_for_client, load_str, load_str_for_client};
+pub use tenants::{MAX_QUOTA, TenantConfig};
 pub use types::*;
 pub use validate::ConfigError;

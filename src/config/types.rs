@@ -42,6 +42,13 @@ pub struct Config {
     pub history: HistoryConfig,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Per-tenant terms (`[[tenants]]`), re-read while running.
+    #[serde(default)]
+    pub tenants: Vec<super::TenantConfig>,
+    /// The file this configuration was loaded from, if any: workers re-read its
+    /// `[[tenants]]` while running.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// `[nats]`: where the bus is and how names are derived.

@@ -330,6 +330,7 @@ pub(super) fn validate(cfg: &Config, rules: Rules) -> Vec<Problem> {
     super::learning::check(&mut c, &cfg.feedback, &cfg.quality);
     super::history::check(&mut c, &cfg.history);
     super::secrets::check(&mut c, &cfg.secrets);
+    super::tenants::check(&mut c, cfg);
     if rules == Rules::Worker {
         super::alerts::check(&mut c, &cfg.alerts);
         check_tokens(&mut c, &cfg.http.tokens);

@@ -30,7 +30,8 @@ wire_enum! {
         Cancelled,
         /// The request's deadline passed.
         DeadlineExceeded,
-        /// A daily budget or the request's cost cap stopped the call.
+        /// A daily budget (a provider's or the tenant's) or the request's cost cap stopped the
+        /// call.
         BudgetExceeded,
         /// No provider could be tried (all open, forced down, filtered out).
         NoProvider,
@@ -40,6 +41,9 @@ wire_enum! {
         /// cannot be decrypted (wrong or missing master key, a corrupt record). Not the
         /// provider's fault: fails over, never opens the breaker or quarantines.
         KeyUnavailable,
+        /// The tenant sent more requests over the last 60 s than its
+        /// `max_requests_per_minute`: answered `rejected` without any provider call.
+        QuotaExceeded,
     }
 }
 

@@ -245,9 +245,17 @@ pub struct SignalRecord {
     /// One per horizon, in arrival order.
     #[serde(default)]
     pub outcomes: Vec<OutcomeEntry>,
+    /// The request's tenant; absent for the default tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl SignalRecord {
+    /// Its key in `ai_signals` (see [`scoped_request_key`](super::scoped_request_key)).
+    pub fn record_key(&self) -> String {
+        super::scoped_request_key(self.tenant.as_deref(), &self.request_id)
+    }
+
     /// The `ai_quality` key this signal's outcomes count under: `<provider>.<model>.<kind>`
     /// for a provider's answer, `_cache.<kind>` / `_fallback.<kind>` for the others; `None`
     /// when there is nothing to judge (no action, or no answer).
@@ -419,6 +427,7 @@ mod tests {
             created_at: crate::contract::now(),
             execution: None,
             outcomes: vec![],
+            tenant: None,
         };
         assert_eq!(s.quality_key().as_deref(), Some("openai.gpt-4_1.signal"));
         s.source = Source::Fallback;

@@ -51,6 +51,7 @@ mod result;
 pub mod schemas;
 mod secrets;
 mod stats;
+mod tenant;
 
 pub use alert::*;
 pub use audit::*;
@@ -67,6 +68,7 @@ pub use request::*;
 pub use result::*;
 pub use secrets::*;
 pub use stats::*;
+pub use tenant::*;
 
 /// Timestamps on the wire are RFC 3339 in UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

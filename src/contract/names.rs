@@ -116,16 +116,65 @@ impl Names {
     }
     /// The subject of the MAX_DELIVERIES advisory about the workers' consumer.
     pub fn max_deliveries_advisory(&self) -> String {
-        format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{WORKER_CONSUMER}",
-            self.requests_stream()
-        )
+        self.max_deliveries_advisory_of(&self.requests_stream())
+    }
+    /// The subject of the MAX_DELIVERIES advisory about the workers' consumer on `stream`
+    /// (the requests stream, or a tenant's).
+    pub fn max_deliveries_advisory_of(&self, stream: &str) -> String {
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{WORKER_CONSUMER}")
     }
 
     /// `ai.analysis.request.<kind>`.
     pub fn request(&self, kind: Kind) -> String {
         format!("{}.analysis.request.{}", self.prefix, kind.as_str())
     }
+    /// `AI_TENANT_<TENANT>`: the work-queue stream of one tenant's requests. One stream per
+    /// tenant because a stream de-duplicates by `Nats-Msg-Id` across everyone who writes to
+    /// it: in a shared one, a tenant's request id could suppress another tenant's request.
+    pub fn tenant_requests_stream(&self, tenant: &str) -> String {
+        self.stream(&format!("TENANT_{}", tenant.to_uppercase()))
+    }
+    /// `ai.tenant.<tenant>.analysis.request.>`: what the server maps a tenant's
+    /// `ai.analysis.request.>` to.
+    pub fn tenant_requests_filter(&self, tenant: &str) -> String {
+        format!("{}.tenant.{tenant}.analysis.request.>", self.prefix)
+    }
+    /// `ai.tenant.<tenant>.analysis.result.<kind>`: a tenant's results, which its account
+    /// sees as `ai.analysis.result.<kind>`.
+    pub fn tenant_result(&self, tenant: &str, kind: Kind) -> String {
+        format!(
+            "{}.tenant.{tenant}.analysis.result.{}",
+            self.prefix,
+            kind.as_str()
+        )
+    }
+    /// `ai.tenant.*.analysis.result.>`.
+    pub fn tenant_results_filter(&self) -> String {
+        format!("{}.tenant.*.analysis.result.>", self.prefix)
+    }
+    /// `ai.tenant.<tenant>.feedback.<kind>`.
+    pub fn tenant_feedback(&self, tenant: &str, kind: Kind) -> String {
+        format!("{}.tenant.{tenant}.feedback.{}", self.prefix, kind.as_str())
+    }
+    /// `ai.tenant.*.feedback.*`.
+    pub fn tenant_feedback_filter(&self) -> String {
+        format!("{}.tenant.*.feedback.*", self.prefix)
+    }
+    /// `ai.tenant.<tenant>.reply.<reply_to>`: where a tenant's `reply_to` gets its result; the
+    /// tenant's account imports it as `<reply_to>` (its own `_INBOX.…`).
+    pub fn tenant_reply(&self, tenant: &str, reply_to: &str) -> String {
+        format!("{}.tenant.{tenant}.reply.{reply_to}", self.prefix)
+    }
+    /// The tenant a subject was mapped to (`ai.tenant.<tenant>.…`), `None` for the plain
+    /// subjects of the default tenant.
+    pub fn tenant_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".tenant.")?
+            .split('.')
+            .next()
+    }
+
     /// `ai.analysis.request.>`.
     pub fn requests_filter(&self) -> String {
         format!("{}.analysis.request.>", self.prefix)
@@ -252,6 +301,10 @@ impl Names {
     /// `ai_quality`: how good each provider's, model's and kind's advice has been.
     pub fn quality_bucket(&self) -> String {
         self.bucket("quality")
+    }
+    /// `ai_quotas`: each tenant's requests admitted per second, for its per-minute quota.
+    pub fn quotas_bucket(&self) -> String {
+        self.bucket("quotas")
     }
     /// `ai_secrets`: provider API keys, encrypted under the fleet's master key.
     pub fn secrets_bucket(&self) -> String {

@@ -205,6 +205,18 @@ pub struct AnalysisResult {
     pub error: Option<ErrorInfo>,
     pub worker_id: String,
     pub completed_at: Timestamp,
+    /// The tenant the request came from (its subject's `ai.tenant.<tenant>.`); absent for the
+    /// default tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl AnalysisResult {
+    /// Its key in `ai_outcomes` and its `Nats-Msg-Id` (see
+    /// [`scoped_request_key`](super::scoped_request_key)).
+    pub fn record_key(&self) -> String {
+        super::scoped_request_key(self.tenant.as_deref(), &self.request_id)
+    }
 }
 
 #[cfg(test)]

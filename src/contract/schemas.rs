@@ -24,6 +24,8 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("provider_health_record", pretty::<ProviderHealthRecord>()),
         ("outcome_record", pretty::<OutcomeRecord>()),
         ("budget_record", pretty::<BudgetRecord>()),
+        ("tenant_spend_record", pretty::<TenantSpendRecord>()),
+        ("quota_window", pretty::<QuotaWindow>()),
         ("cached_decision", pretty::<CachedDecision>()),
         ("fleet_mode_record", pretty::<FleetModeRecord>()),
         ("lease_record", pretty::<LeaseRecord>()),

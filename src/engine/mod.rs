@@ -19,5 +19,6 @@ mod run;
 pub mod selection;
 pub mod slot;
 pub mod stats;
+pub mod tenancy;
 
 pub use run::{Engine, Job};

@@ -44,7 +44,7 @@ pub fn policy(class: ErrorClass) -> ClassPolicy {
         ContentFiltered => p(true, false, false, false, true),
         // This worker's own key store is at fault, not the provider.
         KeyUnavailable => p(true, false, false, false, true),
-        Cancelled | DeadlineExceeded | BudgetExceeded | NoProvider | Suspended => {
+        Cancelled | DeadlineExceeded | BudgetExceeded | QuotaExceeded | NoProvider | Suspended => {
             p(false, false, false, false, true)
         }
     }

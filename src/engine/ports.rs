@@ -34,7 +34,12 @@ pub enum EngineEvent {
     /// The provider asked us to back off until `until`.
     RateLimited { provider: String, until: Timestamp },
     /// Money spent on a provider (for fleet-wide daily budgets).
-    Spend { provider: String, usd: f64 },
+    /// `tenant`: the request's (`None`: the default tenant).
+    Spend {
+        provider: String,
+        usd: f64,
+        tenant: Option<String>,
+    },
     /// A good provider answer worth caching for `kind.symbol`.
     Cacheable(Box<AnalysisResult>),
 }
@@ -60,8 +65,13 @@ pub trait Fleet: Send + Sync {
     fn spent_today(&self, _provider: &str) -> f64 {
         0.0
     }
-    /// The last good decision for `kind.symbol`, if any.
-    async fn cached_decision(&self, _kind: Kind, _symbol: &str) -> Option<CachedDecision> {
+    /// The last good decision of `tenant` (`None`: the default tenant) for `kind.symbol`.
+    async fn cached_decision(
+        &self,
+        _tenant: Option<&str>,
+        _kind: Kind,
+        _symbol: &str,
+    ) -> Option<CachedDecision> {
         None
     }
     /// Takes the fleet's single half-open probe slot of `provider`; false if another worker

@@ -8,6 +8,7 @@ use crate::contract::AnalysisRequest;
 use super::clock::Instant;
 use super::quality::{self, Arm, Evidence};
 use super::slot::Slot;
+use super::tenancy::Tenancy;
 
 /// A (provider slot, model) to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Inputs<'a> {
     /// The request's exploration turn under the `quality` strategy (a counter of requests);
     /// `None` for a view of the order (`best-provider`), which explores nothing.
     pub tick: Option<u64>,
+    /// The tenant's preference order and models.
+    pub tenancy: &'a Tenancy,
 }
 
 /// The worst-case cost of one call to `slot`.
@@ -100,13 +103,16 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
         .zip(keys)
         .map(|((i, last, _), key)| (i, last, key))
         .collect();
+    // A tenant's preference ranks above the strategy (not above health).
+    let rank = |i: usize| inputs.tenancy.rank(slots[i].id());
     eligible.sort_by(|a, b| {
         a.1.cmp(&b.1)
+            .then(rank(a.0).cmp(&rank(b.0)))
             .then(a.2.total_cmp(&b.2))
             .then(slots[a.0].cfg.priority.cmp(&slots[b.0].cfg.priority))
     });
     for (i, _, _) in eligible {
-        for model in &slots[i].cfg.models {
+        for model in inputs.tenancy.models(slots[i].id(), &slots[i].cfg.models) {
             out.candidates.push(Candidate {
                 slot: i,
                 model: model.clone(),

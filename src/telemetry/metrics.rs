@@ -49,6 +49,9 @@ pub mod name {
     pub const SPEND_TODAY_USD: &str = "ai_failover_spend_today_usd";
     pub const SPEND_USD_MICROS_TOTAL: &str = "ai_failover_spend_usd_micros_total";
     pub const TAKEOVERS_TOTAL: &str = "ai_failover_takeovers_total";
+    pub const TENANT_REFUSED_TOTAL: &str = "ai_failover_tenant_refused_total";
+    pub const TENANT_REQUESTS_TOTAL: &str = "ai_failover_tenant_requests_total";
+    pub const TENANT_SPEND_TODAY_USD: &str = "ai_failover_tenant_spend_today_usd";
 
     /// Every name above.
     pub const ALL: &[&str] = &[
@@ -87,6 +90,9 @@ pub mod name {
         SPEND_TODAY_USD,
         SPEND_USD_MICROS_TOTAL,
         TAKEOVERS_TOTAL,
+        TENANT_REFUSED_TOTAL,
+        TENANT_REQUESTS_TOTAL,
+        TENANT_SPEND_TODAY_USD,
     ];
 }
 
@@ -149,6 +155,35 @@ pub fn provider_record(r: &ProviderHealthRecord) {
     metrics::gauge!(name::PROVIDER_SUCCESS_RATE, "provider" => p.to_string()).set(r.success_rate);
     metrics::gauge!(name::PROVIDER_LATENCY_P95_SECONDS, "provider" => p.to_string())
         .set(r.latency_ms_p95 / 1_000.0);
+}
+
+/// Sets a tenant's fleet-wide spend today.
+pub fn tenant_spend_today(tenant: &str, usd: f64) {
+    metrics::gauge!(name::TENANT_SPEND_TODAY_USD, "tenant" => tenant_label(tenant)).set(usd);
+}
+
+/// The tenants configured on this worker (`[[tenants]]`), whose ids label metrics.
+static TENANTS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Sets the tenants whose ids may label metrics (kept current by the tenant reload).
+pub fn set_tenants(ids: Vec<String>) {
+    if let Ok(mut t) = TENANTS.write() {
+        *t = ids;
+    }
+}
+
+/// The `tenant` label of `tenant`: its id when configured (or `default`), else `other`, so
+/// a label's values stay bounded by the configuration whatever the server maps.
+pub fn tenant_label(tenant: &str) -> String {
+    let known = tenant == crate::contract::DEFAULT_TENANT
+        || TENANTS
+            .read()
+            .is_ok_and(|t| t.iter().any(|id| id == tenant));
+    if known {
+        tenant.to_string()
+    } else {
+        "other".to_string()
+    }
 }
 
 /// Sets a provider's fleet-wide spend today.
@@ -242,6 +277,18 @@ fn describe() {
     describe_gauge!(
         name::SPEND_TODAY_USD,
         "Fleet-wide spend today per provider, in USD"
+    );
+    describe_counter!(
+        name::TENANT_REQUESTS_TOTAL,
+        "Requests answered per tenant (configured tenants, default, other), by status"
+    );
+    describe_counter!(
+        name::TENANT_REFUSED_TOTAL,
+        "Tenant requests refused before any call, by class (quota_exceeded, budget_exceeded)"
+    );
+    describe_gauge!(
+        name::TENANT_SPEND_TODAY_USD,
+        "Fleet-wide spend today per tenant with a daily budget, in USD"
     );
     describe_gauge!(
         name::MODE,

@@ -372,6 +372,7 @@ async fn test_failover(
     let job = Job {
         request,
         published_at: crate::engine::clock::wall_now(),
+        tenant: Default::default(),
     };
     let class = req.error_class.unwrap_or(ErrorClass::ServerError);
     // The engine marks every attempt of an injected run synthetic: no health, breaker,

@@ -17,6 +17,7 @@ fn job() -> Job {
     Job {
         request: crate::contract::AnalysisRequest::signal("AAPL"),
         published_at: chrono::Utc::now(),
+        tenant: Default::default(),
     }
 }
 

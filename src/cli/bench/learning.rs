@@ -118,6 +118,7 @@ async fn learning_run(seed: u64) -> Run {
         let job = Job {
             request: AnalysisRequest::signal("AAPL"),
             published_at: chrono::Utc::now(),
+            tenant: Default::default(),
         };
         let result = engine.handle(job).await;
         usize::from(result.provider.as_deref() == Some("better"))

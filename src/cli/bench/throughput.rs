@@ -122,6 +122,7 @@ fn template(worker: &str) -> AnalysisResult {
         error: None,
         worker_id: worker.into(),
         completed_at: chrono::Utc::now(),
+        tenant: None,
     }
 }
 

@@ -62,6 +62,7 @@ impl Engine {
                 self.sink.emit(EngineEvent::Spend {
                     provider: slot.id().into(),
                     usd,
+                    tenant: trace.tenant.clone(),
                 });
             }
         }

@@ -1,9 +1,8 @@
-//! Assembling the result: mode risk, suspension, and the decision cache.
+//! Assembling the result: mode risk and suspension.
 
 use crate::contract::{Action, AnalysisRequest, AnalysisResult, ErrorInfo, Kind, Source, Status};
 use crate::engine::clock::Instant;
 use crate::engine::modes;
-use crate::engine::ports::EngineEvent;
 use crate::providers::Answer;
 
 use super::{Answered, Engine, Trace};
@@ -45,7 +44,6 @@ impl Engine {
             });
             analysis = None;
         }
-        let cacheable = !trace.synthetic;
         let result = AnalysisResult {
             request_id: request.request_id.clone(),
             kind: request.kind,
@@ -65,15 +63,8 @@ impl Engine {
             error: if status == Status::Ok { None } else { error },
             worker_id: self.worker_id.clone(),
             completed_at: self.clock.utc(),
+            tenant: None,
         };
-        if cacheable
-            && status == Status::Ok
-            && source == Source::Provider
-            && result.symbol.is_some()
-        {
-            self.sink
-                .emit(EngineEvent::Cacheable(Box::new(result.clone())));
-        }
         Box::new(result)
     }
 }

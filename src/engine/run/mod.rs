@@ -44,6 +44,8 @@ pub struct Job {
     pub request: AnalysisRequest,
     /// When the request was published (JetStream time): the deadline counts from here.
     pub published_at: Timestamp,
+    /// The request's tenant (from its subject) and what that changes in routing.
+    pub tenant: super::tenancy::Tenancy,
 }
 
 /// A call's end, as the engine books it.
@@ -67,6 +69,8 @@ struct Trace {
     terminal: bool,
     /// A `test-failover` run: its answer must not reach the shared decision cache.
     synthetic: bool,
+    /// The request's tenant, for the spend it books.
+    tenant: Option<String>,
 }
 
 /// Whether one more failure opens `b` (never for a breaker that opens at the first).

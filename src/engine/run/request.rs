@@ -8,6 +8,7 @@ use crate::contract::{
 };
 use crate::engine::clock::Instant;
 use crate::engine::fallback;
+use crate::engine::ports::EngineEvent;
 use crate::providers::Answer;
 
 use super::{Answered, Engine, Job, Pass, Trace, WAIT_POLL};
@@ -21,8 +22,49 @@ impl Engine {
     }
 
     /// [`handle`](Self::handle) with some providers made to fail with a given class without
-    /// calling them and without touching fleet state (`test-failover`).
+    /// calling them and without touching fleet state (`test-failover`); the result is marked
+    /// with the request's tenant.
     pub async fn handle_with(
+        &self,
+        job: Job,
+        injected: &HashMap<ProviderId, ErrorClass>,
+    ) -> Box<AnalysisResult> {
+        let tenant = job.tenant.id.clone();
+        let mut result = self.answer(job, injected).await;
+        result.tenant = tenant;
+        // A provider's real answer becomes the tenant's cached decision for its symbol.
+        if injected.is_empty()
+            && result.status == Status::Ok
+            && result.source == Source::Provider
+            && result.symbol.is_some()
+        {
+            self.sink.emit(EngineEvent::Cacheable(result.clone()));
+        }
+        result
+    }
+
+    /// The `rejected` answer to `request` of `tenant`, refused by policy before any call
+    /// (a tenant's quota or budget).
+    pub fn refuse(
+        &self,
+        request: &AnalysisRequest,
+        tenant: Option<&str>,
+        error: ErrorInfo,
+    ) -> Box<AnalysisResult> {
+        let now = self.clock.now();
+        let mut result = self.finish(
+            request,
+            now,
+            Trace::default(),
+            None,
+            Status::Rejected,
+            Some(error),
+        );
+        result.tenant = tenant.map(str::to_string);
+        result
+    }
+
+    async fn answer(
         &self,
         job: Job,
         injected: &HashMap<ProviderId, ErrorClass>,
@@ -79,6 +121,7 @@ impl Engine {
         };
         let mut trace = Trace {
             synthetic: !injected.is_empty(),
+            tenant: job.tenant.id.clone(),
             ..Trace::default()
         };
         let wait_until = self.wait_until(&job, started, age, deadline);
@@ -97,7 +140,7 @@ impl Engine {
             if held_minimal {
                 break;
             }
-            let plan = self.plan(request, &prompt, Some(tick));
+            let plan = self.plan(request, &job.tenant, &prompt, Some(tick));
             if plan.candidates.is_empty()
                 && !plan.skipped.is_empty()
                 && plan.skipped.iter().all(|s| s.cost_cap)
@@ -132,7 +175,7 @@ impl Engine {
         });
         if request.allow_fallback && !trace.terminal {
             let from = trace.pending_failover.take();
-            let fb = self.fallback(request).await;
+            let fb = self.fallback(request, job.tenant.id.as_deref()).await;
             if let Some((from, class)) = from {
                 let synthetic = trace.synthetic;
                 self.emit_failover(&request.request_id, from, None, class, false, synthetic);
@@ -164,9 +207,16 @@ impl Engine {
         (until > started).then_some(until)
     }
 
-    pub(super) async fn fallback(&self, request: &AnalysisRequest) -> Answered {
+    pub(super) async fn fallback(
+        &self,
+        request: &AnalysisRequest,
+        tenant: Option<&str>,
+    ) -> Answered {
         if let Some(symbol) = &request.symbol
-            && let Some(cached) = self.fleet.cached_decision(request.kind, symbol).await
+            && let Some(cached) = self
+                .fleet
+                .cached_decision(tenant, request.kind, symbol)
+                .await
         {
             let age = (self.clock.utc() - cached.cached_at)
                 .to_std()

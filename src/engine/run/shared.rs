@@ -10,6 +10,7 @@ use crate::engine::clock::TimeMap;
 use crate::engine::modes::{self, ProviderView};
 use crate::engine::ports::EngineEvent;
 use crate::engine::selection::{self, Inputs};
+use crate::engine::tenancy::Tenancy;
 
 use super::{Engine, one_from_opening};
 
@@ -120,7 +121,7 @@ impl Engine {
     pub fn candidate_order(&self, request: &AnalysisRequest) -> Vec<(ProviderId, String)> {
         let prompt = crate::providers::prompt::build(request);
         // A view, not a request: it explores nothing.
-        let plan = self.plan(request, &prompt, None);
+        let plan = self.plan(request, &Tenancy::default(), &prompt, None);
         plan.candidates
             .iter()
             .map(|c| (self.slots[c.slot].id().into(), c.model.clone()))
@@ -136,6 +137,7 @@ impl Engine {
     pub(super) fn plan(
         &self,
         request: &AnalysisRequest,
+        tenancy: &Tenancy,
         (system, user): &(String, String),
         tick: Option<u64>,
     ) -> selection::Plan {
@@ -151,6 +153,7 @@ impl Engine {
             quality: &quality,
             quality_cfg: &self.cfg.quality,
             tick,
+            tenancy,
         };
         selection::plan(&self.slots, &inputs, &mut *self.rng.lock())
     }

@@ -1,0 +1,123 @@
+//! The tenants' current terms, shared by every part of a worker, and the reload that keeps
+//! them current: the config file is read again every [`RELOAD_EVERY`]; a valid change of
+//! `[[tenants]]` applies to the next request, an invalid file is reported and ignored (the
+//! terms in force stay).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TenantConfig};
+use crate::contract::DEFAULT_TENANT;
+
+/// How often the config file is read again for `[[tenants]]`.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The `[[tenants]]` in force.
+pub struct TenantBook {
+    terms: watch::Sender<Arc<Vec<TenantConfig>>>,
+}
+
+impl TenantBook {
+    /// The terms of `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        crate::telemetry::metrics::set_tenants(queued(&cfg.tenants));
+        TenantBook {
+            terms: watch::Sender::new(Arc::new(cfg.tenants.clone())),
+        }
+    }
+
+    /// The terms of `tenant` (`None`: the default tenant): its own entry, else the `default`
+    /// entry's (a tenant the server knows but the file does not is served as the default
+    /// tenant is), else none.
+    pub fn terms(&self, tenant: Option<&str>) -> Option<TenantConfig> {
+        let all = self.terms.borrow();
+        let id = tenant.unwrap_or(DEFAULT_TENANT);
+        all.iter()
+            .find(|t| t.id == id)
+            .or_else(|| all.iter().find(|t| t.id == DEFAULT_TENANT))
+            .cloned()
+    }
+
+    /// Every configured tenant but `default`: the tenants with request streams of their own.
+    pub fn queued(&self) -> Vec<String> {
+        queued(&self.terms.borrow())
+    }
+
+    /// The tenants with a daily budget (whose spend each worker reads back).
+    pub fn budgeted(&self) -> Vec<String> {
+        self.terms
+            .borrow()
+            .iter()
+            .filter(|t| t.daily_budget_usd.is_some())
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
+    /// Changes of the terms, for whoever must follow them (the tenants' queues).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<TenantConfig>>> {
+        self.terms.subscribe()
+    }
+
+    /// Puts `tenants` in force; whether anything changed.
+    pub fn replace(&self, tenants: Vec<TenantConfig>) -> bool {
+        self.terms.send_if_modified(|current| {
+            if **current == tenants {
+                return false;
+            }
+            crate::telemetry::metrics::set_tenants(queued(&tenants));
+            *current = Arc::new(tenants);
+            true
+        })
+    }
+}
+
+/// The tenants of `all` with queues of their own.
+pub fn queued(all: &[TenantConfig]) -> Vec<String> {
+    all.iter()
+        .filter(|t| t.id != DEFAULT_TENANT)
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+/// Reads `path` again every [`RELOAD_EVERY`] until `stop`, putting its `[[tenants]]` in force
+/// when they change. A file that does not load (a typo mid-edit) changes nothing and is
+/// reported once per distinct error.
+pub async fn follow_file(book: Arc<TenantBook>, path: PathBuf, stop: CancellationToken) {
+    let mut last_error: Option<String> = None;
+    let mut last_text: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELOAD_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if last_text.as_ref() == Some(&text) {
+            continue;
+        }
+        match crate::config::load_str(&text) {
+            Ok(cfg) => {
+                last_error = None;
+                last_text = Some(text);
+                if book.replace(cfg.tenants) {
+                    let tenants: Vec<String> =
+                        book.terms.borrow().iter().map(|t| t.id.clone()).collect();
+                    tracing::info!(file = %path.display(), ?tenants, "tenant terms reloaded");
+                }
+            }
+            Err(e) => {
+                let error = e.to_string();
+                if last_error.as_ref() != Some(&error) {
+                    tracing::error!(file = %path.display(), %error,
+                        "config file not reloaded; the tenant terms in force stay");
+                    last_error = Some(error);
+                }
+            }
+        }
+    }
+}
