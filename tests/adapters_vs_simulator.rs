@@ -46,6 +46,7 @@ fn call(name: &str) -> ProviderCall {
         user,
         max_output_tokens: 256,
         timeout: Duration::from_millis(1_500),
+        tenant: None,
     }
 }
 

@@ -314,3 +314,182 @@ async fn reloaded() {
 
     worker.running.stop().await;
 }
+
+/// The fleet's key for p1, and the key acme brings.
+const FLEET_KEY: &str = "sk-fleet-p1-0001";
+const ACME_KEY: &str = "sk-CANARY-acme-own-4b2d";
+const MASTER: &str = "4f1c2b3a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
+
+/// Calls to the mock's completions endpoint made with `key`.
+async fn calls_with(mock: &wiremock::MockServer, key: &str) -> usize {
+    let bearer = format!("Bearer {key}");
+    mock.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/chat/completions"))
+        .filter(|r| {
+            r.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(bearer.as_str())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_own_key_is_used_for_its_calls_and_billed_to_it() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = NatsServer::start();
+    common::logs::capture();
+    let mock = MockServer::start().await;
+    let answer = common::providers::Vendor::OpenAi.success(common::providers::SIGNAL, 1_000, 1_000);
+    for key in [FLEET_KEY, ACME_KEY] {
+        let bearer = format!("Bearer {key}");
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(answer.clone()))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"object": "list", "data": []})),
+            )
+            .mount(&mock)
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let fleet_key = write("p1-key", FLEET_KEY);
+    let master = write("master", MASTER);
+    let toml = common::config::TestConfig::new(&server.url())
+        .set("engine", "hedging", "false")
+        .set("secrets", "master_key_file", &format!("\"{}\"", master.display()))
+        .provider(&format!(
+            "id = \"p1\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{}\"\nmodels = [\"p1-m\"]\npriority = 1\ncost = {{ input_per_mtok = 1.0, output_per_mtok = 10.0 }}\n",
+            mock.uri(),
+            fleet_key.display()
+        ))
+        .toml();
+    let path = write(
+        "worker.toml",
+        &format!("{toml}\n[[tenants]]\nid = \"acme\"\n"),
+    );
+    let mut cfg = config::load(&path).unwrap();
+    cfg.worker.id = Some("w1".into());
+    let running = ai_failover::bus::runtime::start(std::sync::Arc::new(cfg), None)
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let mut acme = client
+        .subscribe("ai.tenant.acme.analysis.result.>")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    // acme brings its own key: validated with the provider, stored sealed.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .args([
+            "keys",
+            "set",
+            "--provider",
+            "p1",
+            "--tenant",
+            "acme",
+            "--config",
+        ])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ACME_KEY.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("acme") && !said.contains(ACME_KEY), "{said}");
+
+    // acme's calls go out with its key (from the next call, no restart); the default
+    // tenant's with the fleet's.
+    send_as(&js, "acme", "own-1").await;
+    let mine = results(&mut acme, 1).await.remove(0);
+    assert_eq!(mine.status, Status::Ok, "{mine:?}");
+    assert_eq!(calls_with(&mock, ACME_KEY).await, 1);
+    let names = Names::default();
+    let default = signal("IBM");
+    common::fleet::publish(&js, &names, &default).await;
+    common::fleet::await_results(&js, std::slice::from_ref(&default.request_id), WAIT).await;
+    assert_eq!(calls_with(&mock, FLEET_KEY).await, 1);
+    assert_eq!(calls_with(&mock, ACME_KEY).await, 1);
+
+    // Billed to acme, not to the fleet's budget of p1: one call each, the same price.
+    let budget = js.get_key_value("ai_budget").await.unwrap();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let read = |key: String| {
+        let budget = budget.clone();
+        async move {
+            budget
+                .get(key)
+                .await
+                .unwrap()
+                .map(|v| serde_json::from_slice::<serde_json::Value>(&v).unwrap())
+        }
+    };
+    let (fleet_spend, acme_spend) = common::eventually(WAIT, "both spends written", async || {
+        let fleet = read(format!("p1.{today}")).await?;
+        let acme = read(format!("_tenant.acme.{today}")).await?;
+        Some((fleet, acme))
+    })
+    .await;
+    let usd = |v: &serde_json::Value| v["spend_usd"].as_f64().unwrap();
+    assert!((usd(&acme_spend) - 0.011).abs() < 1e-9, "{acme_spend}");
+    assert!(
+        (usd(&fleet_spend) - 0.011).abs() < 1e-9,
+        "only the default tenant's call: {fleet_spend}"
+    );
+
+    // The key is nowhere in clear: not in its record, the list, the audit trail, the logs.
+    let secrets = js.get_key_value("ai_secrets").await.unwrap();
+    let stored = secrets
+        .get("p1.acme")
+        .await
+        .unwrap()
+        .expect("acme's key stored");
+    assert!(!String::from_utf8_lossy(&stored).contains(ACME_KEY));
+    let audit = common::eventually(WAIT, "keys.set audited", async || {
+        let a = common::fleet::stored::<ai_failover::contract::AuditRecord>(&js, "AI_AUDIT").await;
+        a.iter().any(|r| r.endpoint == "keys.set").then_some(a)
+    })
+    .await;
+    let trail = serde_json::to_string(&audit).unwrap();
+    assert!(
+        trail.contains("\"tenant\":\"acme\"") && !trail.contains(ACME_KEY),
+        "{trail}"
+    );
+    for output in [
+        serde_json::to_string(&mine).unwrap(),
+        serde_json::to_string(&acme_spend).unwrap(),
+    ] {
+        assert!(!output.contains(ACME_KEY));
+    }
+    common::logs::assert_not_logged(ACME_KEY);
+    running.stop().await;
+}

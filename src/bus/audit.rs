@@ -131,13 +131,23 @@ pub fn actor_from_headers(headers: Option<&HeaderMap>) -> Actor {
 /// A `keys.set` request for the trail: only the provider it names, whatever the body's shape
 /// (a key sent as a bare string or in an odd field is never kept).
 fn key_arguments(body: &[u8]) -> Value {
-    let provider = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.get("provider")
-            .and_then(Value::as_str)
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name)?.as_str())
+            .filter(|s| s.len() <= 64)
             .map(str::to_string)
-    });
-    match provider {
-        Some(p) => serde_json::json!({ "provider": p, "api_key": "[redacted]" }),
+    };
+    match field("provider") {
+        Some(p) => {
+            let mut args = serde_json::json!({ "provider": p, "api_key": "[redacted]" });
+            // Only a well-formed tenant id is kept: anything else might be key material.
+            if let Some(t) = field("tenant").filter(|t| crate::contract::is_tenant_id(t)) {
+                args["tenant"] = t.into();
+            }
+            args
+        }
         None => serde_json::json!({ "unparsed_bytes": body.len() }),
     }
 }

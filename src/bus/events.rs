@@ -296,11 +296,12 @@ impl EventLoop {
                 provider,
                 usd,
                 tenant,
+                own_key,
             } => {
                 metrics::counter!(metric::SPEND_USD_MICROS_TOTAL, "provider" => provider.clone())
                     .increment((usd * 1e6) as u64);
                 self.stats.shares().cost(&provider, usd);
-                self.spend.book(provider, usd, tenant);
+                self.spend.book(provider, usd, tenant, own_key);
             }
             EngineEvent::Cacheable(result) => self.cache.keep(*result).await,
         }

@@ -90,8 +90,9 @@ impl SpendBook {
     }
 
     /// Books one call's cost under the day it was spent (even if its write waits past
-    /// midnight), for the provider and, with tenants, for the request's tenant.
-    pub fn book(&mut self, provider: String, usd: f64, tenant: Option<String>) {
+    /// midnight), for the request's tenant and, unless it was made with the tenant's own key
+    /// (`own_key`), for the provider's fleet budget.
+    pub fn book(&mut self, provider: String, usd: f64, tenant: Option<String>, own_key: bool) {
         let day = crate::engine::clock::wall_now().date_naive();
         if self.book.is_some() {
             let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
@@ -103,6 +104,9 @@ impl SpendBook {
                 .or_default();
             spent.usd += usd;
             spent.calls += 1;
+        }
+        if own_key {
+            return;
         }
         let spent = self.pending.entry((provider, day)).or_default();
         spent.usd += usd;
@@ -235,6 +239,7 @@ impl SpendBook {
                     by_provider: Default::default(),
                     updated_at: now,
                 });
+                let before = record.spend_usd;
                 for (provider, spent) in add {
                     record.spend_usd += spent.usd;
                     record.calls += spent.calls;
@@ -242,12 +247,23 @@ impl SpendBook {
                 }
                 record.updated_at = now;
                 let total = record.spend_usd;
-                Decision::Write(record, total)
+                Decision::Write(record, (before, total))
             })
             .await?;
-        Ok(match decided {
+        let (before, total) = match decided {
             Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
-        })
+        };
+        // This write, and only this one, took the tenant's spend from `before` to `total`.
+        let limit = self
+            .book
+            .as_ref()
+            .and_then(|b| b.terms(Some(tenant)).filter(|t| t.id == tenant))
+            .and_then(|t| t.daily_budget_usd);
+        if let (Some((desk, thresholds)), Some(limit)) = (&self.alerts, limit) {
+            desk.tenant_budget(tenant, &date, (before, total), limit, thresholds)
+                .await;
+        }
+        Ok(total)
     }
 }
 

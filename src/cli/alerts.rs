@@ -48,6 +48,7 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<()> {
         message: format!("a test alert for webhook {webhook}, sent by ai-failover alerts test"),
         details: Default::default(),
         worker_id: "ai-failover alerts test".into(),
+        tenant: None,
     };
     match delivery.send_once(&alert).await {
         Ok(()) => {

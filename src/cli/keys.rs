@@ -29,18 +29,24 @@ pub enum KeysCommand {
         file: super::ConfigFile,
         #[arg(long)]
         provider: String,
+        /// Store it as this tenant's own key, used for its calls only (bring your own key).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// The stored keys: provider, key id, fingerprint, when and by whom (never the key).
     List {
         #[command(flatten)]
         file: super::ConfigFile,
     },
-    /// Delete a provider's stored key: it goes back to its api_key_env / api_key_file.
+    /// Delete a provider's stored key: it goes back to its api_key_env / api_key_file (a
+    /// tenant's: its calls go back to the fleet's key).
     Delete {
         #[command(flatten)]
         file: super::ConfigFile,
         #[arg(long)]
         provider: String,
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -55,8 +61,9 @@ fn line(k: &KeyInfo) -> String {
         .or(k.set_by.name.as_deref())
         .unwrap_or("unknown");
     format!(
-        "{:<12} {:<36} {}  {}  {who}",
+        "{:<12} {:<12} {:<36} {}  {}  {who}",
         k.provider.as_str(),
+        k.tenant.as_deref().unwrap_or("(fleet)"),
         k.key_id,
         k.fingerprint,
         k.created_at.format("%Y-%m-%d %H:%M:%S")
@@ -66,7 +73,11 @@ fn line(k: &KeyInfo) -> String {
 /// Runs the subcommand.
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Set { file, provider } => {
+        KeysCommand::Set {
+            file,
+            provider,
+            tenant,
+        } => {
             if std::io::stdin().is_terminal() {
                 bail!(
                     "standard input is a terminal, which would echo the key: pipe it in, e.g. `ai-failover keys set --provider {provider} --config F < key-file`"
@@ -82,7 +93,11 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                     "no key on standard input: pipe it in, e.g. `ai-failover keys set --provider {provider} --config F < key-file`"
                 );
             }
-            let body = serde_json::json!({ "provider": provider, "api_key": key }).to_string();
+            let mut body = serde_json::json!({ "provider": provider, "api_key": key });
+            if let Some(t) = &tenant {
+                body["tenant"] = t.as_str().into();
+            }
+            let body = body.to_string();
             let c = client::connect(&file.config, "ai-failover keys").await?;
             let reply: KeysSetReply = control::fetch(&c, "keys.set", body, KEYS_WAIT_MS).await?;
             println!("stored, validated by {}: {}", provider, line(&reply.key));
@@ -98,8 +113,12 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                 println!("{}", line(k));
             }
         }
-        KeysCommand::Delete { file, provider } => {
-            let body = serde_json::json!({ "provider": provider }).to_string();
+        KeysCommand::Delete {
+            file,
+            provider,
+            tenant,
+        } => {
+            let body = serde_json::json!({ "provider": provider, "tenant": tenant }).to_string();
             let c = client::connect(&file.config, "ai-failover keys").await?;
             let reply: KeysDeleteReply =
                 control::fetch(&c, "keys.delete", body, KEYS_WAIT_MS).await?;

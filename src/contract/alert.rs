@@ -68,4 +68,7 @@ pub struct AlertRecord {
     pub details: serde_json::Map<String, serde_json::Value>,
     /// The worker that decided it.
     pub worker_id: String,
+    /// The tenant it concerns, if one (a tenant's budget threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }

@@ -34,11 +34,14 @@ pub enum EngineEvent {
     /// The provider asked us to back off until `until`.
     RateLimited { provider: String, until: Timestamp },
     /// Money spent on a provider (for fleet-wide daily budgets).
-    /// `tenant`: the request's (`None`: the default tenant).
+    /// `tenant`: the request's (`None`: the default tenant); `own_key`: the call went out
+    /// with the tenant's own key, so it is billed to the tenant and not to the fleet's
+    /// provider budget.
     Spend {
         provider: String,
         usd: f64,
         tenant: Option<String>,
+        own_key: bool,
     },
     /// A good provider answer worth caching for `kind.symbol`.
     Cacheable(Box<AnalysisResult>),

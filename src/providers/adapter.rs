@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Client, RequestBuilder, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::time::{Instant, timeout_at};
 
@@ -38,8 +38,9 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// does not say which model answered.
     fn reply(&self, body: &Value, model: &str) -> Result<Reply, ProviderError>;
 
-    /// The API key, so that it can be scrubbed from any message a vendor echoes it in.
-    fn key(&self) -> Option<SecretString>;
+    /// The keys it calls with, so that the one a call used can be scrubbed from any message
+    /// a vendor echoes it in.
+    fn keys(&self) -> &super::KeySlot;
 }
 
 /// A provider speaking the wire API `W` over HTTP.
@@ -100,10 +101,18 @@ impl<W: Wire> HttpAdapter<W> {
         Ok((status, json))
     }
 
-    /// The same error with any echo of the key blanked out.
-    fn scrub(&self, mut error: ProviderError) -> ProviderError {
-        if let Some(key) = self.wire.key() {
+    /// The same error with any echo of the key blanked out. A tenant's own key the vendor
+    /// refuses is that tenant's problem, not the provider's: `key_unavailable` (fails over,
+    /// never quarantines the provider for the fleet).
+    fn scrub(&self, mut error: ProviderError, tenant: Option<&str>) -> ProviderError {
+        if let Some(key) = self.wire.keys().current_for(tenant) {
             error.message = message::without(&error.message, key.expose_secret());
+        }
+        if error.class == ErrorClass::Auth
+            && let Some(t) = tenant.filter(|t| self.wire.keys().has_tenant_key(t))
+        {
+            error.class = ErrorClass::KeyUnavailable;
+            error.message = format!("tenant {t}'s own key was refused: {}", error.message);
         }
         error
     }
@@ -125,7 +134,13 @@ impl<W: Wire> Provider for HttpAdapter<W> {
                 .map_err(|e| e.with_status(status.as_u16()))?;
             reply.into_completion(call.kind, status.as_u16())
         };
-        result.await.map_err(|e| self.scrub(e))
+        result
+            .await
+            .map_err(|e| self.scrub(e, call.tenant.as_deref()))
+    }
+
+    fn has_tenant_key(&self, tenant: &str) -> bool {
+        self.wire.keys().has_tenant_key(tenant)
     }
 
     async fn probe(&self, model: &str, timeout: Duration) -> Result<(), ProviderError> {
@@ -133,7 +148,7 @@ impl<W: Wire> Provider for HttpAdapter<W> {
             let request = self.wire.probe(&self.client, model)?;
             self.exchange(request, timeout).await.map(drop)
         };
-        result.await.map_err(|e| self.scrub(e))
+        result.await.map_err(|e| self.scrub(e, None))
     }
 }
 
@@ -142,6 +157,7 @@ mod tests {
     use super::*;
     use crate::providers::key_slot::KeySlot;
     use crate::providers::openai::OpenAi;
+    use secrecy::SecretString;
 
     #[test]
     fn debug_output_hides_the_key() {

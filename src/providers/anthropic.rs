@@ -4,7 +4,6 @@
 //! the tolerant parser. A refusal is a normal 200 with `stop_reason: "refusal"`.
 
 use reqwest::{Client, RequestBuilder};
-use secrecy::SecretString;
 
 use super::key_slot::KeySlot;
 use serde_json::{Value, json};
@@ -35,9 +34,14 @@ impl Anthropic {
         }
     }
 
-    fn headed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
+    /// `request` with the key of `tenant`'s calls (its own, else the fleet's).
+    fn headed(
+        &self,
+        request: RequestBuilder,
+        tenant: Option<&str>,
+    ) -> Result<RequestBuilder, ProviderError> {
         let request = request.header("anthropic-version", VERSION);
-        Ok(match self.key.get()? {
+        Ok(match self.key.get_for(tenant)? {
             Some(key) => request.header("x-api-key", secret_header("", &key)?),
             None => request,
         })
@@ -64,11 +68,14 @@ impl Wire for Anthropic {
             .post(format!("{}/v1/messages", self.base_url))
             .header("x-request-id", &call.request_id)
             .json(&body);
-        self.headed(request)
+        self.headed(request, call.tenant.as_deref())
     }
 
     fn probe(&self, client: &Client, _model: &str) -> Result<RequestBuilder, ProviderError> {
-        self.headed(client.get(format!("{}/v1/models?limit=1", self.base_url)))
+        self.headed(
+            client.get(format!("{}/v1/models?limit=1", self.base_url)),
+            None,
+        )
     }
 
     fn reply(&self, body: &Value, model: &str) -> Result<Reply, ProviderError> {
@@ -101,7 +108,7 @@ impl Wire for Anthropic {
         })
     }
 
-    fn key(&self) -> Option<SecretString> {
-        self.key.current()
+    fn keys(&self) -> &KeySlot {
+        &self.key
     }
 }

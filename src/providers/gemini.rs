@@ -6,7 +6,6 @@
 //! candidates) or the answer (`finishReason`).
 
 use reqwest::{Client, RequestBuilder, Url};
-use secrecy::SecretString;
 
 use super::key_slot::KeySlot;
 use serde_json::{Value, json};
@@ -57,8 +56,13 @@ impl Gemini {
         Ok(url)
     }
 
-    fn headed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        Ok(match self.key.get()? {
+    /// `request` with the key of `tenant`'s calls (its own, else the fleet's).
+    fn headed(
+        &self,
+        request: RequestBuilder,
+        tenant: Option<&str>,
+    ) -> Result<RequestBuilder, ProviderError> {
+        Ok(match self.key.get_for(tenant)? {
             Some(key) => request.header("x-goog-api-key", secret_header("", &key)?),
             None => request,
         })
@@ -85,11 +89,11 @@ impl Wire for Gemini {
             .post(self.model_url(&call.model, ":generateContent")?)
             .header("x-request-id", &call.request_id)
             .json(&body);
-        self.headed(request)
+        self.headed(request, call.tenant.as_deref())
     }
 
     fn probe(&self, client: &Client, model: &str) -> Result<RequestBuilder, ProviderError> {
-        self.headed(client.get(self.model_url(model, "")?))
+        self.headed(client.get(self.model_url(model, "")?), None)
     }
 
     fn reply(&self, body: &Value, model: &str) -> Result<Reply, ProviderError> {
@@ -138,8 +142,8 @@ impl Wire for Gemini {
         })
     }
 
-    fn key(&self) -> Option<SecretString> {
-        self.key.current()
+    fn keys(&self) -> &KeySlot {
+        &self.key
     }
 }
 

@@ -47,6 +47,8 @@ pub struct ProviderCall {
     pub max_output_tokens: u32,
     /// Total time allowed for this call (already bounded by the request's deadline).
     pub timeout: Duration,
+    /// The request's tenant (`None`: the default tenant): its own key is used if it has one.
+    pub tenant: Option<String>,
 }
 
 /// A parsed answer.
@@ -108,6 +110,11 @@ pub trait Provider: Send + Sync {
 
     /// Asks `call.model` for an analysis and parses the answer.
     async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError>;
+
+    /// Whether `tenant`'s calls go out with a key of its own (billed to it, not the fleet).
+    fn has_tenant_key(&self, _tenant: &str) -> bool {
+        false
+    }
 
     /// A cheap liveness check: a models listing or at most one output token, never a full
     /// analysis.

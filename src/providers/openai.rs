@@ -7,7 +7,6 @@
 
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Client, RequestBuilder};
-use secrecy::SecretString;
 
 use super::key_slot::KeySlot;
 use serde_json::{Value, json};
@@ -44,8 +43,13 @@ impl OpenAi {
         }
     }
 
-    fn authorized(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        Ok(match self.key.get()? {
+    /// `request` with the key of `tenant`'s calls (its own, else the fleet's).
+    fn authorized(
+        &self,
+        request: RequestBuilder,
+        tenant: Option<&str>,
+    ) -> Result<RequestBuilder, ProviderError> {
+        Ok(match self.key.get_for(tenant)? {
             Some(key) => request.header(AUTHORIZATION, secret_header("Bearer ", &key)?),
             None => request,
         })
@@ -94,11 +98,11 @@ impl Wire for OpenAi {
             .post(format!("{}/chat/completions", self.base_url))
             .header("X-Client-Request-Id", &call.request_id)
             .json(&self.body(call));
-        self.authorized(request)
+        self.authorized(request, call.tenant.as_deref())
     }
 
     fn probe(&self, client: &Client, _model: &str) -> Result<RequestBuilder, ProviderError> {
-        self.authorized(client.get(format!("{}/models", self.base_url)))
+        self.authorized(client.get(format!("{}/models", self.base_url)), None)
     }
 
     fn reply(&self, body: &Value, model: &str) -> Result<Reply, ProviderError> {
@@ -129,8 +133,8 @@ impl Wire for OpenAi {
         })
     }
 
-    fn key(&self) -> Option<SecretString> {
-        self.key.current()
+    fn keys(&self) -> &KeySlot {
+        &self.key
     }
 }
 
@@ -149,6 +153,7 @@ mod tests {
             user: "u".into(),
             max_output_tokens: 256,
             timeout: Duration::from_secs(1),
+            tenant: None,
         }
     }
 

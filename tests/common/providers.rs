@@ -309,6 +309,7 @@ pub fn call() -> ProviderCall {
         user: "kind: signal\nsymbol: AAPL".into(),
         max_output_tokens: 64,
         timeout: Duration::from_secs(5),
+        tenant: None,
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Decision {
     /// Raise it only when the last alert of its type and subject was in this state (an
     /// all-clear follows the alarm it clears, never another all-clear or nothing).
     pub only_after: Option<&'static str>,
+    /// The tenant it concerns, if one (a tenant's budget).
+    pub tenant: Option<String>,
 }
 
 fn down(status: HealthStatus, breaker: BreakerState) -> bool {
@@ -41,6 +43,7 @@ pub fn health(
         message,
         details: Default::default(),
         only_after: None,
+        tenant: None,
     };
     if record.quarantined && status == HealthStatus::Disabled && before.0 != HealthStatus::Disabled
     {
@@ -100,6 +103,7 @@ pub fn mode(event: &ModeEvent) -> Option<Decision> {
         ),
         details: Default::default(),
         only_after: None,
+        tenant: None,
     })
 }
 
@@ -139,7 +143,30 @@ pub fn budget(
                 ),
                 details,
                 only_after: None,
+                tenant: None,
             }
+        })
+        .collect()
+}
+
+/// The alerts for a write of a tenant's spend that took its total from `before` to `after`
+/// (see [`budget`]).
+pub fn tenant_budget(
+    tenant: &str,
+    day: &str,
+    before: f64,
+    after: f64,
+    limit: f64,
+    thresholds: &[f64],
+) -> Vec<Decision> {
+    budget(tenant, day, before, after, limit, thresholds)
+        .into_iter()
+        .map(|mut d| {
+            d.provider = None;
+            d.tenant = Some(tenant.to_string());
+            d.details.insert("tenant".into(), tenant.into());
+            d.message = format!("tenant {}", d.message);
+            d
         })
         .collect()
 }
@@ -186,6 +213,7 @@ pub fn slow(
         },
         details: facts,
         only_after: (!slow).then_some("slow"),
+        tenant: None,
     })
 }
 
@@ -209,6 +237,7 @@ pub fn dead_letters(count: u64, interval_ms: u64, per_minute: f64) -> Option<Dec
             ("threshold_per_minute", per_minute.into()),
         ]),
         only_after: None,
+        tenant: None,
     })
 }
 
@@ -235,6 +264,7 @@ pub fn stall(stalled: bool, waiting: u64, for_ms: u64) -> Decision {
         },
         details: details([("waiting", waiting.into()), ("for_ms", for_ms.into())]),
         only_after: (!stalled).then_some("stalled"),
+        tenant: None,
     }
 }
 
@@ -313,5 +343,21 @@ mod tests {
         let full = budget("p", "2026-11-27", 8.5, 10.0, 10.0, &t);
         assert_eq!((full.len(), full[0].severity), (1, Severity::Critical));
         assert!(budget("p", "2026-11-27", 10.0, 12.0, 10.0, &t).is_empty());
+    }
+
+    #[test]
+    fn a_tenants_budget_alert_names_the_tenant_not_a_provider() {
+        let d = tenant_budget("acme", "2026-11-28", 30.0, 33.0, 40.0, &[0.5, 0.8, 1.0]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].provider.as_deref(), d[0].tenant.as_deref()),
+            (None, Some("acme"))
+        );
+        assert_eq!(d[0].details["tenant"], "acme");
+        assert!(
+            d[0].message.starts_with("tenant acme has spent $33.00"),
+            "{}",
+            d[0].message
+        );
     }
 }

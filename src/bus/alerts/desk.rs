@@ -83,6 +83,21 @@ impl AlertDesk {
         }
     }
 
+    /// The alerts, if any, for a write of a tenant's spend that took it from `before` to
+    /// `after` of its daily `limit`.
+    pub async fn tenant_budget(
+        &self,
+        tenant: &str,
+        day: &str,
+        (before, after): (f64, f64),
+        limit: f64,
+        thresholds: &[f64],
+    ) {
+        for d in decide::tenant_budget(tenant, day, before, after, limit, thresholds) {
+            self.raise(d).await;
+        }
+    }
+
     /// The alert, if any, for a provider's p95 over an interval whose rollup this worker
     /// wrote.
     pub async fn slow(
@@ -117,7 +132,12 @@ impl AlertDesk {
 
     async fn raise(&self, d: Decision) {
         let now = crate::engine::clock::wall_now();
-        let subject = d.provider.as_deref().unwrap_or("fleet");
+        // Provider ids never start with `_`: a tenant's subject never meets a provider's.
+        let subject = match (&d.provider, &d.tenant) {
+            (Some(p), _) => p.clone(),
+            (None, Some(t)) => format!("_tenant_{t}"),
+            (None, None) => "fleet".to_string(),
+        };
         let key = format!("_alert.{}.{subject}", d.alert_type.as_str());
         let window = chrono::Duration::from_std(self.repeat_after).unwrap_or_default();
         let fresh = self
@@ -163,6 +183,7 @@ impl AlertDesk {
             message: d.message,
             details: d.details,
             worker_id: self.worker_id.clone(),
+            tenant: d.tenant,
         };
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", alert.alert_id.as_str());

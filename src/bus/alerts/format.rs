@@ -131,6 +131,7 @@ mod tests {
             message: "openai is down".into(),
             details: Default::default(),
             worker_id: "w".into(),
+            tenant: None,
         }
     }
 

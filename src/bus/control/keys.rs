@@ -1,12 +1,13 @@
 //! `keys.set`, `keys.list`, `keys.delete`: provider keys in the encrypted store. A key is
 //! validated against its provider with a free call (a models listing) before anything is
-//! written; the control service audits every call with the key redacted.
+//! written; the control service audits every call with the key redacted. With a `tenant`,
+//! the key is that tenant's own (bring your own key): used for its calls only.
 
 use secrecy::SecretString;
 
 use crate::contract::{
-    Actor, KeyInfo, KeysDeleteReply, KeysDeleteRequest, KeysListReply, KeysSetReply,
-    KeysSetRequest, SecretRecord,
+    Actor, DEFAULT_TENANT, KeyInfo, KeysDeleteReply, KeysDeleteRequest, KeysListReply,
+    KeysSetReply, KeysSetRequest, SecretRecord, is_tenant_id, secret_key,
 };
 use crate::providers::KeySlot;
 
@@ -28,6 +29,21 @@ pub(super) fn parse(body: &[u8]) -> Result<KeysSetRequest, ControlFailure> {
     })
 }
 
+/// A tenant named in a request: a tenant id, and not the default tenant (whose calls use the
+/// fleet's key).
+fn tenant(tenant: Option<&str>) -> Result<Option<&str>, ControlFailure> {
+    match tenant {
+        None => Ok(None),
+        Some(DEFAULT_TENANT) => Err(ControlFailure::Invalid(
+            "the default tenant calls with the fleet's key: leave the tenant out".into(),
+        )),
+        Some(t) if is_tenant_id(t) => Ok(Some(t)),
+        Some(t) => Err(ControlFailure::Invalid(format!(
+            "`{t}` is not a tenant id ([a-z][a-z0-9_]{{0,31}})"
+        ))),
+    }
+}
+
 fn records(ctx: &Ctx) -> KvRecord<SecretRecord> {
     KvRecord::new(ctx.bus.secrets.clone(), "secret record")
 }
@@ -39,6 +55,8 @@ pub(super) async fn set(
     req: KeysSetRequest,
 ) -> Result<KeysSetReply, ControlFailure> {
     known_provider(&ctx.cfg, &req.provider)?;
+    let tenant = tenant(req.tenant.as_deref())?;
+    let store_key = secret_key(&req.provider, tenant);
     let master = ctx
         .cfg
         .secrets
@@ -77,10 +95,11 @@ pub(super) async fn set(
         });
     }
     let (nonce, ciphertext) = master
-        .seal(&p.id, key)
+        .seal(&store_key, key)
         .map_err(|e| ControlFailure::Unavailable(e.to_string()))?;
     let record = SecretRecord {
         provider: p.id.clone(),
+        tenant: tenant.map(str::to_string),
         key_id: uuid::Uuid::new_v4().to_string(),
         fingerprint: seal::fingerprint(key.as_bytes()),
         algorithm: seal::ALGORITHM.into(),
@@ -91,7 +110,13 @@ pub(super) async fn set(
         set_by: actor.clone(),
     };
     // A worker with another master key must not re-seal the fleet's keys under it.
-    if let Some(entry) = ctx.bus.secrets.entry(p.id.as_str()).await.ok().flatten()
+    if let Some(entry) = ctx
+        .bus
+        .secrets
+        .entry(store_key.as_str())
+        .await
+        .ok()
+        .flatten()
         && let Ok(old) = serde_json::from_slice::<SecretRecord>(&entry.value)
         && old.master_key_id != master.id()
     {
@@ -103,7 +128,13 @@ pub(super) async fn set(
             master.id()
         )));
     }
-    records(ctx).put(&p.id, &record).await?;
+    records(ctx).put(&store_key, &record).await?;
+    if tenant.is_some() {
+        // A tenant's key never quarantined the provider (its refusals are key_unavailable).
+        return Ok(KeysSetReply {
+            key: KeyInfo::from(&record),
+        });
+    }
     let lifted = ctx
         .fleet
         .health()
@@ -124,11 +155,18 @@ pub(super) async fn set(
 
 /// Every stored key, without the keys.
 pub(super) async fn list(ctx: &Ctx) -> Result<KeysListReply, ControlFailure> {
+    use futures::TryStreamExt;
+    let unread = |e: String| ControlFailure::Unavailable(format!("ai_secrets not read: {e}"));
+    let names: Vec<String> = match ctx.bus.secrets.keys().await {
+        Ok(k) => k.try_collect().await.map_err(|e| unread(e.to_string()))?,
+        Err(e) => return Err(unread(e.to_string())),
+    };
     let mut keys = Vec::new();
-    for p in &ctx.cfg.providers {
-        let entry = ctx.bus.secrets.entry(p.id.as_str()).await.map_err(|e| {
-            ControlFailure::Unavailable(format!("ai_secrets/{} not read: {e}", p.id))
-        })?;
+    for name in names {
+        let entry =
+            ctx.bus.secrets.entry(name.as_str()).await.map_err(|e| {
+                ControlFailure::Unavailable(format!("ai_secrets/{name} not read: {e}"))
+            })?;
         let Some(entry) =
             entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
         else {
@@ -137,7 +175,7 @@ pub(super) async fn list(ctx: &Ctx) -> Result<KeysListReply, ControlFailure> {
         match serde_json::from_slice::<SecretRecord>(&entry.value) {
             Ok(r) => keys.push(KeyInfo::from(&r)),
             // Listed so that it can be seen, and deleted.
-            Err(_) => tracing::warn!(provider = %p.id, "ai_secrets holds an invalid record"),
+            Err(_) => tracing::warn!(key = %name, "ai_secrets holds an invalid record"),
         }
     }
     Ok(KeysListReply { keys })
@@ -149,19 +187,20 @@ pub(super) async fn delete(
     req: KeysDeleteRequest,
 ) -> Result<KeysDeleteReply, ControlFailure> {
     known_provider(&ctx.cfg, &req.provider)?;
+    let store_key = secret_key(&req.provider, tenant(req.tenant.as_deref())?);
     // Read raw: a corrupt record must be deletable too.
     let entry = ctx
         .bus
         .secrets
-        .entry(req.provider.as_str())
+        .entry(store_key.as_str())
         .await
         .map_err(|e| {
-            ControlFailure::Unavailable(format!("ai_secrets/{} not read: {e}", req.provider))
+            ControlFailure::Unavailable(format!("ai_secrets/{store_key} not read: {e}"))
         })?;
     let Some(entry) = entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
     else {
         return Ok(KeysDeleteReply { deleted: false });
     };
-    records(ctx).delete(&req.provider, entry.revision).await?;
+    records(ctx).delete(&store_key, entry.revision).await?;
     Ok(KeysDeleteReply { deleted: true })
 }

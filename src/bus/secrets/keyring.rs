@@ -52,7 +52,7 @@ impl Keyring {
     /// What the record stored under `key` means for this worker. The sealed key opens only
     /// for the provider it is stored under: a record copied to another name does not.
     fn open(&self, key: &str, record: &SecretRecord) -> Result<SecretString, SealError> {
-        if record.provider != key {
+        if record.store_key() != key {
             return Err(SealError::Corrupt("stored under another provider's name"));
         }
         if record.algorithm != ALGORITHM {
@@ -68,11 +68,24 @@ impl Keyring {
         master.open(key, &record.nonce, &record.ciphertext)
     }
 
-    /// Applies one entry of `ai_secrets`.
+    /// Applies one entry of `ai_secrets`: `<provider>` (the fleet's key) or
+    /// `<provider>.<tenant>` (a tenant's own).
     pub fn apply(&self, key: &str, operation: Operation, value: &[u8]) {
-        let Some((slot, configured)) = self.slots.get(key) else {
+        let (provider, tenant) = match key.split_once('.') {
+            Some((p, t)) => (p, Some(t)),
+            None => (key, None),
+        };
+        let Some((slot, configured)) = self.slots.get(provider) else {
             return;
         };
+        if let Some(t) = tenant {
+            let state = (operation == Operation::Put).then(|| self.state_of(key, value));
+            if state.is_none() {
+                tracing::info!(%provider, tenant = t, "tenant's key deleted: back to the fleet's key");
+            }
+            slot.set_tenant(t, state);
+            return;
+        }
         if operation != Operation::Put {
             tracing::info!(
                 provider = key,
@@ -81,7 +94,12 @@ impl Keyring {
             slot.set(configured.clone());
             return;
         }
-        let state = match serde_json::from_slice::<SecretRecord>(value) {
+        slot.set(self.state_of(key, value));
+    }
+
+    /// What the record `value` stored under `key` gives this worker to call with.
+    fn state_of(&self, key: &str, value: &[u8]) -> KeyState {
+        match serde_json::from_slice::<SecretRecord>(value) {
             Err(_) => {
                 let reason = format!("ai_secrets/{key} is not a valid record");
                 tracing::error!(provider = key, %reason, "provider unavailable on this worker");
@@ -105,18 +123,29 @@ impl Keyring {
                     KeyState::Unusable(reason)
                 }
             },
-        };
-        slot.set(state);
+        }
     }
 
-    /// Applies every stored key (before the worker takes requests).
+    /// Applies every stored key, the fleet's and the tenants' (before the worker takes
+    /// requests).
     pub async fn load(&self, kv: &kv::Store) {
-        for provider in self.slots.keys() {
-            match kv.entry(provider.as_str()).await {
+        use futures::TryStreamExt;
+        let names: Vec<String> = match kv.keys().await {
+            Ok(keys) => keys.try_collect().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored keys not listed; the watch will retry");
+                Vec::new()
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "stored keys not listed; the watch will retry");
+                Vec::new()
+            }
+        };
+        for name in names {
+            match kv.entry(name.as_str()).await {
                 Ok(Some(e)) => self.apply(&e.key, e.operation, &e.value),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(%provider, error = %e, "stored key not read; the watch will retry")
+                    tracing::warn!(key = %name, error = %e, "stored key not read; the watch will retry")
                 }
             }
         }

@@ -59,10 +59,15 @@ impl Engine {
             let usd = slot.cfg.cost.of(u.input_tokens, u.output_tokens);
             trace.cost += usd;
             if !synthetic && usd > 0.0 {
+                let own_key = trace
+                    .tenant
+                    .as_deref()
+                    .is_some_and(|t| slot.provider.has_tenant_key(t));
                 self.sink.emit(EngineEvent::Spend {
                     provider: slot.id().into(),
                     usd,
                     tenant: trace.tenant.clone(),
+                    own_key,
                 });
             }
         }

@@ -150,6 +150,7 @@ impl Engine {
             user: pass.prompt.1.clone(),
             max_output_tokens: self.cfg.engine.max_output_tokens,
             timeout: configured.min(deadline.saturating_duration_since(clock.now())),
+            tenant: pass.tenant.map(str::to_string),
         };
         // Debug level, like the request span it sits in (see `bus::worker::request_span`).
         let span = tracing::debug_span!(

@@ -88,6 +88,8 @@ struct Pass<'a> {
     deadline: Instant,
     /// `test-failover`: providers made to fail with a class without being called.
     injected: &'a HashMap<ProviderId, ErrorClass>,
+    /// The request's tenant (its own keys are used for its calls).
+    tenant: Option<&'a str>,
 }
 
 /// A primary and its hedge, racing.

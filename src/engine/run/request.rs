@@ -118,6 +118,7 @@ impl Engine {
             prompt: &prompt,
             deadline,
             injected,
+            tenant: job.tenant.id.as_deref(),
         };
         let mut trace = Trace {
             synthetic: !injected.is_empty(),
