@@ -202,10 +202,15 @@ async fn isolated(passwords: Vec<(String, String)>) {
 
 /// Publishes request `id` of `tenant` straight onto its mapped subject (no accounts here).
 async fn send_as(js: &jetstream::Context, tenant: &str, id: &str) {
+    send_as_with(js, tenant, id, id).await;
+}
+
+/// [`send_as`] with its own `Nats-Msg-Id` (a duplicate the stream does not catch).
+async fn send_as_with(js: &jetstream::Context, tenant: &str, id: &str, msg_id: &str) {
     let mut request = signal("MSFT");
     request.request_id = id.to_string();
     let subject = format!("ai.tenant.{tenant}.analysis.request.signal");
-    publish_raw(js, subject, id, serde_json::to_vec(&request).unwrap()).await;
+    publish_raw(js, subject, msg_id, serde_json::to_vec(&request).unwrap()).await;
 }
 
 fn write_config(path: &std::path::Path, base: &str, tenants: &str) {
@@ -256,6 +261,17 @@ async fn reloaded() {
         2,
         "{got:?}"
     );
+    // The same request again (past the stream's de-duplication): the stored answer is
+    // replayed to the tenant's subject, nothing is called again, no quota is used.
+    let calls = worker.primary.calls();
+    send_as_with(&js, "acme", "a1", "a1-again").await;
+    let again = results(&mut acme, 1).await.remove(0);
+    let first = got.iter().find(|r| r.request_id == "a1").unwrap();
+    assert_eq!(
+        (&again.completed_at, again.status),
+        (&first.completed_at, first.status)
+    );
+    assert_eq!(worker.primary.calls(), calls);
 
     // A larger quota and a new tenant, written while the worker runs.
     let new_tenant = "\n[[tenants]]\nid = \"initech\"\n";

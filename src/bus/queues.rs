@@ -101,27 +101,29 @@ async fn pull(
     };
     while !shutdown.is_cancelled() {
         // Pull only as many messages as there are free slots: buffered messages would burn
-        // their ack wait before being touched (and then be served twice).
-        let first = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
+        // their ack wait before being touched. The slots are taken as messages arrive, not
+        // held through the long poll: another queue may take one meanwhile, and a message
+        // that then waits for a slot is kept alive with progress acks (`dispatch`).
+        let free = tokio::select! {
+            p = permits.acquire() => match p {
+                Ok(_) => permits.available_permits().max(1),
                 Err(_) => break, // closed: nothing more will be served
             },
             _ = shutdown.cancelled() => break,
         };
-        let mut slots = vec![first];
-        while let Ok(p) = permits.clone().try_acquire_owned() {
-            slots.push(p);
-        }
         let batch = consumer
             .batch()
-            .max_messages(slots.len())
+            .max_messages(free)
             .expires(Duration::from_secs(2))
             .messages()
             .await;
         let failed = match batch {
             Err(e) => Some(e.to_string()),
-            Ok(batch) => worker.dispatch(batch, slots, &hard_stop, &shutdown).await,
+            Ok(batch) => {
+                worker
+                    .dispatch(batch, &permits, &hard_stop, &shutdown)
+                    .await
+            }
         };
         let Some(why) = failed else {
             consecutive_errors = 0;

@@ -368,6 +368,7 @@ async fn set_up(
     if let Some(file) = cfg.file.clone() {
         background.push(tokio::spawn(super::tenants::follow_file(
             tenants.clone(),
+            cfg.clone(),
             file,
             services.clone(),
         )));

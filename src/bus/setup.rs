@@ -150,6 +150,9 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let names = Names::new(cfg.nats.prefix.clone());
     let mut js = jetstream::new(client.clone());
     js.set_timeout(Duration::from_millis(cfg.nats.request_timeout_ms));
+    // Tenants with a queue: the configured ones, and any whose stream exists (a tenant taken
+    // out of the file may still have requests waiting, and the server may still map to it).
+    let tenants = tenants_with_queues(&js, cfg, &names).await;
     let replicas = cfg.nats.replicas;
     let day = Duration::from_secs(24 * 3600);
 
@@ -200,7 +203,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
             "ai-failover: requests JetStream stopped delivering, until a worker settles them"
                 .into(),
         ),
-        subjects: advisory_subjects(cfg, &names),
+        subjects: advisory_subjects(&js, &names, &tenants).await,
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         num_replicas: replicas,
@@ -304,9 +307,15 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         .map_err(setup_err(format!("consumer {SETTLER_CONSUMER}")))?;
 
     let mut tenant_queues = Vec::new();
-    for tenant in super::tenants::book::queued(&cfg.tenants) {
-        let consumer = super::tenants::ensure_queue(&js, cfg, &names, &tenant).await?;
-        tenant_queues.push((tenant, consumer));
+    for tenant in tenants {
+        // Not fatal: the queue is tried again while running (see `queues`).
+        match super::tenants::ensure_queue(&js, cfg, &names, &tenant).await {
+            Ok(consumer) => tenant_queues.push((tenant, consumer)),
+            Err(e) => {
+                let error = crate::telemetry::chain(&e);
+                tracing::error!(%tenant, %error, "tenant's queue not set up yet");
+            }
+        }
     }
 
     let feedback = js
@@ -425,13 +434,42 @@ pub fn requests_stream_config(
 }
 
 /// The MAX_DELIVERIES advisories the advisories stream keeps: the requests stream's and each
-/// configured tenant's (a tenant added while running adds its own, see `tenants::queue`).
-fn advisory_subjects(cfg: &Config, names: &Names) -> Vec<String> {
+/// tenant queue's, plus whatever it keeps already (a tenant added while running adds its own,
+/// see `tenants::queue`): set-up never takes one away.
+async fn advisory_subjects(
+    js: &jetstream::Context,
+    names: &Names,
+    tenants: &[String],
+) -> Vec<String> {
     let mut subjects = vec![names.max_deliveries_advisory()];
-    for t in super::tenants::book::queued(&cfg.tenants) {
-        subjects.push(names.max_deliveries_advisory_of(&names.tenant_requests_stream(&t)));
+    for t in tenants {
+        subjects.push(names.max_deliveries_advisory_of(&names.tenant_requests_stream(t)));
+    }
+    if let Ok(mut s) = js.get_stream(names.advisories_stream()).await
+        && let Ok(info) = s.info().await
+    {
+        for kept in &info.config.subjects {
+            if !subjects.contains(kept) {
+                subjects.push(kept.clone());
+            }
+        }
     }
     subjects
+}
+
+/// The configured tenants and those with a request stream already.
+async fn tenants_with_queues(js: &jetstream::Context, cfg: &Config, names: &Names) -> Vec<String> {
+    use futures::StreamExt;
+    let mut tenants = super::tenants::book::queued(&cfg.tenants);
+    let mut streams = js.stream_names();
+    while let Some(Ok(name)) = streams.next().await {
+        if let Some(t) = names.tenant_of_stream(&name)
+            && !tenants.contains(&t)
+        {
+            tenants.push(t);
+        }
+    }
+    tenants
 }
 
 /// How long a webhook's delivery may hold an alert: one POST (cut at `alerts.timeout_ms`)

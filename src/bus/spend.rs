@@ -94,7 +94,11 @@ impl SpendBook {
     /// (`own_key`), for the provider's fleet budget.
     pub fn book(&mut self, provider: String, usd: f64, tenant: Option<String>, own_key: bool) {
         let day = crate::engine::clock::wall_now().date_naive();
-        if self.book.is_some() {
+        // Only tenants with terms (or served on the `default` entry's) are booked: a fleet
+        // without `[[tenants]]` writes nothing more than before.
+        if let Some(book) = &self.book
+            && book.terms(tenant.as_deref()).is_some()
+        {
             let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
             let spent = self
                 .tenant_pending

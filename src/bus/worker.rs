@@ -159,15 +159,16 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Hands each message of `batch` to a task of its own, holding one of `slots`. Returns
-    /// why the pull failed if it failed before delivering anything (the pull request itself,
-    /// or the server's answer to it: a deleted consumer shows only there), so that the
-    /// caller backs off and, every fifth time, runs set-up again instead of pulling again at
-    /// once.
+    /// Hands each message of `batch` to a task of its own, holding one of `permits` (taken
+    /// when the message arrives: a queue waiting for messages holds no slot, so an idle
+    /// queue never keeps another's requests waiting). Returns why the pull failed if it
+    /// failed before delivering anything (the pull request itself, or the server's answer to
+    /// it: a deleted consumer shows only there), so that the caller backs off and, every
+    /// fifth time, runs set-up again instead of pulling again at once.
     pub(super) async fn dispatch(
         self: &Arc<Self>,
         mut batch: jetstream::consumer::pull::Batch,
-        mut slots: Vec<OwnedSemaphorePermit>,
+        permits: &Arc<Semaphore>,
         hard_stop: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Option<String> {
@@ -186,16 +187,41 @@ impl Worker {
                 }
             };
             delivered += 1;
-            let Some(slot) = slots.pop() else {
-                // Cannot happen (batch ≤ slots); nak rather than overrun the limit.
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                continue;
+            let slot = match permits.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => match self.wait_for_slot(&msg, permits, shutdown).await {
+                    Some(slot) => slot,
+                    None => continue,
+                },
             };
             let (me, stop) = (self.clone(), hard_stop.clone());
             tokio::spawn(async move {
                 me.serve(msg, stop).await;
                 drop(slot);
             });
+        }
+    }
+
+    /// A slot for `msg`, which arrived while every slot was busy (another queue took the
+    /// last): it is kept from being redelivered with progress acks meanwhile. `None` when
+    /// shutting down (the message is given back).
+    async fn wait_for_slot(
+        &self,
+        msg: &jetstream::Message,
+        permits: &Arc<Semaphore>,
+        shutdown: &CancellationToken,
+    ) -> Option<OwnedSemaphorePermit> {
+        let beat = self.ack_wait() / 3;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        loop {
+            tokio::select! {
+                slot = permits.clone().acquire_owned() => return slot.ok(),
+                _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+                _ = shutdown.cancelled() => {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    return None;
+                }
+            }
         }
     }
 
@@ -333,7 +359,7 @@ impl Worker {
             stop,
             "admit",
             KvError::is_transient,
-            || self.gate.admit(tenant, &request, published_at),
+            || self.gate.admit(tenant, &request, published_at, run > 1),
         )
         .await?;
         let (result, revision) = match admitted {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
 use super::types::Config;
-use crate::contract::{DEFAULT_TENANT, ProviderId, is_tenant_id};
+use crate::contract::{ProviderId, is_tenant_id};
 
 /// One `[[tenants]]` entry.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -117,18 +117,5 @@ pub(super) fn check(c: &mut Checker, cfg: &Config) {
                 );
             }
         }
-    }
-}
-
-impl Config {
-    /// The configuration of `tenant`: its own entry, else the `default` entry's terms (a
-    /// tenant the server knows but this file does not is served as the default tenant
-    /// is), else none.
-    pub fn tenant(&self, tenant: Option<&str>) -> Option<&TenantConfig> {
-        let id = tenant.unwrap_or(DEFAULT_TENANT);
-        self.tenants
-            .iter()
-            .find(|t| t.id == id)
-            .or_else(|| self.tenants.iter().find(|t| t.id == DEFAULT_TENANT))
     }
 }

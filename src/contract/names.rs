@@ -134,6 +134,11 @@ impl Names {
     pub fn tenant_requests_stream(&self, tenant: &str) -> String {
         self.stream(&format!("TENANT_{}", tenant.to_uppercase()))
     }
+    /// The tenant whose request stream `stream` is (see [`Self::tenant_requests_stream`]).
+    pub fn tenant_of_stream(&self, stream: &str) -> Option<String> {
+        let t = stream.strip_prefix(&self.stream("TENANT_"))?.to_lowercase();
+        super::is_tenant_id(&t).then_some(t)
+    }
     /// `ai.tenant.<tenant>.analysis.request.>`: what the server maps a tenant's
     /// `ai.analysis.request.>` to.
     pub fn tenant_requests_filter(&self, tenant: &str) -> String {

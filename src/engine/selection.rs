@@ -82,7 +82,14 @@ pub fn plan(slots: &[Slot], inputs: &Inputs<'_>, rng: &mut impl Rng) -> Plan {
             continue;
         }
         let estimate = estimated_cost(slot, inputs.input_tokens, inputs.max_output_tokens);
+        // A tenant calling with its own key pays for it: the fleet's budget does not apply.
+        let own_key = inputs
+            .tenancy
+            .id
+            .as_deref()
+            .is_some_and(|t| slot.provider.has_tenant_key(t));
         if let Some(budget) = slot.cfg.daily_budget_usd
+            && !own_key
             && (inputs.spent_today)(slot.id()) + estimate > budget
         {
             out.skipped.push(skip("daily budget spent", None, false));

@@ -102,17 +102,21 @@ impl<W: Wire> HttpAdapter<W> {
     }
 
     /// The same error with any echo of the key blanked out. A tenant's own key the vendor
-    /// refuses is that tenant's problem, not the provider's: `key_unavailable` (fails over,
-    /// never quarantines the provider for the fleet).
+    /// refuses or rate-limits is that tenant's problem, not the provider's: `key_unavailable`
+    /// (fails over, never quarantines or pauses the provider for the fleet).
     fn scrub(&self, mut error: ProviderError, tenant: Option<&str>) -> ProviderError {
         if let Some(key) = self.wire.keys().current_for(tenant) {
             error.message = message::without(&error.message, key.expose_secret());
         }
-        if error.class == ErrorClass::Auth
-            && let Some(t) = tenant.filter(|t| self.wire.keys().has_tenant_key(t))
-        {
+        let key_bound = matches!(error.class, ErrorClass::Auth | ErrorClass::RateLimited);
+        if key_bound && let Some(t) = tenant.filter(|t| self.wire.keys().has_tenant_key(t)) {
+            let what = if error.class == ErrorClass::Auth {
+                "refused"
+            } else {
+                "rate-limited"
+            };
             error.class = ErrorClass::KeyUnavailable;
-            error.message = format!("tenant {t}'s own key was refused: {}", error.message);
+            error.message = format!("tenant {t}'s own key was {what}: {}", error.message);
         }
         error
     }

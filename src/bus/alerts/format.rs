@@ -51,7 +51,10 @@ fn incident(a: &AlertRecord) -> (String, &'static str) {
             ("ai-failover/mode".into(), "resolve")
         }
         AlertType::ModeChanged => ("ai-failover/mode".into(), "trigger"),
-        AlertType::BudgetThreshold => (format!("ai-failover/budget/{p}"), "trigger"),
+        AlertType::BudgetThreshold => match &a.tenant {
+            Some(t) => (format!("ai-failover/budget/tenant/{t}"), "trigger"),
+            None => (format!("ai-failover/budget/{p}"), "trigger"),
+        },
         // Each rate alarm is its own incident (there is no all-clear for it).
         AlertType::DeadLetters => (
             format!("ai-failover/dead-letters/{}", a.alert_id),

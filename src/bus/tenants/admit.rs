@@ -48,12 +48,14 @@ impl Gate {
     }
 
     /// Decides `request` of `tenant` (`None`: the default tenant), published at
-    /// `published_at`. Refusals do not count against the quota.
+    /// `published_at`. Refusals do not count against the quota, and neither does a request
+    /// run again after a takeover (`rerun`: its first run was admitted, or died admitting it).
     pub async fn admit(
         &self,
         tenant: Option<&str>,
         request: &AnalysisRequest,
         published_at: Timestamp,
+        rerun: bool,
     ) -> Result<Admission, KvError> {
         let terms = self.book.terms(tenant);
         let tenancy = Tenancy::new(tenant, terms.as_ref());
@@ -78,23 +80,9 @@ impl Gate {
             }
             left = Some(budget - spent);
         }
-        if let Some(limit) = terms.max_requests_per_minute {
+        if let Some(limit) = terms.max_requests_per_minute.filter(|_| !rerun) {
             let second = published_at.timestamp().max(0) as u64;
-            let decided = self
-                .quotas
-                .modify(id, |window| {
-                    let mut window = window.unwrap_or_default();
-                    if window.admit(second, limit) {
-                        Decision::Write(window, true)
-                    } else {
-                        Decision::Keep(false)
-                    }
-                })
-                .await?;
-            let admitted = match decided {
-                Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
-            };
-            if !admitted {
+            if !self.count(id, second, limit).await? {
                 return Ok(refused(
                     id,
                     ErrorClass::QuotaExceeded,
@@ -107,6 +95,33 @@ impl Gate {
         Ok(Admission::Admitted {
             request: Box::new(narrowed(request, &terms, left)),
             tenancy,
+        })
+    }
+}
+
+impl Gate {
+    /// Counts one request of `tenant` published in `second` against its quota; false when
+    /// the quota is used up. A window that cannot be read (corrupt) is started afresh: a
+    /// broken record must not stop a tenant for good.
+    async fn count(&self, tenant: &str, second: u64, limit: u32) -> Result<bool, KvError> {
+        let admit = |window: Option<QuotaWindow>| {
+            let mut window = window.unwrap_or_default();
+            if window.admit(second, limit) {
+                Decision::Write(window, true)
+            } else {
+                Decision::Keep(false)
+            }
+        };
+        let decided = match self.quotas.modify(tenant, admit).await {
+            Err(KvError::Corrupt { .. }) => {
+                tracing::error!(%tenant, "ai_quotas record unreadable: starting the window afresh");
+                let _ = self.quotas.store().delete(tenant).await;
+                self.quotas.modify(tenant, admit).await?
+            }
+            other => other?,
+        };
+        Ok(match decided {
+            Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
         })
     }
 }

@@ -84,9 +84,15 @@ pub fn queued(all: &[TenantConfig]) -> Vec<String> {
 }
 
 /// Reads `path` again every [`RELOAD_EVERY`] until `stop`, putting its `[[tenants]]` in force
-/// when they change. A file that does not load (a typo mid-edit) changes nothing and is
-/// reported once per distinct error.
-pub async fn follow_file(book: Arc<TenantBook>, path: PathBuf, stop: CancellationToken) {
+/// when they change. A file that does not load (a typo mid-edit), or whose tenants name a
+/// provider this worker does not run (providers change only with a restart), changes nothing
+/// and is reported once per distinct error.
+pub async fn follow_file(
+    book: Arc<TenantBook>,
+    running: Arc<Config>,
+    path: PathBuf,
+    stop: CancellationToken,
+) {
     let mut last_error: Option<String> = None;
     let mut last_text: Option<String> = None;
     loop {
@@ -94,13 +100,16 @@ pub async fn follow_file(book: Arc<TenantBook>, path: PathBuf, stop: Cancellatio
             _ = tokio::time::sleep(RELOAD_EVERY) => {}
             _ = stop.cancelled() => return,
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
             continue;
         };
         if last_text.as_ref() == Some(&text) {
             continue;
         }
-        match crate::config::load_str(&text) {
+        match crate::config::load_str(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| unknown_provider(&cfg.tenants, &running).map_or(Ok(cfg), Err))
+        {
             Ok(cfg) => {
                 last_error = None;
                 last_text = Some(text);
@@ -110,8 +119,7 @@ pub async fn follow_file(book: Arc<TenantBook>, path: PathBuf, stop: Cancellatio
                     tracing::info!(file = %path.display(), ?tenants, "tenant terms reloaded");
                 }
             }
-            Err(e) => {
-                let error = e.to_string();
+            Err(error) => {
                 if last_error.as_ref() != Some(&error) {
                     tracing::error!(file = %path.display(), %error,
                         "config file not reloaded; the tenant terms in force stay");
@@ -120,4 +128,18 @@ pub async fn follow_file(book: Arc<TenantBook>, path: PathBuf, stop: Cancellatio
             }
         }
     }
+}
+
+/// A provider named by `tenants` that `running` does not run, as an error to report.
+fn unknown_provider(tenants: &[TenantConfig], running: &Config) -> Option<String> {
+    let runs = |p: &crate::contract::ProviderId| running.providers.iter().any(|q| q.id == *p);
+    tenants.iter().find_map(|t| {
+        let named = t.providers.iter().flatten().chain(t.models.keys());
+        named.clone().find(|p| !runs(p)).map(|p| {
+            format!(
+                "tenants `{}` names provider `{p}`, which this worker does not run (new providers need a restart)",
+                t.id
+            )
+        })
+    })
 }

@@ -6,6 +6,7 @@ mod failover;
 pub mod fakes;
 pub mod learning;
 mod memory;
+pub mod quota;
 pub mod scenarios;
 mod throughput;
 
@@ -52,6 +53,9 @@ pub enum Which {
     /// right (engine), and feedback ingestion at 1,000 reports/s against request latency
     /// (worker processes over NATS).
     Learning(learning::LearningArgs),
+    /// A tenant's quota across several workers: admitted vs quota over several minutes at
+    /// twice the quota's load.
+    Quota(quota::QuotaArgs),
 }
 
 /// One line of the report.
@@ -90,6 +94,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(Which::Soak(s)) => return scenarios::soak::run(s).await,
         Some(Which::Overload(o)) => return scenarios::overload::run(o).await,
         Some(Which::Learning(l)) => return learning::run(l).await,
+        Some(Which::Quota(q)) => return quota::run(q).await,
         None => {}
     }
     let dir = tempfile::Builder::new()
