@@ -277,3 +277,87 @@ async fn a_deleted_settlers_consumer_is_recreated_by_the_running_worker() {
     .await;
     worker.stop().await;
 }
+
+/// A tenant's request stream is settled the same way: its advisory is kept, the answered
+/// request's stored result goes to the tenant's own subject, the other is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_requests_are_settled_from_their_own_stream() {
+    let server = NatsServer::start();
+    let sim = fleet::simulator(TWO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[worker]\nack_wait_ms = 1000\nmax_deliver = 2\n";
+    let mut cfg = fleet::config(&server.url(), &sim, TWO, dir.path(), extra);
+    cfg.tenants.push(ai_failover::config::TenantConfig {
+        id: "acme".into(),
+        providers: None,
+        models: Default::default(),
+        max_requests_per_minute: None,
+        daily_budget_usd: None,
+        max_cost_usd: None,
+        allow_fallback: true,
+    });
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let bus = setup::ensure(&client, &cfg).await.unwrap();
+    let (tenant, queue) = bus.tenant_queues[0].clone();
+    assert_eq!(tenant, "acme");
+    let mut results = client
+        .subscribe("ai.tenant.acme.analysis.result.>")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let subject = "ai.tenant.acme.analysis.request.signal".to_string();
+    let died = fleet::request("DIED");
+    let acked_late = fleet::request("ACKLOST");
+    for r in [&died, &acked_late] {
+        fleet::publish_raw(
+            &js,
+            subject.clone(),
+            &r.request_id,
+            serde_json::to_vec(r).unwrap(),
+        )
+        .await;
+    }
+    let holder = setup::Bus {
+        consumer: queue,
+        ..bus.clone()
+    };
+    die_holding(&holder, 2).await;
+    let outcomes = Outcomes::new(bus.outcomes.clone(), Duration::from_secs(1));
+    let key = format!("acme.{}", acked_late.request_id);
+    let Claim::Owned { revision, .. } = outcomes
+        .claim(&key, "ghost", chrono::Utc::now())
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh claim")
+    };
+    let mut stored = result_for(&acked_late.request_id);
+    stored.tenant = Some("acme".into());
+    outcomes.complete(&stored, revision).await.unwrap();
+
+    let worker = runtime::start(Arc::new(cfg.clone()), None).await.unwrap();
+    let settled = tokio::time::timeout(Duration::from_secs(20), results.next())
+        .await
+        .expect("the stored result, on the tenant's subject")
+        .unwrap();
+    let settled: AnalysisResult = serde_json::from_slice(&settled.payload).unwrap();
+    assert_eq!(
+        (settled.request_id.as_str(), settled.tenant.as_deref()),
+        (acked_late.request_id.as_str(), Some("acme"))
+    );
+    let letter = the_only_dead_letter(&js, &died.request_id).await;
+    assert_eq!(letter.subject, subject);
+    common::eventually(
+        Duration::from_secs(20),
+        "the tenant's queue and the advisories to be empty",
+        async || {
+            messages_in(&js, "AI_TENANT_ACME").await == 0
+                && messages_in(&js, "AI_ADVISORIES").await == 0
+        },
+    )
+    .await;
+    assert!(paid_calls(&sim).is_empty());
+    worker.stop().await;
+}
