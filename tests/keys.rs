@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ai_failover::config::Api;
@@ -62,33 +61,6 @@ fn config(
     write(&format!("{name}.toml"), &toml)
 }
 
-/// Runs `ai-failover keys <args>` with `stdin` piped in.
-fn keys(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .arg("keys")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 async fn answer(js: &jetstream::Context, names: &Names, symbol: &str) -> AnalysisResult {
     let r = fleet::request(symbol);
     fleet::publish(js, names, &r).await;
@@ -123,7 +95,7 @@ async fn a_key_set_from_stdin_is_validated_sealed_and_used_without_a_restart() {
     assert_eq!(first.provider.as_deref(), Some("p2"), "{first:?}");
 
     // A key the provider rejects is refused with its reason, and nothing is stored.
-    let (ok, refused) = keys(&cfg, &["set", "--provider", "p1"], BAD_KEY);
+    let (ok, refused) = common::control::keys_cli(&cfg, &["set", "--provider", "p1"], BAD_KEY);
     assert!(!ok, "{refused}");
     assert!(refused.contains("rejected the key"), "{refused}");
     let secrets = js.get_key_value("ai_secrets").await.unwrap();
@@ -133,7 +105,8 @@ async fn a_key_set_from_stdin_is_validated_sealed_and_used_without_a_restart() {
     );
 
     // The right key: validated, sealed, and used for the next call.
-    let (ok, stored) = keys(&cfg, &["set", "--provider", "p1"], &format!("{NEW_KEY}\n"));
+    let (ok, stored) =
+        common::control::keys_cli(&cfg, &["set", "--provider", "p1"], &format!("{NEW_KEY}\n"));
     let stored_at = Instant::now();
     assert!(ok, "{stored}");
     assert!(stored.contains("stored"), "{stored}");
@@ -147,7 +120,7 @@ async fn a_key_set_from_stdin_is_validated_sealed_and_used_without_a_restart() {
     let raw = secrets.get("p1").await.unwrap().unwrap();
     let record: SecretRecord = serde_json::from_slice(&raw).unwrap();
     assert_eq!(record.algorithm, "aes-256-gcm");
-    let (ok, listed) = keys(&cfg, &["list"], "");
+    let (ok, listed) = common::control::keys_cli(&cfg, &["list"], "");
     assert!(
         ok && listed.contains(&record.fingerprint) && listed.contains(&record.key_id),
         "{listed}"
@@ -176,7 +149,7 @@ async fn a_key_set_from_stdin_is_validated_sealed_and_used_without_a_restart() {
     assert_eq!(failed.outcome.as_str(), "key_unavailable", "{stranger:?}");
 
     // Deleted (by the stranger: deleting needs no master key): back to the configured key.
-    let (ok, deleted) = keys(&cfg, &["delete", "--provider", "p1"], "");
+    let (ok, deleted) = common::control::keys_cli(&cfg, &["delete", "--provider", "p1"], "");
     assert!(ok && deleted.contains("deleted"), "{deleted}");
 
     // A key sent in a body that is not the request's shape is neither kept nor echoed.

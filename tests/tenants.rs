@@ -56,6 +56,16 @@ async fn send(client: &async_nats::Client, id: &str, reply_to: Option<&str>) {
     .await;
 }
 
+/// A subscription to `tenant`'s results as the fleet's account sees them.
+async fn tenant_results(client: &async_nats::Client, tenant: &str) -> async_nats::Subscriber {
+    let sub = client
+        .subscribe(format!("ai.tenant.{tenant}.analysis.result.>"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    sub
+}
+
 /// The next `n` results on `sub`.
 async fn results(sub: &mut async_nats::Subscriber, n: usize) -> Vec<AnalysisResult> {
     let mut out = Vec::new();
@@ -242,11 +252,7 @@ async fn reloaded() {
     let worker = start_worker_with(cfg).await;
     let client = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(client.clone());
-    let mut acme = client
-        .subscribe("ai.tenant.acme.analysis.result.>")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut acme = tenant_results(&client, "acme").await;
 
     for id in ["a1", "a2", "a3"] {
         send_as(&js, "acme", id).await;
@@ -281,11 +287,7 @@ async fn reloaded() {
         js.get_stream("AI_TENANT_INITECH").await.is_ok()
     })
     .await;
-    let mut initech = client
-        .subscribe("ai.tenant.initech.analysis.result.>")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut initech = tenant_results(&client, "initech").await;
     send_as(&js, "initech", "i1").await;
     let got = results(&mut initech, 1).await;
     assert_eq!(
@@ -404,43 +406,15 @@ async fn a_tenants_own_key_is_used_for_its_calls_and_billed_to_it() {
         .unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
-    let mut acme = client
-        .subscribe("ai.tenant.acme.analysis.result.>")
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut acme = tenant_results(&client, "acme").await;
 
     // acme brings its own key: validated with the provider, stored sealed.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
-        .args([
-            "keys",
-            "set",
-            "--provider",
-            "p1",
-            "--tenant",
-            "acme",
-            "--config",
-        ])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ACME_KEY.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, said) = common::control::keys_cli(
+        &path,
+        &["set", "--provider", "p1", "--tenant", "acme"],
+        ACME_KEY,
     );
-    assert!(out.status.success(), "{said}");
+    assert!(ok, "{said}");
     assert!(said.contains("acme") && !said.contains(ACME_KEY), "{said}");
 
     // acme's calls go out with its key (from the next call, no restart); the default

@@ -1,6 +1,7 @@
 //! Calling the control service as any client would, and the other small helpers several
 //! test files share (an HTTP client, a test that owns its process's environment).
 
+use std::io::Write;
 use std::time::Duration;
 
 use ai_failover::contract::Names;
@@ -124,4 +125,31 @@ pub fn with_env<F: Future<Output = ()>>(envs: &[(String, String)], test: impl Fn
         .build()
         .expect("runtime")
         .block_on(test());
+}
+
+/// Runs `ai-failover keys <args>` with `stdin` piped in.
+pub fn keys_cli(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-failover"))
+        .arg("keys")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
