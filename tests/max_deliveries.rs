@@ -320,7 +320,7 @@ async fn a_tenants_requests_are_settled_from_their_own_stream() {
         .await;
     }
     let holder = setup::Bus {
-        consumer: queue,
+        consumer: queue.requests,
         ..bus.clone()
     };
     die_holding(&holder, 2).await;

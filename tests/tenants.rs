@@ -200,6 +200,40 @@ async fn isolated(passwords: Vec<(String, String)>) {
     let replied = results(&mut acme_replies, 1).await;
     assert_eq!(replied[0].request_id, ids[0]);
     assert_eq!(replied[0].tenant.as_deref(), Some("acme"));
+    // Both report an outcome for the same request id with the same message id: each is kept
+    // (a stream of its own per tenant) and joined to its own tenant's signal.
+    let reported = admitted[0].request_id.clone();
+    for (client, ret) in [(&acme, 0.01), (&globex, -0.02)] {
+        let report = serde_json::json!({"request_id": reported, "type": "outcome",
+            "at": "2026-11-28T10:00:00Z", "outcome": {"horizon_s": 60, "return": ret}});
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{reported}:outcome:60").as_str());
+        let ack = jetstream::new(client.clone())
+            .publish_with_headers("ai.feedback.signal", headers, report.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            !ack.duplicate,
+            "one tenant's report never suppresses another's"
+        );
+    }
+    let worker_client = connect(&url, "worker").await;
+    let signals = jetstream::new(worker_client)
+        .get_key_value("ai_signals")
+        .await
+        .unwrap();
+    for (tenant, ret) in [("acme", 0.01), ("globex", -0.02)] {
+        let key = format!("{tenant}.{reported}");
+        let joined = common::eventually(WAIT, "the outcome joined", async || {
+            let v = signals.get(key.as_str()).await.ok()??;
+            let s: ai_failover::contract::SignalRecord = serde_json::from_slice(&v).ok()?;
+            s.outcomes.first().map(|o| o.return_)
+        })
+        .await;
+        assert_eq!(joined, ret, "{tenant}");
+    }
     // Nothing of theirs reached the default tenant's trader, nor another tenant's.
     for sub in [&mut trader_results, &mut globex_results, &mut acme_results] {
         let more = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;

@@ -1,7 +1,7 @@
 //! The queues a worker pulls requests from: the fleet's requests stream and, for each
-//! configured tenant, the tenant's own stream. One pull loop per queue, all sharing the
-//! worker's in-flight slots; a tenant added while running (a reloaded `[[tenants]]`) gets
-//! its stream and its loop without a restart.
+//! tenant, the tenant's own stream. One pull loop per queue, all sharing the worker's
+//! in-flight slots, plus a consumer of each tenant's feedback stream; a tenant added while
+//! running (a reloaded `[[tenants]]`) gets its streams and its loops without a restart.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::consume::SharedConsumer;
+use super::tenants::TenantQueue;
 use super::worker::Worker;
 
 /// Which queue a pull loop serves.
@@ -46,11 +48,22 @@ pub(super) async fn consume_all(
             shutdown.clone(),
         ));
     };
+    let serve_tenant = |loops: &mut JoinSet<()>, tenant: &str, queue: &TenantQueue| {
+        spawn(
+            loops,
+            Queue::Tenant(tenant.to_string()),
+            queue.requests.clone(),
+        );
+        loops.spawn(
+            feedback_consumer(&worker, tenant, queue)
+                .run(shutdown.clone(), worker.feedback.clone()),
+        );
+    };
     spawn(&mut loops, Queue::Fleet, worker.consumer.clone());
     let mut pulling: HashSet<String> = HashSet::new();
-    for (tenant, consumer) in &worker.tenant_queues {
+    for (tenant, queue) in &worker.tenant_queues {
         pulling.insert(tenant.clone());
-        spawn(&mut loops, Queue::Tenant(tenant.clone()), consumer.clone());
+        serve_tenant(&mut loops, tenant, queue);
     }
     let mut terms = worker.tenants.subscribe();
     let mut check = tokio::time::interval(CHECK_EVERY);
@@ -65,11 +78,13 @@ pub(super) async fn consume_all(
             if pulling.contains(&tenant) {
                 continue;
             }
-            match super::tenants::ensure_queue(&js, &worker.cfg, &worker.names, &tenant).await {
-                Ok(consumer) => {
+            // Boxed: set-up's future is large, and this loop lives as long as the worker.
+            let ensured = super::tenants::ensure_queue(&js, &worker.cfg, &worker.names, &tenant);
+            match Box::pin(ensured).await {
+                Ok(queue) => {
                     tracing::info!(%tenant, "serving a new tenant's requests");
                     pulling.insert(tenant.clone());
-                    spawn(&mut loops, Queue::Tenant(tenant), consumer);
+                    serve_tenant(&mut loops, &tenant, &queue);
                 }
                 Err(e) => {
                     let error = crate::telemetry::chain(&e);
@@ -149,15 +164,39 @@ async fn pull(
 /// Runs the queue's set-up again and returns its consumer.
 async fn recreate(worker: &Worker, queue: &Queue) -> Option<PullConsumer> {
     match queue {
-        Queue::Fleet => super::setup::ensure(&worker.client, &worker.cfg)
+        Queue::Fleet => Box::pin(super::setup::ensure(&worker.client, &worker.cfg))
             .await
             .ok()
             .map(|bus| bus.consumer),
         Queue::Tenant(t) => {
             let js = jetstream::new(worker.client.clone());
-            super::tenants::ensure_queue(&js, &worker.cfg, &worker.names, t)
-                .await
-                .ok()
+            Box::pin(super::tenants::ensure_queue(
+                &js,
+                &worker.cfg,
+                &worker.names,
+                t,
+            ))
+            .await
+            .ok()
+            .map(|q| q.requests)
         }
+    }
+}
+
+/// The shared consumer of `tenant`'s feedback, found again in a fresh set-up by its tenant.
+fn feedback_consumer(worker: &Worker, tenant: &str, queue: &TenantQueue) -> SharedConsumer {
+    let tenant = tenant.to_string();
+    SharedConsumer {
+        what: "tenant feedback",
+        client: worker.client.clone(),
+        cfg: worker.cfg.clone(),
+        consumer: queue.feedback.clone(),
+        pick: Box::new(move |bus| {
+            bus.tenant_queues
+                .into_iter()
+                .find(|(t, _)| *t == tenant)
+                .map(|(_, q)| q.feedback)
+        }),
+        at_once: worker.cfg.feedback.max_in_flight,
     }
 }

@@ -341,7 +341,7 @@ async fn set_up(
                 Box::new(|b| Some(b.feedback)),
                 cfg.feedback.max_in_flight,
             )
-            .run(services.clone(), feedback),
+            .run(services.clone(), feedback.clone()),
         ),
         tokio::spawn(
             shared(
@@ -410,6 +410,7 @@ async fn set_up(
         client: client.clone(),
         consumer: bus.consumer.clone(),
         tenant_queues: bus.tenant_queues.clone(),
+        feedback: feedback.clone(),
         names: bus.names.clone(),
         tenants: tenants.clone(),
         gate: Gate::new(tenants.clone(), bus.quotas.clone(), fleet.clone()),

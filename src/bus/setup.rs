@@ -131,8 +131,8 @@ pub struct Bus {
     pub secrets: kv::Store,
     /// Each tenant's admitted requests per second (see `tenants`).
     pub quotas: kv::Store,
-    /// The workers' consumer on each configured tenant's request stream, by tenant.
-    pub tenant_queues: Vec<(String, consumer::PullConsumer)>,
+    /// The workers' consumers on each tenant's streams, by tenant.
+    pub tenant_queues: Vec<(String, super::tenants::TenantQueue)>,
 }
 
 /// How long a stored outcome answers redeliveries and duplicates.
@@ -152,139 +152,13 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     js.set_timeout(Duration::from_millis(cfg.nats.request_timeout_ms));
     // Tenants with a queue: the configured ones, and any whose stream exists (a tenant taken
     // out of the file may still have requests waiting, and the server may still map to it).
-    let tenants = tenants_with_queues(&js, cfg, &names).await;
+    // Boxed, like the tenants' queues below: set-up is one large future already.
+    let tenants = Box::pin(tenants_with_queues(&js, cfg, &names)).await;
     let replicas = cfg.nats.replicas;
     let day = Duration::from_secs(24 * 3600);
-
-    let requests = requests_stream_config(
-        cfg,
-        names.requests_stream(),
-        names.requests_filter(),
-        "ai-failover analysis requests (work queue)",
-    );
-    let results = stream::Config {
-        name: names.results_stream(),
-        description: Some("ai-failover results, one per request".into()),
-        subjects: vec![names.results_filter(), names.tenant_results_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: results_duplicate_window(cfg),
-        max_age: 7 * day,
-        ..Default::default()
-    };
-    let events = stream::Config {
-        name: names.events_stream(),
-        description: Some("ai-failover health, failover and mode events".into()),
-        subjects: vec![names.events_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        max_age: 7 * day,
-        max_messages: 1_000_000,
-        ..Default::default()
-    };
-    let dead = stream::Config {
-        name: names.dead_letter_stream(),
-        description: Some("ai-failover dead letters".into()),
-        subjects: vec![names.dead_letter_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        // A request's letter is keyed by its stream sequence and may be written both by the
-        // worker on its last delivery and from the advisory: as long as requests come back.
-        duplicate_window: results_duplicate_window(cfg),
-        max_age: 30 * day,
-        ..Default::default()
-    };
-    // The server raises a MAX_DELIVERIES advisory once, as a core NATS message, whether or
-    // not a worker is listening (even with the whole fleet down): kept here, it waits for
-    // the next worker instead of being lost with its request.
-    let advisories = stream::Config {
-        name: names.advisories_stream(),
-        description: Some(
-            "ai-failover: requests JetStream stopped delivering, until a worker settles them"
-                .into(),
-        ),
-        subjects: advisory_subjects(&js, &names, &tenants).await,
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        max_age: 30 * day,
-        ..Default::default()
-    };
-    // Who did what to the fleet: kept long (audits ask for a year and more), readable one
-    // record at a time through the direct-get API, which an operator's account may import.
-    let audit = stream::Config {
-        name: names.audit_stream(),
-        description: Some("ai-failover audit trail: one record per control call".into()),
-        subjects: vec![names.audit_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        max_age: day * cfg.audit.retention_days,
-        allow_direct: true,
-        ..Default::default()
-    };
-    // Feedback is the record of what the advice was worth: kept as long as audits are. The
-    // quality log is read by sequence (direct get) while folding.
-    let learning =
-        |name: String, description: &str, subjects: Vec<String>, window, direct| stream::Config {
-            name,
-            description: Some(description.into()),
-            subjects,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            duplicate_window: window,
-            max_age: day * cfg.feedback.retention_days,
-            allow_direct: direct,
-            ..Default::default()
-        };
-    let feedback = learning(
-        names.feedback_stream(),
-        "ai-failover execution and outcome feedback",
-        vec![names.feedback_filter(), names.tenant_feedback_filter()],
-        FEEDBACK_DUPLICATE_WINDOW,
-        false,
-    );
-    let quality_log = learning(
-        names.quality_log_stream(),
-        "ai-failover counted outcomes, folded into ai_quality",
-        vec![names.quality_log_filter()],
-        QUALITY_LOG_DUPLICATE_WINDOW,
-        true,
-    );
-    // Alerts are kept a month: what paged whom, replayable.
-    let alerts = stream::Config {
-        name: names.alerts_stream(),
-        description: Some("ai-failover alerts, delivered to the configured webhooks".into()),
-        subjects: vec![names.alerts_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        max_age: 30 * day,
-        ..Default::default()
-    };
-    // History: one rollup per provider per interval, written by every worker and kept once
-    // (`Nats-Msg-Id`); the duplicate window covers the latest a worker still writes one.
     let history = day * cfg.history.retention_days;
-    let stats = stream::Config {
-        name: names.stats_stream(),
-        description: Some("ai-failover history: one rollup per provider per interval".into()),
-        subjects: vec![names.stats_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: Duration::from_millis((cfg.history.interval_ms * 2).max(120_000)),
-        max_age: history,
-        ..Default::default()
-    };
-    for config in [
-        requests,
-        results,
-        events,
-        dead,
-        advisories,
-        audit,
-        feedback,
-        quality_log,
-        alerts,
-        stats,
-    ] {
+    let advisory_subjects = Box::pin(advisory_subjects(&js, &names, &tenants)).await;
+    for config in stream_configs(cfg, &names, advisory_subjects) {
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
@@ -309,7 +183,7 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     let mut tenant_queues = Vec::new();
     for tenant in tenants {
         // Not fatal: the queue is tried again while running (see `queues`).
-        match super::tenants::ensure_queue(&js, cfg, &names, &tenant).await {
+        match Box::pin(super::tenants::ensure_queue(&js, cfg, &names, &tenant)).await {
             Ok(consumer) => tenant_queues.push((tenant, consumer)),
             Err(e) => {
                 let error = crate::telemetry::chain(&e);
@@ -409,6 +283,157 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
         quotas,
         tenant_queues,
     })
+}
+
+/// Every stream of the fleet, configured (a plain function: built here, the configurations
+/// do not swell the set-up future's frame).
+fn stream_configs(
+    cfg: &Config,
+    names: &Names,
+    advisory_subjects: Vec<String>,
+) -> Vec<stream::Config> {
+    let replicas = cfg.nats.replicas;
+    let day = Duration::from_secs(24 * 3600);
+
+    let requests = requests_stream_config(
+        cfg,
+        names.requests_stream(),
+        names.requests_filter(),
+        "ai-failover analysis requests (work queue)",
+    );
+    let results = stream::Config {
+        name: names.results_stream(),
+        description: Some("ai-failover results, one per request".into()),
+        subjects: vec![names.results_filter(), names.tenant_results_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: results_duplicate_window(cfg),
+        max_age: 7 * day,
+        ..Default::default()
+    };
+    let events = stream::Config {
+        name: names.events_stream(),
+        description: Some("ai-failover health, failover and mode events".into()),
+        subjects: vec![names.events_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 7 * day,
+        max_messages: 1_000_000,
+        ..Default::default()
+    };
+    let dead = stream::Config {
+        name: names.dead_letter_stream(),
+        description: Some("ai-failover dead letters".into()),
+        subjects: vec![names.dead_letter_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        // A request's letter is keyed by its stream sequence and may be written both by the
+        // worker on its last delivery and from the advisory: as long as requests come back.
+        duplicate_window: results_duplicate_window(cfg),
+        max_age: 30 * day,
+        ..Default::default()
+    };
+    // The server raises a MAX_DELIVERIES advisory once, as a core NATS message, whether or
+    // not a worker is listening (even with the whole fleet down): kept here, it waits for
+    // the next worker instead of being lost with its request.
+    let advisories = stream::Config {
+        name: names.advisories_stream(),
+        description: Some(
+            "ai-failover: requests JetStream stopped delivering, until a worker settles them"
+                .into(),
+        ),
+        subjects: advisory_subjects,
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 30 * day,
+        ..Default::default()
+    };
+    // Who did what to the fleet: kept long (audits ask for a year and more), readable one
+    // record at a time through the direct-get API, which an operator's account may import.
+    let audit = stream::Config {
+        name: names.audit_stream(),
+        description: Some("ai-failover audit trail: one record per control call".into()),
+        subjects: vec![names.audit_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: day * cfg.audit.retention_days,
+        allow_direct: true,
+        ..Default::default()
+    };
+    let feedback = feedback_stream_config(
+        cfg,
+        names.feedback_stream(),
+        names.feedback_filter(),
+        "ai-failover execution and outcome feedback",
+    );
+    // The quality log is read by sequence (direct get) while folding.
+    let quality_log = stream::Config {
+        subjects: vec![names.quality_log_filter()],
+        duplicate_window: QUALITY_LOG_DUPLICATE_WINDOW,
+        allow_direct: true,
+        ..feedback_stream_config(
+            cfg,
+            names.quality_log_stream(),
+            names.quality_log_filter(),
+            "ai-failover counted outcomes, folded into ai_quality",
+        )
+    };
+    // Alerts are kept a month: what paged whom, replayable.
+    let alerts = stream::Config {
+        name: names.alerts_stream(),
+        description: Some("ai-failover alerts, delivered to the configured webhooks".into()),
+        subjects: vec![names.alerts_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: 30 * day,
+        ..Default::default()
+    };
+    // History: one rollup per provider per interval, written by every worker and kept once
+    // (`Nats-Msg-Id`); the duplicate window covers the latest a worker still writes one.
+    let history = day * cfg.history.retention_days;
+    let stats = stream::Config {
+        name: names.stats_stream(),
+        description: Some("ai-failover history: one rollup per provider per interval".into()),
+        subjects: vec![names.stats_filter()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: Duration::from_millis((cfg.history.interval_ms * 2).max(120_000)),
+        max_age: history,
+        ..Default::default()
+    };
+    vec![
+        requests,
+        results,
+        events,
+        dead,
+        advisories,
+        audit,
+        feedback,
+        quality_log,
+        alerts,
+        stats,
+    ]
+}
+
+/// A stream of feedback: the fleet's or a tenant's. Feedback is the record of what the advice
+/// was worth: kept as long as audits are.
+pub fn feedback_stream_config(
+    cfg: &Config,
+    name: String,
+    subject: String,
+    description: &str,
+) -> stream::Config {
+    stream::Config {
+        name,
+        description: Some(description.into()),
+        subjects: vec![subject],
+        storage: stream::StorageType::File,
+        num_replicas: cfg.nats.replicas,
+        duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
+        max_age: Duration::from_secs(24 * 3600) * cfg.feedback.retention_days,
+        ..Default::default()
+    }
 }
 
 /// A work-queue stream of requests: the fleet's, or a tenant's.

@@ -58,8 +58,10 @@ pub struct Worker {
     pub client: async_nats::Client,
     /// The durable `workers` consumer, recreated by set-up if it disappears.
     pub consumer: jetstream::consumer::PullConsumer,
-    /// The `workers` consumer of each configured tenant's stream, by tenant (see `queues`).
-    pub tenant_queues: Vec<(String, jetstream::consumer::PullConsumer)>,
+    /// The consumers of each tenant's streams, by tenant (see `queues`).
+    pub tenant_queues: Vec<(String, super::tenants::TenantQueue)>,
+    /// Handles tenants' feedback (each tenant's stream gets a consumer, see `queues`).
+    pub feedback: Arc<super::feedback::FeedbackIngest>,
     pub names: Names,
     /// The tenants' terms in force.
     pub tenants: Arc<TenantBook>,
@@ -143,7 +145,13 @@ impl Worker {
         let hard_stop = CancellationToken::new();
         this.ready.store(true, Ordering::Relaxed);
         tracing::info!(worker_id = %this.worker_id, "consuming requests");
-        super::queues::consume_all(this.clone(), permits.clone(), &hard_stop, &shutdown).await;
+        Box::pin(super::queues::consume_all(
+            this.clone(),
+            permits.clone(),
+            &hard_stop,
+            &shutdown,
+        ))
+        .await;
         this.ready.store(false, Ordering::Relaxed);
         // Graceful stop: wait for in-flight work, then cancel what is left (it naks).
         let all = this.cfg.worker.max_in_flight as u32;

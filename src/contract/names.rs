@@ -161,9 +161,14 @@ impl Names {
     pub fn tenant_feedback(&self, tenant: &str, kind: Kind) -> String {
         format!("{}.tenant.{tenant}.feedback.{}", self.prefix, kind.as_str())
     }
-    /// `ai.tenant.*.feedback.*`.
-    pub fn tenant_feedback_filter(&self) -> String {
-        format!("{}.tenant.*.feedback.*", self.prefix)
+    /// `ai.tenant.<tenant>.feedback.*`.
+    pub fn tenant_feedback_filter(&self, tenant: &str) -> String {
+        format!("{}.tenant.{tenant}.feedback.*", self.prefix)
+    }
+    /// `AI_FEEDBACK_<TENANT>`: one tenant's feedback, in a stream of its own for the same
+    /// reason as its requests (de-duplication by `Nats-Msg-Id` is per stream).
+    pub fn tenant_feedback_stream(&self, tenant: &str) -> String {
+        self.stream(&format!("FEEDBACK_{}", tenant.to_uppercase()))
     }
     /// `ai.tenant.<tenant>.reply.<reply_to>`: where a tenant's `reply_to` gets its result; the
     /// tenant's account imports it as `<reply_to>` (its own `_INBOX.…`).

@@ -1,36 +1,42 @@
-//! A tenant's request queue: its own work-queue stream (so that its request ids are
-//! de-duplicated among its own requests only) and the workers' consumer on it, plus its
-//! MAX_DELIVERIES advisory in the advisories stream. Idempotent, like all set-up.
+//! A tenant's queues: its own work-queue stream of requests and its own feedback stream (so
+//! that its `Nats-Msg-Id`s are de-duplicated among its own messages only), the workers'
+//! consumers on them, and its requests' MAX_DELIVERIES advisory in the advisories stream.
+//! Idempotent, like all set-up.
 
 use async_nats::jetstream::{self, consumer};
 
 use crate::config::Config;
-use crate::contract::{Names, WORKER_CONSUMER};
+use crate::contract::{FEEDBACK_CONSUMER, Names, WORKER_CONSUMER};
 
-use super::super::setup::{BusError, consumer_config, requests_stream_config, setup_err};
+use super::super::setup::{
+    BusError, consumer_config, feedback_consumer_config, feedback_stream_config,
+    requests_stream_config, setup_err,
+};
 
-/// Creates (or updates) `tenant`'s request stream and the workers' consumer on it.
+/// The consumers of one tenant's queues.
+#[derive(Clone)]
+pub struct TenantQueue {
+    /// The workers' consumer on its requests.
+    pub requests: consumer::PullConsumer,
+    /// The workers' consumer on its feedback.
+    pub feedback: consumer::PullConsumer,
+}
+
+/// Creates (or updates) `tenant`'s streams and the workers' consumers on them.
 pub async fn ensure_queue(
     js: &jetstream::Context,
     cfg: &Config,
     names: &Names,
     tenant: &str,
-) -> Result<consumer::PullConsumer, BusError> {
+) -> Result<TenantQueue, BusError> {
     let name = names.tenant_requests_stream(tenant);
     let filter = names.tenant_requests_filter(tenant);
     let description = format!("ai-failover analysis requests of tenant {tenant} (work queue)");
-    js.create_or_update_stream(requests_stream_config(
-        cfg,
-        name.clone(),
-        filter.clone(),
-        &description,
-    ))
-    .await
-    .map_err(setup_err(format!("stream {name}")))?;
-    let stream = js
-        .get_stream(&name)
-        .await
-        .map_err(setup_err(format!("stream {name}")))?;
+    let requests = stream(
+        js,
+        requests_stream_config(cfg, name.clone(), filter.clone(), &description),
+    )
+    .await?;
     // The advisory of this stream's consumer must be kept like the fleet's.
     let advisory = names.max_deliveries_advisory_of(&name);
     let mut advisories = js
@@ -49,12 +55,43 @@ pub async fn ensure_queue(
             .await
             .map_err(setup_err("advisories stream"))?;
     }
-    stream
+    let requests = requests
         .create_consumer(consumer::pull::Config {
             filter_subject: filter,
             description: Some(format!("ai-failover workers, tenant {tenant}")),
             ..consumer_config(cfg, names)
         })
         .await
-        .map_err(setup_err(format!("consumer {WORKER_CONSUMER} of {name}")))
+        .map_err(setup_err(format!("consumer {WORKER_CONSUMER} of {name}")))?;
+    let feedback_name = names.tenant_feedback_stream(tenant);
+    let feedback = stream(
+        js,
+        feedback_stream_config(
+            cfg,
+            feedback_name.clone(),
+            names.tenant_feedback_filter(tenant),
+            &format!("ai-failover execution and outcome feedback of tenant {tenant}"),
+        ),
+    )
+    .await?
+    .create_consumer(feedback_consumer_config(cfg))
+    .await
+    .map_err(setup_err(format!(
+        "consumer {FEEDBACK_CONSUMER} of {feedback_name}"
+    )))?;
+    Ok(TenantQueue { requests, feedback })
+}
+
+/// Creates or updates the stream of `config` and returns it.
+async fn stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, BusError> {
+    let name = config.name.clone();
+    js.create_or_update_stream(config)
+        .await
+        .map_err(setup_err(format!("stream {name}")))?;
+    js.get_stream(&name)
+        .await
+        .map_err(setup_err(format!("stream {name}")))
 }
