@@ -5,11 +5,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use tokio::sync::Semaphore;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -38,12 +39,16 @@ pub(super) async fn consume_all(
     shutdown: &CancellationToken,
 ) {
     let mut loops = JoinSet::new();
+    // How many pull loops share the slots.
+    let pulling_loops = Arc::new(AtomicUsize::new(0));
     let spawn = |loops: &mut JoinSet<()>, queue: Queue, consumer: PullConsumer| {
+        pulling_loops.fetch_add(1, Ordering::Relaxed);
         loops.spawn(pull(
             worker.clone(),
             queue,
             consumer,
             permits.clone(),
+            pulling_loops.clone(),
             hard_stop.clone(),
             shutdown.clone(),
         ));
@@ -54,7 +59,9 @@ pub(super) async fn consume_all(
             Queue::Tenant(tenant.to_string()),
             queue.requests.clone(),
         );
-        loops.spawn(
+        // Not waited for at shutdown (it finishes what it holds on its own), so that it
+        // never delays the grace period of the requests.
+        tokio::spawn(
             feedback_consumer(&worker, tenant, queue)
                 .run(shutdown.clone(), worker.feedback.clone()),
         );
@@ -99,11 +106,13 @@ pub(super) async fn consume_all(
 /// Pulls from one queue until `shutdown`, as many messages at a time as there are free
 /// slots, recreating its consumer after repeated failures (after a server restart it may be
 /// gone).
+#[allow(clippy::too_many_arguments)]
 async fn pull(
     worker: Arc<Worker>,
     queue: Queue,
     mut consumer: PullConsumer,
     permits: Arc<Semaphore>,
+    loops: Arc<AtomicUsize>,
     hard_stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
@@ -115,30 +124,31 @@ async fn pull(
         }
     };
     while !shutdown.is_cancelled() {
-        // Pull only as many messages as there are free slots: buffered messages would burn
-        // their ack wait before being touched. The slots are taken as messages arrive, not
-        // held through the long poll: another queue may take one meanwhile, and a message
-        // that then waits for a slot is kept alive with progress acks (`dispatch`).
+        // Slots are taken as messages arrive, not held through the long poll: an idle queue
+        // keeps none from the others. Each loop asks for its share of the free slots, so
+        // that all of them together ask for about as many as are free; a message that finds
+        // none free (another queue's took it) waits with progress acks (`dispatch`). The
+        // semaphore is fair: a loop waiting here queues behind the messages waiting there.
         let free = tokio::select! {
             p = permits.acquire() => match p {
-                Ok(_) => permits.available_permits().max(1),
+                Ok(p) => {
+                    drop(p);
+                    permits.available_permits().max(1)
+                }
                 Err(_) => break, // closed: nothing more will be served
             },
             _ = shutdown.cancelled() => break,
         };
+        let share = free.div_ceil(loops.load(Ordering::Relaxed).max(1));
         let batch = consumer
             .batch()
-            .max_messages(free)
+            .max_messages(share)
             .expires(Duration::from_secs(2))
             .messages()
             .await;
         let failed = match batch {
             Err(e) => Some(e.to_string()),
-            Ok(batch) => {
-                worker
-                    .dispatch(batch, &permits, &hard_stop, &shutdown)
-                    .await
-            }
+            Ok(batch) => dispatch(&worker, batch, &permits, &hard_stop, &shutdown).await,
         };
         let Some(why) = failed else {
             consecutive_errors = 0;
@@ -198,5 +208,96 @@ fn feedback_consumer(worker: &Worker, tenant: &str, queue: &TenantQueue) -> Shar
                 .map(|(_, q)| q.feedback)
         }),
         at_once: worker.cfg.feedback.max_in_flight,
+    }
+}
+
+/// Hands each message of `batch` to a task of its own, holding one of `permits` (taken
+/// when the message arrives: a queue waiting for messages holds no slot, so an idle
+/// queue never keeps another's requests waiting). Returns why the pull failed if it
+/// failed before delivering anything (the pull request itself, or the server's answer to
+/// it: a deleted consumer shows only there), so that the caller backs off and, every
+/// fifth time, runs set-up again instead of pulling again at once.
+async fn dispatch(
+    worker: &Arc<Worker>,
+    mut batch: jetstream::consumer::pull::Batch,
+    permits: &Arc<Semaphore>,
+    hard_stop: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let mut delivered = 0usize;
+    loop {
+        let next = tokio::select! {
+            m = batch.next() => m,
+            _ = shutdown.cancelled() => {
+                give_back(&mut batch).await;
+                None
+            }
+        };
+        let msg = match next? {
+            Ok(m) => m,
+            Err(e) if delivered == 0 => return Some(e.to_string()),
+            Err(e) => {
+                tracing::debug!(error = %e, "pull batch error");
+                return None;
+            }
+        };
+        delivered += 1;
+        let (me, stop) = (worker.clone(), hard_stop.clone());
+        match permits.clone().try_acquire_owned() {
+            Ok(slot) => {
+                tokio::spawn(async move {
+                    me.serve(msg, stop).await;
+                    drop(slot);
+                });
+            }
+            // No slot free: this message waits in a task of its own (kept alive with
+            // progress acks), so the rest of the batch is read on and none of it sits
+            // unacknowledged in the client's buffer.
+            Err(_) => {
+                let (permits, shutdown) = (permits.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    if let Some(slot) = wait_for_slot(&me, &msg, permits, &shutdown).await {
+                        me.serve(msg, stop).await;
+                        drop(slot);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// After shutdown: gives back what the batch still delivers (it would otherwise come back
+/// only after the ack wait).
+async fn give_back(batch: &mut jetstream::consumer::pull::Batch) {
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(Duration::from_millis(50), batch.next()).await
+    {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
+}
+
+/// A slot for `msg`, which arrived while every slot was busy (another queue took the
+/// last): it is kept from being redelivered with progress acks meanwhile. `None` when
+/// shutting down (the message is given back).
+async fn wait_for_slot(
+    worker: &Worker,
+    msg: &jetstream::Message,
+    permits: Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let beat = worker.ack_wait() / 3;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    // One acquisition, kept across the beats: the semaphore is first come, first served.
+    let slot = permits.acquire_owned();
+    tokio::pin!(slot);
+    loop {
+        tokio::select! {
+            slot = &mut slot => return slot.ok(),
+            _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+            _ = shutdown.cancelled() => {
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                return None;
+            }
+        }
     }
 }

@@ -153,11 +153,12 @@ pub async fn ensure(client: &async_nats::Client, cfg: &Config) -> Result<Bus, Bu
     // Tenants with a queue: the configured ones, and any whose stream exists (a tenant taken
     // out of the file may still have requests waiting, and the server may still map to it).
     // Boxed, like the tenants' queues below: set-up is one large future already.
-    let tenants = Box::pin(tenants_with_queues(&js, cfg, &names)).await;
+    let tenants = Box::pin(super::tenants::tenants_with_queues(&js, cfg, &names)).await?;
     let replicas = cfg.nats.replicas;
     let day = Duration::from_secs(24 * 3600);
     let history = day * cfg.history.retention_days;
-    let advisory_subjects = Box::pin(advisory_subjects(&js, &names, &tenants)).await;
+    let advisory_subjects =
+        Box::pin(super::tenants::advisory_subjects(&js, &names, &tenants)).await?;
     for config in stream_configs(cfg, &names, advisory_subjects) {
         let name = config.name.clone();
         js.create_or_update_stream(config)
@@ -456,45 +457,6 @@ pub fn requests_stream_config(
             .max(1 << 20),
         ..Default::default()
     }
-}
-
-/// The MAX_DELIVERIES advisories the advisories stream keeps: the requests stream's and each
-/// tenant queue's, plus whatever it keeps already (a tenant added while running adds its own,
-/// see `tenants::queue`): set-up never takes one away.
-async fn advisory_subjects(
-    js: &jetstream::Context,
-    names: &Names,
-    tenants: &[String],
-) -> Vec<String> {
-    let mut subjects = vec![names.max_deliveries_advisory()];
-    for t in tenants {
-        subjects.push(names.max_deliveries_advisory_of(&names.tenant_requests_stream(t)));
-    }
-    if let Ok(mut s) = js.get_stream(names.advisories_stream()).await
-        && let Ok(info) = s.info().await
-    {
-        for kept in &info.config.subjects {
-            if !subjects.contains(kept) {
-                subjects.push(kept.clone());
-            }
-        }
-    }
-    subjects
-}
-
-/// The configured tenants and those with a request stream already.
-async fn tenants_with_queues(js: &jetstream::Context, cfg: &Config, names: &Names) -> Vec<String> {
-    use futures::StreamExt;
-    let mut tenants = super::tenants::book::queued(&cfg.tenants);
-    let mut streams = js.stream_names();
-    while let Some(Ok(name)) = streams.next().await {
-        if let Some(t) = names.tenant_of_stream(&name)
-            && !tenants.contains(&t)
-        {
-            tenants.push(t);
-        }
-    }
-    tenants
 }
 
 /// How long a webhook's delivery may hold an alert: one POST (cut at `alerts.timeout_ms`)

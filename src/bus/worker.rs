@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -167,74 +166,8 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Hands each message of `batch` to a task of its own, holding one of `permits` (taken
-    /// when the message arrives: a queue waiting for messages holds no slot, so an idle
-    /// queue never keeps another's requests waiting). Returns why the pull failed if it
-    /// failed before delivering anything (the pull request itself, or the server's answer to
-    /// it: a deleted consumer shows only there), so that the caller backs off and, every
-    /// fifth time, runs set-up again instead of pulling again at once.
-    pub(super) async fn dispatch(
-        self: &Arc<Self>,
-        mut batch: jetstream::consumer::pull::Batch,
-        permits: &Arc<Semaphore>,
-        hard_stop: &CancellationToken,
-        shutdown: &CancellationToken,
-    ) -> Option<String> {
-        let mut delivered = 0usize;
-        loop {
-            let next = tokio::select! {
-                m = batch.next() => m,
-                _ = shutdown.cancelled() => None,
-            };
-            let msg = match next? {
-                Ok(m) => m,
-                Err(e) if delivered == 0 => return Some(e.to_string()),
-                Err(e) => {
-                    tracing::debug!(error = %e, "pull batch error");
-                    return None;
-                }
-            };
-            delivered += 1;
-            let slot = match permits.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => match self.wait_for_slot(&msg, permits, shutdown).await {
-                    Some(slot) => slot,
-                    None => continue,
-                },
-            };
-            let (me, stop) = (self.clone(), hard_stop.clone());
-            tokio::spawn(async move {
-                me.serve(msg, stop).await;
-                drop(slot);
-            });
-        }
-    }
-
-    /// A slot for `msg`, which arrived while every slot was busy (another queue took the
-    /// last): it is kept from being redelivered with progress acks meanwhile. `None` when
-    /// shutting down (the message is given back).
-    async fn wait_for_slot(
-        &self,
-        msg: &jetstream::Message,
-        permits: &Arc<Semaphore>,
-        shutdown: &CancellationToken,
-    ) -> Option<OwnedSemaphorePermit> {
-        let beat = self.ack_wait() / 3;
-        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
-        loop {
-            tokio::select! {
-                slot = permits.clone().acquire_owned() => return slot.ok(),
-                _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-                _ = shutdown.cancelled() => {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    return None;
-                }
-            }
-        }
-    }
-
     /// Serves one message to its end.
-    async fn serve(&self, msg: jetstream::Message, stop: CancellationToken) {
+    pub(super) async fn serve(&self, msg: jetstream::Message, stop: CancellationToken) {
         let subject = msg.subject.to_string();
         let started = std::time::Instant::now();
         metrics::gauge!(metric::IN_FLIGHT).increment(1.0);
@@ -287,7 +220,7 @@ impl Worker {
     }
 
     /// The consumer's ack wait.
-    fn ack_wait(&self) -> Duration {
+    pub(super) fn ack_wait(&self) -> Duration {
         Duration::from_millis(self.cfg.worker.ack_wait_ms)
     }
 

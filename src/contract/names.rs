@@ -134,10 +134,12 @@ impl Names {
     pub fn tenant_requests_stream(&self, tenant: &str) -> String {
         self.stream(&format!("TENANT_{}", tenant.to_uppercase()))
     }
-    /// The tenant whose request stream `stream` is (see [`Self::tenant_requests_stream`]).
+    /// The tenant whose request stream `stream` would be, by its name (see
+    /// [`Self::tenant_requests_stream`]); never the default tenant. Another fleet's stream
+    /// can share the name's start, so check its subjects too.
     pub fn tenant_of_stream(&self, stream: &str) -> Option<String> {
         let t = stream.strip_prefix(&self.stream("TENANT_"))?.to_lowercase();
-        super::is_tenant_id(&t).then_some(t)
+        (super::is_tenant_id(&t) && t != super::DEFAULT_TENANT).then_some(t)
     }
     /// `ai.tenant.<tenant>.analysis.request.>`: what the server maps a tenant's
     /// `ai.analysis.request.>` to.

@@ -104,12 +104,14 @@ impl<W: Wire> HttpAdapter<W> {
     /// The same error with any echo of the key blanked out. A tenant's own key the vendor
     /// refuses or rate-limits is that tenant's problem, not the provider's: `key_unavailable`
     /// (fails over, never quarantines or pauses the provider for the fleet).
-    fn scrub(&self, mut error: ProviderError, tenant: Option<&str>) -> ProviderError {
-        if let Some(key) = self.wire.keys().current_for(tenant) {
+    /// `used` is the key the call went out with and, for a tenant's own key, the tenant (read
+    /// when the call was made: a key rotated meanwhile is not the one to scrub or blame).
+    fn scrub(&self, mut error: ProviderError, used: &UsedKey<'_>) -> ProviderError {
+        if let Some(key) = &used.key {
             error.message = message::without(&error.message, key.expose_secret());
         }
         let key_bound = matches!(error.class, ErrorClass::Auth | ErrorClass::RateLimited);
-        if key_bound && let Some(t) = tenant.filter(|t| self.wire.keys().has_tenant_key(t)) {
+        if key_bound && let Some(t) = used.tenants_own {
             let what = if error.class == ErrorClass::Auth {
                 "refused"
             } else {
@@ -122,6 +124,22 @@ impl<W: Wire> HttpAdapter<W> {
     }
 }
 
+/// The key a call went out with, and whose it was.
+struct UsedKey<'a> {
+    key: Option<secrecy::SecretString>,
+    /// The tenant whose own key it was; `None` for the fleet's.
+    tenants_own: Option<&'a str>,
+}
+
+impl<'a> UsedKey<'a> {
+    fn of(keys: &super::KeySlot, tenant: Option<&'a str>) -> Self {
+        UsedKey {
+            key: keys.current_for(tenant),
+            tenants_own: tenant.filter(|t| keys.has_tenant_key(t)),
+        }
+    }
+}
+
 #[async_trait]
 impl<W: Wire> Provider for HttpAdapter<W> {
     fn id(&self) -> &str {
@@ -129,6 +147,7 @@ impl<W: Wire> Provider for HttpAdapter<W> {
     }
 
     async fn complete(&self, call: &ProviderCall) -> Result<Completion, ProviderError> {
+        let used = UsedKey::of(self.wire.keys(), call.tenant.as_deref());
         let result = async {
             let request = self.wire.completion(&self.client, call)?;
             let (status, body) = self.exchange(request, call.timeout).await?;
@@ -138,9 +157,7 @@ impl<W: Wire> Provider for HttpAdapter<W> {
                 .map_err(|e| e.with_status(status.as_u16()))?;
             reply.into_completion(call.kind, status.as_u16())
         };
-        result
-            .await
-            .map_err(|e| self.scrub(e, call.tenant.as_deref()))
+        result.await.map_err(|e| self.scrub(e, &used))
     }
 
     fn has_tenant_key(&self, tenant: &str) -> bool {
@@ -152,7 +169,8 @@ impl<W: Wire> Provider for HttpAdapter<W> {
             let request = self.wire.probe(&self.client, model)?;
             self.exchange(request, timeout).await.map(drop)
         };
-        result.await.map_err(|e| self.scrub(e, None))
+        let used = UsedKey::of(self.wire.keys(), None);
+        result.await.map_err(|e| self.scrub(e, &used))
     }
 }
 

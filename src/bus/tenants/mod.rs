@@ -10,4 +10,4 @@ mod queue;
 
 pub use admit::{Admission, Gate, narrowed};
 pub use book::{RELOAD_EVERY, TenantBook, follow_file};
-pub use queue::{TenantQueue, ensure_queue};
+pub use queue::{TenantQueue, advisory_subjects, ensure_queue, tenants_with_queues};

@@ -95,3 +95,71 @@ async fn stream(
         .await
         .map_err(setup_err(format!("stream {name}")))
 }
+
+/// The MAX_DELIVERIES advisories the advisories stream keeps: the requests stream's and each
+/// tenant queue's, plus whatever it keeps already (a tenant added while running adds its own,
+/// see `tenants::queue`): set-up never takes one away.
+pub async fn advisory_subjects(
+    js: &jetstream::Context,
+    names: &Names,
+    tenants: &[String],
+) -> Result<Vec<String>, BusError> {
+    let mut subjects = vec![names.max_deliveries_advisory()];
+    for t in tenants {
+        subjects.push(names.max_deliveries_advisory_of(&names.tenant_requests_stream(t)));
+    }
+    // Only "not there yet" means nothing to keep: any other failure must not shrink it.
+    let kept = match js.get_stream(names.advisories_stream()).await {
+        Ok(mut s) => {
+            let info = s.info().await.map_err(setup_err("advisories stream"))?;
+            info.config.subjects.clone()
+        }
+        Err(e) if stream_not_found(&e) => Vec::new(),
+        Err(e) => return Err(setup_err("advisories stream")(e)),
+    };
+    for k in kept {
+        if !subjects.contains(&k) {
+            subjects.push(k);
+        }
+    }
+    Ok(subjects)
+}
+
+fn stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// The configured tenants and those with a request stream already: a stream named like a
+/// tenant's of this fleet whose only subject is that tenant's requests (another fleet's
+/// streams may share the name's start when its prefix does).
+pub async fn tenants_with_queues(
+    js: &jetstream::Context,
+    cfg: &Config,
+    names: &Names,
+) -> Result<Vec<String>, BusError> {
+    use futures::StreamExt;
+    let mut tenants = super::book::queued(&cfg.tenants);
+    let mut streams = js.stream_names();
+    while let Some(name) = streams.next().await {
+        let name = name.map_err(setup_err("stream names"))?;
+        let Some(t) = names.tenant_of_stream(&name) else {
+            continue;
+        };
+        if tenants.contains(&t) {
+            continue;
+        }
+        let mut stream = js
+            .get_stream(&name)
+            .await
+            .map_err(setup_err(format!("stream {name}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(setup_err(format!("stream {name}")))?;
+        if info.config.subjects == [names.tenant_requests_filter(&t)] {
+            tenants.push(t);
+        }
+    }
+    Ok(tenants)
+}
