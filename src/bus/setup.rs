@@ -293,9 +293,7 @@ fn stream_configs(
     names: &Names,
     advisory_subjects: Vec<String>,
 ) -> Vec<stream::Config> {
-    let replicas = cfg.nats.replicas;
     let day = Duration::from_secs(24 * 3600);
-
     let requests = requests_stream_config(
         cfg,
         names.requests_stream(),
@@ -303,64 +301,64 @@ fn stream_configs(
         "ai-failover analysis requests (work queue)",
     );
     let results = stream::Config {
-        name: names.results_stream(),
-        description: Some("ai-failover results, one per request".into()),
+        // The fleet's results, and the tenants' (each tenant's account sees its own).
         subjects: vec![names.results_filter(), names.tenant_results_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         duplicate_window: results_duplicate_window(cfg),
         max_age: 7 * day,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.results_stream(),
+            names.results_filter(),
+            "ai-failover results, one per request",
+        )
     };
     let events = stream::Config {
-        name: names.events_stream(),
-        description: Some("ai-failover health, failover and mode events".into()),
-        subjects: vec![names.events_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         max_age: 7 * day,
         max_messages: 1_000_000,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.events_stream(),
+            names.events_filter(),
+            "ai-failover health, failover and mode events",
+        )
     };
     let dead = stream::Config {
-        name: names.dead_letter_stream(),
-        description: Some("ai-failover dead letters".into()),
-        subjects: vec![names.dead_letter_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         // A request's letter is keyed by its stream sequence and may be written both by the
         // worker on its last delivery and from the advisory: as long as requests come back.
         duplicate_window: results_duplicate_window(cfg),
         max_age: 30 * day,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.dead_letter_stream(),
+            names.dead_letter_filter(),
+            "ai-failover dead letters",
+        )
     };
     // The server raises a MAX_DELIVERIES advisory once, as a core NATS message, whether or
     // not a worker is listening (even with the whole fleet down): kept here, it waits for
     // the next worker instead of being lost with its request.
     let advisories = stream::Config {
-        name: names.advisories_stream(),
-        description: Some(
-            "ai-failover: requests JetStream stopped delivering, until a worker settles them"
-                .into(),
-        ),
         subjects: advisory_subjects,
         retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         max_age: 30 * day,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.advisories_stream(),
+            names.max_deliveries_advisory(),
+            "ai-failover: requests JetStream stopped delivering, until a worker settles them",
+        )
     };
     // Who did what to the fleet: kept long (audits ask for a year and more), readable one
     // record at a time through the direct-get API, which an operator's account may import.
     let audit = stream::Config {
-        name: names.audit_stream(),
-        description: Some("ai-failover audit trail: one record per control call".into()),
-        subjects: vec![names.audit_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         max_age: day * cfg.audit.retention_days,
         allow_direct: true,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.audit_stream(),
+            names.audit_filter(),
+            "ai-failover audit trail: one record per control call",
+        )
     };
     let feedback = feedback_stream_config(
         cfg,
@@ -370,7 +368,6 @@ fn stream_configs(
     );
     // The quality log is read by sequence (direct get) while folding.
     let quality_log = stream::Config {
-        subjects: vec![names.quality_log_filter()],
         duplicate_window: QUALITY_LOG_DUPLICATE_WINDOW,
         allow_direct: true,
         ..feedback_stream_config(
@@ -382,26 +379,25 @@ fn stream_configs(
     };
     // Alerts are kept a month: what paged whom, replayable.
     let alerts = stream::Config {
-        name: names.alerts_stream(),
-        description: Some("ai-failover alerts, delivered to the configured webhooks".into()),
-        subjects: vec![names.alerts_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         max_age: 30 * day,
-        ..Default::default()
+        ..file_stream(
+            cfg,
+            names.alerts_stream(),
+            names.alerts_filter(),
+            "ai-failover alerts, delivered to the configured webhooks",
+        )
     };
     // History: one rollup per provider per interval, written by every worker and kept once
     // (`Nats-Msg-Id`); the duplicate window covers the latest a worker still writes one.
-    let history = day * cfg.history.retention_days;
     let stats = stream::Config {
-        name: names.stats_stream(),
-        description: Some("ai-failover history: one rollup per provider per interval".into()),
-        subjects: vec![names.stats_filter()],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
         duplicate_window: Duration::from_millis((cfg.history.interval_ms * 2).max(120_000)),
-        max_age: history,
-        ..Default::default()
+        max_age: day * cfg.history.retention_days,
+        ..file_stream(
+            cfg,
+            names.stats_stream(),
+            names.stats_filter(),
+            "ai-failover history: one rollup per provider per interval",
+        )
     };
     vec![
         requests,
@@ -417,6 +413,19 @@ fn stream_configs(
     ]
 }
 
+/// A file-stored stream of `subject` with the fleet's replicas; the rest as JetStream's
+/// defaults.
+fn file_stream(cfg: &Config, name: String, subject: String, description: &str) -> stream::Config {
+    stream::Config {
+        name,
+        description: Some(description.into()),
+        subjects: vec![subject],
+        storage: stream::StorageType::File,
+        num_replicas: cfg.nats.replicas,
+        ..Default::default()
+    }
+}
+
 /// A stream of feedback: the fleet's or a tenant's. Feedback is the record of what the advice
 /// was worth: kept as long as audits are.
 pub fn feedback_stream_config(
@@ -426,14 +435,9 @@ pub fn feedback_stream_config(
     description: &str,
 ) -> stream::Config {
     stream::Config {
-        name,
-        description: Some(description.into()),
-        subjects: vec![subject],
-        storage: stream::StorageType::File,
-        num_replicas: cfg.nats.replicas,
         duplicate_window: FEEDBACK_DUPLICATE_WINDOW,
         max_age: Duration::from_secs(24 * 3600) * cfg.feedback.retention_days,
-        ..Default::default()
+        ..file_stream(cfg, name, subject, description)
     }
 }
 
@@ -445,17 +449,12 @@ pub fn requests_stream_config(
     description: &str,
 ) -> stream::Config {
     stream::Config {
-        name,
-        description: Some(description.into()),
-        subjects: vec![subject],
         retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        num_replicas: cfg.nats.replicas,
         duplicate_window: Duration::from_secs(120),
         max_message_size: (cfg.worker.max_request_bytes as i32)
             .saturating_mul(4)
             .max(1 << 20),
-        ..Default::default()
+        ..file_stream(cfg, name, subject, description)
     }
 }
 
