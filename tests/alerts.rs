@@ -167,7 +167,8 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
     // A change the killed worker announced may have died with it between storing the mode
     // event and raising its alert (a known gap: alerts are raised by the worker that made
     // the change, not derived from the stored events); every other change is paged.
-    let mode_changes = changes
+    let mode_changes = changes.len();
+    let paged_for_sure = changes
         .iter()
         .filter(|e| e.worker_id != "alerter-0")
         .count();
@@ -185,7 +186,7 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
                 .filter(|(_, a, s)| a.alert_type == AlertType::ModeChanged && *s == 200)
                 .map(|(_, a, _)| a.alert_id.clone())
                 .collect();
-            delivered.len() >= mode_changes
+            delivered.len() >= paged_for_sure
         },
     )
     .await;
@@ -225,10 +226,10 @@ async fn an_outage_pages_once_retries_until_delivered_and_survives_a_kill() {
         mode_changes >= 2,
         "the outage changed the mode and the recovery changed it back"
     );
-    assert_eq!(
-        mode_alerts.len(),
-        mode_changes,
-        "one mode_changed per mode change"
+    assert!(
+        (paged_for_sure..=mode_changes).contains(&mode_alerts.len()),
+        "one mode_changed per mode change (the killed worker's may be missing): {} alerts, {mode_changes} changes, {paged_for_sure} by living workers",
+        mode_alerts.len()
     );
     assert_eq!(down[0].severity, ai_failover::contract::Severity::Critical);
     for i in 0..3 {
