@@ -7,6 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use async_nats::jetstream::kv;
 
 use crate::contract::{
@@ -97,7 +100,7 @@ impl SpendBook {
         // Only tenants with terms (or served on the `default` entry's) are booked: a fleet
         // without `[[tenants]]` writes nothing more than before.
         if let Some(book) = &self.book
-            && book.terms(tenant.as_deref()).is_some()
+            && book.serves(tenant.as_deref())
         {
             let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
             let spent = self
@@ -151,44 +154,34 @@ impl SpendBook {
         day: chrono::NaiveDate,
         now: Timestamp,
     ) -> Result<f64, KvError> {
-        let key = day_key(provider, day);
-        if add.calls == 0 {
-            let record = self.records.get(&key).await?;
-            return Ok(record.map_or(0.0, |r| r.value.spend_usd));
-        }
-        let decided = self
-            .records
-            .modify(&key, |current| {
-                let mut record = current.unwrap_or_else(|| BudgetRecord {
-                    provider: provider.into(),
-                    date: day.format("%Y-%m-%d").to_string(),
-                    spend_usd: 0.0,
-                    calls: 0,
-                    updated_at: now,
-                });
-                let before = record.spend_usd;
-                record.spend_usd += add.usd;
-                record.calls += add.calls;
-                record.updated_at = now;
-                let total = record.spend_usd;
-                Decision::Write(record, (before, total))
-            })
-            .await?;
-        let (before, total) = match decided {
-            Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
-        };
+        let date = day.format("%Y-%m-%d").to_string();
+        let (before, total) = add_or_read(
+            &self.records,
+            &day_key(provider, day),
+            (add.calls > 0).then_some(|r: &mut BudgetRecord| {
+                r.spend_usd += add.usd;
+                r.calls += add.calls;
+                r.updated_at = now;
+            }),
+            || BudgetRecord {
+                provider: provider.into(),
+                date: date.clone(),
+                spend_usd: 0.0,
+                calls: 0,
+                updated_at: now,
+            },
+            |r| r.spend_usd,
+        )
+        .await?;
         // This write, and only this one, took the spend from `before` to `total`.
         if let (Some((desk, thresholds)), Some(&limit)) = (&self.alerts, self.limits.get(provider))
         {
-            let day = day.format("%Y-%m-%d").to_string();
-            desk.budget(provider, &day, before, total, limit, thresholds)
+            desk.budget(provider, &date, before, total, limit, thresholds)
                 .await;
         }
         Ok(total)
     }
-}
 
-impl SpendBook {
     /// Adds the tenants' booked spend to their records, and reads back today's spend of every
     /// tenant with a daily budget. Like the providers' spend, what cannot be written is kept.
     async fn flush_tenants(&mut self, now: Timestamp) {
@@ -204,7 +197,7 @@ impl SpendBook {
             }
         }
         for ((tenant, day), add) in due {
-            match self.add_tenant(&tenant, day, &add, now).await {
+            match self.add_tenant(&book, &tenant, day, &add, now).await {
                 Ok(total) if day == today => self.fleet.set_tenant_spend(&tenant, total),
                 Ok(_) => {}
                 Err(e) => {
@@ -221,54 +214,70 @@ impl SpendBook {
     /// Adds `add` (per provider) to the tenant's record of `day`; returns its total that day.
     async fn add_tenant(
         &self,
+        book: &TenantBook,
         tenant: &str,
         day: chrono::NaiveDate,
         add: &HashMap<String, Spent>,
         now: Timestamp,
     ) -> Result<f64, KvError> {
         let date = day.format("%Y-%m-%d").to_string();
-        let key = tenant_spend_key(tenant, &date);
-        if add.is_empty() {
-            let record = self.tenants.get(&key).await?;
-            return Ok(record.map_or(0.0, |r| r.value.spend_usd));
-        }
-        let decided = self
-            .tenants
-            .modify(&key, |current| {
-                let mut record = current.unwrap_or_else(|| TenantSpendRecord {
-                    tenant: tenant.into(),
-                    date: date.clone(),
-                    spend_usd: 0.0,
-                    calls: 0,
-                    by_provider: Default::default(),
-                    updated_at: now,
-                });
-                let before = record.spend_usd;
+        let (before, total) = add_or_read(
+            &self.tenants,
+            &tenant_spend_key(tenant, &date),
+            (!add.is_empty()).then_some(|r: &mut TenantSpendRecord| {
                 for (provider, spent) in add {
-                    record.spend_usd += spent.usd;
-                    record.calls += spent.calls;
-                    *record.by_provider.entry(provider.into()).or_default() += spent.usd;
+                    r.spend_usd += spent.usd;
+                    r.calls += spent.calls;
+                    *r.by_provider.entry(provider.into()).or_default() += spent.usd;
                 }
-                record.updated_at = now;
-                let total = record.spend_usd;
-                Decision::Write(record, (before, total))
-            })
-            .await?;
-        let (before, total) = match decided {
-            Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
-        };
+                r.updated_at = now;
+            }),
+            || TenantSpendRecord {
+                tenant: tenant.into(),
+                date: date.clone(),
+                spend_usd: 0.0,
+                calls: 0,
+                by_provider: Default::default(),
+                updated_at: now,
+            },
+            |r| r.spend_usd,
+        )
+        .await?;
         // This write, and only this one, took the tenant's spend from `before` to `total`.
-        let limit = self
-            .book
-            .as_ref()
-            .and_then(|b| b.terms(Some(tenant)).filter(|t| t.id == tenant))
-            .and_then(|t| t.daily_budget_usd);
-        if let (Some((desk, thresholds)), Some(limit)) = (&self.alerts, limit) {
+        if let (Some((desk, thresholds)), Some(limit)) = (&self.alerts, book.own_budget(tenant)) {
             desk.tenant_budget(tenant, &date, (before, total), limit, thresholds)
                 .await;
         }
         Ok(total)
     }
+}
+
+/// Applies `add` to the spend record at `key` (starting from `fresh`) with compare-and-set
+/// and returns the spend before and after this write; with nothing to add (`None`) only
+/// reads it (before = after).
+async fn add_or_read<T: Serialize + DeserializeOwned>(
+    records: &KvRecord<T>,
+    key: &str,
+    add: Option<impl Fn(&mut T)>,
+    fresh: impl Fn() -> T,
+    spend: impl Fn(&T) -> f64,
+) -> Result<(f64, f64), KvError> {
+    let Some(add) = add else {
+        let total = records.get(key).await?.map_or(0.0, |r| spend(&r.value));
+        return Ok((total, total));
+    };
+    let decided = records
+        .modify(key, |current| {
+            let mut record = current.unwrap_or_else(&fresh);
+            let before = spend(&record);
+            add(&mut record);
+            let after = spend(&record);
+            Decision::Write(record, (before, after))
+        })
+        .await?;
+    Ok(match decided {
+        Decided::Written { outcome, .. } | Decided::Kept(outcome) => outcome,
+    })
 }
 
 /// What a flush writes: everything booked (emptying `pending`), under the day it was spent,

@@ -34,12 +34,36 @@ impl TenantBook {
     /// entry's (a tenant the server knows but the file does not is served as the default
     /// tenant is), else none.
     pub fn terms(&self, tenant: Option<&str>) -> Option<TenantConfig> {
+        self.looking_up(tenant, |t| t.cloned())
+    }
+
+    /// Whether `tenant` is served on any terms (see [`Self::terms`]), without copying them.
+    pub fn serves(&self, tenant: Option<&str>) -> bool {
+        self.looking_up(tenant, |t| t.is_some())
+    }
+
+    /// The daily budget of `tenant`'s own entry (not one it is served on as the default).
+    pub fn own_budget(&self, tenant: &str) -> Option<f64> {
+        self.terms
+            .borrow()
+            .iter()
+            .find(|t| t.id == tenant)
+            .and_then(|t| t.daily_budget_usd)
+    }
+
+    /// `what` of the entry [`Self::terms`] finds for `tenant`.
+    fn looking_up<R>(
+        &self,
+        tenant: Option<&str>,
+        what: impl FnOnce(Option<&TenantConfig>) -> R,
+    ) -> R {
         let all = self.terms.borrow();
         let id = tenant.unwrap_or(DEFAULT_TENANT);
-        all.iter()
-            .find(|t| t.id == id)
-            .or_else(|| all.iter().find(|t| t.id == DEFAULT_TENANT))
-            .cloned()
+        what(
+            all.iter()
+                .find(|t| t.id == id)
+                .or_else(|| all.iter().find(|t| t.id == DEFAULT_TENANT)),
+        )
     }
 
     /// Every configured tenant but `default`: the tenants with request streams of their own.
