@@ -27,11 +27,8 @@ pub enum KeysCommand {
     Set {
         #[command(flatten)]
         file: super::ConfigFile,
-        #[arg(long)]
-        provider: String,
-        /// Store it as this tenant's own key, used for its calls only (bring your own key).
-        #[arg(long)]
-        tenant: Option<String>,
+        #[command(flatten)]
+        key: KeyOf,
     },
     /// The stored keys: provider, key id, fingerprint, when and by whom (never the key).
     List {
@@ -43,11 +40,21 @@ pub enum KeysCommand {
     Delete {
         #[command(flatten)]
         file: super::ConfigFile,
-        #[arg(long)]
-        provider: String,
-        #[arg(long)]
-        tenant: Option<String>,
+        #[command(flatten)]
+        key: KeyOf,
     },
+}
+
+/// Whose key: a provider's (the fleet's), or a tenant's own for that provider. Also the body
+/// of `keys.delete`, and of `keys.set` without the key.
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct KeyOf {
+    #[arg(long)]
+    provider: String,
+    /// A tenant's own key, used for its calls only (bring your own key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
 }
 
 /// A validation can take the provider's timeout.
@@ -73,11 +80,8 @@ fn line(k: &KeyInfo) -> String {
 /// Runs the subcommand.
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Set {
-            file,
-            provider,
-            tenant,
-        } => {
+        KeysCommand::Set { file, key: of } => {
+            let provider = &of.provider;
             if std::io::stdin().is_terminal() {
                 bail!(
                     "standard input is a terminal, which would echo the key: pipe it in, e.g. `ai-failover keys set --provider {provider} --config F < key-file`"
@@ -93,10 +97,8 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                     "no key on standard input: pipe it in, e.g. `ai-failover keys set --provider {provider} --config F < key-file`"
                 );
             }
-            let mut body = serde_json::json!({ "provider": provider, "api_key": key });
-            if let Some(t) = &tenant {
-                body["tenant"] = t.as_str().into();
-            }
+            let mut body = serde_json::to_value(&of)?;
+            body["api_key"] = key.into();
             let body = body.to_string();
             let c = client::connect(&file.config, "ai-failover keys").await?;
             let reply: KeysSetReply = control::fetch(&c, "keys.set", body, KEYS_WAIT_MS).await?;
@@ -113,12 +115,8 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                 println!("{}", line(k));
             }
         }
-        KeysCommand::Delete {
-            file,
-            provider,
-            tenant,
-        } => {
-            let body = serde_json::json!({ "provider": provider, "tenant": tenant }).to_string();
+        KeysCommand::Delete { file, key: of } => {
+            let body = serde_json::to_string(&of)?;
             let c = client::connect(&file.config, "ai-failover keys").await?;
             let reply: KeysDeleteReply =
                 control::fetch(&c, "keys.delete", body, KEYS_WAIT_MS).await?;
