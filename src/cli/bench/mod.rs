@@ -340,16 +340,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ));
     }
 
-    print_table(&lines);
+    report(&lines, &args.json)?;
+    drop(children);
+    Ok(())
+}
+
+/// Prints `lines` as a table and writes them, with the machine, date and command, as JSON
+/// to `json`.
+fn report(lines: &[Line], json: &std::path::Path) -> anyhow::Result<()> {
+    print_table(lines);
     let report = serde_json::json!({
         "machine": machine(),
         "date": chrono::Utc::now().to_rfc3339(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "results": lines,
     });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("JSON written to {}", args.json.display());
-    drop(children);
+    std::fs::write(json, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("JSON written to {}", json.display());
     Ok(())
 }
 

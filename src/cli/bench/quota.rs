@@ -16,7 +16,7 @@ use crate::providers::Provider;
 use crate::providers::fake::Fake;
 
 use super::super::local::{Children, start_nats};
-use super::{Line, fakes, line};
+use super::{fakes, line};
 
 /// Options of `bench quota`.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,11 +36,6 @@ pub struct QuotaArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench-quota.json")]
     pub json: std::path::PathBuf,
-}
-
-#[derive(serde::Serialize)]
-struct Report {
-    lines: Vec<Line>,
 }
 
 /// Runs the benchmark.
@@ -123,33 +118,16 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     admitted.sort_by(f64::total_cmp);
     let quota = f64::from(args.quota);
     let minutes = args.seconds as f64 / 60.0;
-    // The most admitted within any 60 s (from each admitted request's send time on), and in
-    // any window of 60 whole seconds (how the quota counts: by publish second).
-    let in_window = |width: f64| {
-        let mut best = 0usize;
-        let mut j = 0usize;
-        for i in 0..admitted.len() {
-            while admitted[i] - admitted[j] >= width {
-                j += 1;
-            }
-            best = best.max(i - j + 1);
-        }
-        best
-    };
+    // The most admitted within any 60 s of send times, and in any window of 60 whole seconds
+    // (how the quota counts: by publish second).
     let secs: Vec<u64> = admitted.iter().map(|t| *t as u64).collect();
-    let first = offered_first(&sent_at);
-    let mut whole = 0usize;
-    for start in first..=first + args.seconds {
-        let n = secs
-            .iter()
-            .filter(|s| **s >= start && **s < start + 60)
-            .count();
-        whole = whole.max(n);
-    }
+    let whole_secs: Vec<f64> = secs.iter().map(|s| *s as f64).collect();
+    let whole = most_within(&whole_secs, 60.0);
     // What one exact limiter (the same 60-whole-second rule, no fleet, no races) admits of
     // the same arrivals: the fleet should match it.
     let mut offered: Vec<f64> = sent_at.values().copied().collect();
     offered.sort_by(f64::total_cmp);
+    let first = offered.first().map_or(0, |t| *t as u64);
     let mut ideal_window = crate::contract::QuotaWindow::default();
     let ideal = offered
         .iter()
@@ -180,29 +158,23 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         ),
         line(
             "quota: most admitted in any 60.000 s (send times)",
-            in_window(60.0) as f64,
+            most_within(&admitted, 60.0) as f64,
             "req",
             Some(&format!("≈ {}", args.quota)),
             "client send times; the quota counts whole publish seconds, so a window cut mid-second may hold one second's more".into(),
         ),
     ];
-    println!("\n{:<52} {:>9}  target", "measurement", "value");
-    for l in &lines {
-        println!(
-            "{:<52} {:>9.3} {:<4} {}\n    {}",
-            l.name,
-            l.value,
-            l.unit,
-            l.target.as_deref().unwrap_or(""),
-            l.note
-        );
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&Report { lines })?)?;
-    println!("\nwrote {}", args.json.display());
-    Ok(())
+    super::report(&lines, &args.json)
 }
 
-/// The first second anything was offered in.
-fn offered_first(sent_at: &HashMap<String, f64>) -> u64 {
-    sent_at.values().copied().fold(f64::INFINITY, f64::min) as u64
+/// The most of the sorted `times` that lie within less than `width` of each other.
+fn most_within(times: &[f64], width: f64) -> usize {
+    let (mut best, mut j) = (0, 0);
+    for i in 0..times.len() {
+        while times[i] - times[j] >= width {
+            j += 1;
+        }
+        best = best.max(i - j + 1);
+    }
+    best
 }
